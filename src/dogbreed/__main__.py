@@ -1,0 +1,3 @@
+from dogbreed.cli.app import main
+
+main()

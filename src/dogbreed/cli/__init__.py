@@ -1,0 +1,1 @@
+"""The `dogbreed` command line: thin typer shells over the workflows."""

@@ -1,0 +1,77 @@
+"""The `dogbreed` typer app and its error-to-exit-code mapping.
+
+Exit codes: 0 success, 2 usage or config error, 1 any other failure (130 on Ctrl-C).
+An error is one line on stderr; a traceback only with -v/--debug.
+Heavy libraries (torch, torchvision, sagemaker, boto3) are imported inside commands only,
+so `dogbreed --help` stays fast; tests/test_cli.py proves it.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+import typer
+
+from dogbreed import __version__
+from dogbreed.cli import commands, config_cmd
+from dogbreed.cli.session import VERBOSE, stderr_console
+from dogbreed.errors import DogbreedError
+
+app = typer.Typer(
+    name="dogbreed",
+    help="Dog photos to a live breed classifier: ingest → tune → train → report → deploy → predict → teardown.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+commands.register(app)
+app.add_typer(config_cmd.app, name="config")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"dogbreed {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Every command takes --config/-c, --set, --backend and --json; see `dogbreed COMMAND --help`."""
+
+
+def _fail(message: str, code: int) -> int:
+    console = stderr_console()
+    console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    if VERBOSE["on"]:
+        traceback.print_exc()
+    return code
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return the exit code (main() exits with it)."""
+    try:
+        app(args=argv, prog_name="dogbreed", standalone_mode=False)
+        return 0
+    except typer.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        return _fail("aborted", 130)
+    except click.ClickException as exc:
+        # Usage errors: wrong option, missing argument, bad choice.
+        return _fail(exc.format_message().replace("\n", " ") + " (see --help)", 2)
+    except KeyboardInterrupt:
+        return _fail("interrupted; run the same command again to resume", 130)
+    except DogbreedError as exc:
+        return _fail(str(exc), exc.exit_code)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return _fail(f"unexpected {detail} (run again with -v for the traceback)", 1)
+
+
+def main() -> None:
+    sys.exit(run())

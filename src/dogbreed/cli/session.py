@@ -1,0 +1,78 @@
+"""What every command starts from: the effective config, the workspace, and the outputs.
+
+The CLI builds one Session per invocation and hands its parts (config, ledger, reporter)
+to library code; nothing below the CLI reads flags or prints to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from dogbreed.config import Config, load_config
+from dogbreed.reporting import RichReporter
+from dogbreed.workspace import Workspace
+
+# Set by the options of the running command; read by the error handler in app.main.
+VERBOSE = {"on": False}
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, soft_wrap=True)
+
+
+@dataclass
+class Session:
+    config: Config
+    json_mode: bool = False
+    verbose: bool = False
+    config_files: list[Path] = field(default_factory=list)
+    stdout: Console = field(default_factory=lambda: Console(soft_wrap=True))
+    stderr: Console = field(default_factory=stderr_console)
+
+    @classmethod
+    def start(
+        cls,
+        config: list[Path] | None = None,
+        sets: list[str] | None = None,
+        backend: Any = None,
+        json_mode: bool = False,
+        verbose: bool = False,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> Session:
+        VERBOSE["on"] = verbose
+        os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+        merged = dict(overrides or {})
+        if backend is not None:
+            merged["backend"] = getattr(backend, "value", backend)
+        loaded = load_config(config or [], sets or [], merged)
+        return cls(config=loaded, json_mode=json_mode, verbose=verbose, config_files=list(config or []))
+
+    @property
+    def workspace(self) -> Workspace:
+        return Workspace(Path(self.config.workspace))
+
+    @property
+    def reporter(self) -> RichReporter:
+        return RichReporter(self.stderr, quiet=self.json_mode)
+
+    @property
+    def interactive(self) -> bool:
+        return sys.stdin.isatty() and not self.json_mode
+
+    def emit(self, answer: Mapping[str, Any], render: Callable[[Console], None] | None = None) -> None:
+        """The command's one answer: JSON on stdout with --json, else a rendering for people."""
+        if self.json_mode:
+            sys.stdout.write(json.dumps(answer, indent=2, default=str) + "\n")
+            sys.stdout.flush()
+        elif render is not None:
+            render(self.stdout)
+        else:
+            self.stdout.print_json(json.dumps(answer, default=str))

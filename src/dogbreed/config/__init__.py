@@ -1,0 +1,6 @@
+"""Typed configuration: schema, layered loading, and hyperparameters <-> job flags."""
+
+from dogbreed.config.loader import load_config
+from dogbreed.config.schema import Config
+
+__all__ = ["Config", "load_config"]

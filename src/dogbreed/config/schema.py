@@ -1,0 +1,327 @@
+"""The typed configuration: every key a user can set, with its description.
+
+Every model forbids unknown keys, so a typo in YAML or in `--set` fails before any work.
+Built-in defaults describe the embedded `local` backend; YAML files and `--set` layer over them.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DOGIMAGES_URL = "https://s3-us-west-1.amazonaws.com/udacity-aind/dog-project/dogImages.zip"
+
+# torchvision classifiers the training package knows how to re-head (see source_dir/breedkit/models.py).
+ARCHS = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "efficientnet_b0",
+    "efficientnet_b1",
+    "convnext_tiny",
+)
+Arch = Literal[
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "efficientnet_b0",
+    "efficientnet_b1",
+    "convnext_tiny",
+]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """'90m' -> 1.5 hours. Units: s, m, h, d."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(f"expected a duration like '30m', '2h' or '1d', got {text!r}")
+    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=False)
+
+
+class SplitRatios(Strict):
+    train: float = Field(0.8, gt=0, lt=1, description="Share of each class used for training.")
+    valid: float = Field(0.1, gt=0, lt=1, description="Share of each class used for validation (model selection).")
+    test: float = Field(0.1, gt=0, lt=1, description="Share of each class held out for the final test.")
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SplitRatios:
+        total = self.train + self.valid + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + valid + test must add up to 1, got {total:g}")
+        return self
+
+
+class DataConfig(Strict):
+    source: str = Field(
+        DOGIMAGES_URL,
+        description="Where the photos come from: a folder, a .zip/.tar/.tar.gz archive, or an http(s) URL.",
+    )
+    uri: str | None = Field(
+        None,
+        description="Where the ingested dataset lives: a local folder or s3://bucket/prefix. "
+        "Default: <workspace>/data/<dataset> locally, s3://<bucket>/<prefix>/data on SageMaker.",
+    )
+    sha256: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$", description="Expected sha256 of a downloaded archive (checked when set)."
+    )
+    resize: int | None = Field(
+        None, ge=32, le=4096, description="Store a copy resized so its short side is this many pixels (originals untouched)."
+    )
+    split: SplitRatios = Field(
+        default_factory=SplitRatios, description="Ratios used when a source has no train/valid/test folders."
+    )
+    seed: int = Field(0, ge=0, description="Seed of the deterministic, stratified split.")
+    min_side: int = Field(32, ge=1, description="Images whose short side is smaller than this are reported and excluded.")
+    max_pixels: int = Field(
+        89_478_485, ge=1, description="Images claiming more pixels than this are refused (decompression bombs)."
+    )
+    max_archive_bytes: int = Field(
+        20 * 2**30, ge=1, description="Refuse archives that would unpack to more than this many bytes (zip bombs)."
+    )
+    max_archive_files: int = Field(200_000, ge=1, description="Refuse archives with more entries than this.")
+    workers: int = Field(8, ge=1, le=128, description="Parallel workers for checking and uploading files.")
+
+
+class ModelConfig(Strict):
+    arch: Arch = Field("mobilenet_v2", description="torchvision classifier to fine-tune.")
+    weights: str = Field(
+        "imagenet",
+        description="'imagenet' (torchvision's weights), 'none' (random init), or a path / s3:// URI of a state_dict.",
+    )
+    freeze: str = Field(
+        "backbone",
+        description="'backbone' trains the new head only, 'none' trains everything, "
+        "or a parameter-name prefix (e.g. 'features.17') from which layers are unfrozen.",
+    )
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(5, ge=1, le=1000, description="Passes over the training split.")
+    batch_size: int = Field(32, ge=1, le=4096, description="Images per optimisation step (per process).")
+    lr: float = Field(1e-3, gt=0, le=10, description="AdamW learning rate.")
+    weight_decay: float = Field(1e-2, ge=0, le=10, description="AdamW weight decay.")
+    seed: int = Field(0, ge=0, description="Seed for weights of the new head, shuffling and augmentation.")
+    feature_cache: bool = Field(
+        True, description="With a frozen backbone, compute backbone features once and train the head on the cache."
+    )
+    augment_views: int = Field(
+        0, ge=0, le=32, description="Augmented views per training image cached in addition to the plain one."
+    )
+    num_workers: int = Field(2, ge=0, le=64, description="DataLoader worker processes.")
+    processes: int = Field(
+        1, ge=1, le=64, description="Local data-parallel processes (torch.distributed, gloo on CPU)."
+    )
+
+
+ParamType = Literal["continuous", "integer", "categorical"]
+Scaling = Literal["Auto", "Linear", "Logarithmic", "ReverseLogarithmic"]
+
+
+class ParamRange(Strict):
+    type: ParamType = Field(description="continuous (floats), integer, or categorical (a list of values).")
+    min: float | None = Field(None, description="Lower bound (continuous and integer).")
+    max: float | None = Field(None, description="Upper bound (continuous and integer).")
+    values: list[str | int | float] | None = Field(None, description="The choices (categorical).")
+    scaling: Scaling = Field("Auto", description="How the range is searched: Auto, Linear, Logarithmic, ReverseLogarithmic.")
+
+    @model_validator(mode="after")
+    def _shape(self) -> ParamRange:
+        if self.type == "categorical":
+            if not self.values:
+                raise ValueError("a categorical range needs 'values'")
+            if self.min is not None or self.max is not None:
+                raise ValueError("a categorical range takes 'values', not 'min'/'max'")
+        else:
+            if self.min is None or self.max is None:
+                raise ValueError(f"a {self.type} range needs 'min' and 'max'")
+            if self.values is not None:
+                raise ValueError(f"a {self.type} range takes 'min'/'max', not 'values'")
+            if self.min >= self.max:
+                raise ValueError(f"'min' ({self.min:g}) must be below 'max' ({self.max:g})")
+            if self.scaling in ("Logarithmic", "ReverseLogarithmic") and self.min <= 0:
+                raise ValueError(f"{self.scaling} scaling needs min > 0")
+            if self.type == "integer" and (self.min != int(self.min) or self.max != int(self.max)):
+                raise ValueError("an integer range needs whole-number bounds")
+        return self
+
+
+class Objective(Strict):
+    metric: str = Field("valid_acc", description="The metric the search optimises; must be a 'valid_' metric.")
+    type: Literal["Maximize", "Minimize"] = Field("Maximize", description="Maximize or Minimize the metric.")
+
+    @field_validator("metric")
+    @classmethod
+    def _valid_only(cls, value: str) -> str:
+        if not value.startswith("valid_"):
+            raise ValueError("tuning optimises a validation metric (valid_acc or valid_loss); test is never optimised")
+        return value
+
+
+def _default_ranges() -> dict[str, ParamRange]:
+    return {
+        "lr": ParamRange(type="continuous", min=1e-4, max=1e-1, scaling="Logarithmic"),
+        "weight_decay": ParamRange(type="continuous", min=1e-5, max=1e-1, scaling="Logarithmic"),
+        "epochs": ParamRange(type="integer", min=2, max=6),
+        "batch_size": ParamRange(type="categorical", values=[16, 32, 64]),
+    }
+
+
+class TuneConfig(Strict):
+    name: str | None = Field(None, description="Tuning job name; running `tune` again with the same name resumes it.")
+    strategy: Literal["Bayesian", "Random", "Grid", "Hyperband"] = Field(
+        "Bayesian", description="Search strategy (locally: Bayesian=TPE, Random, Grid, Hyperband=pruning)."
+    )
+    max_jobs: int = Field(8, ge=1, le=1000, description="Total number of trials.")
+    max_parallel_jobs: int = Field(1, ge=1, le=100, description="Trials running at once.")
+    early_stopping: Literal["Off", "Auto"] = Field(
+        "Off", description="Stop unpromising trials early (median rule); 'Auto' on SageMaker."
+    )
+    objective: Objective = Field(default_factory=Objective, description="What the search optimises.")
+    ranges: dict[str, ParamRange] = Field(
+        default_factory=_default_ranges, description="Hyperparameters to search, by train.* name."
+    )
+    seed: int = Field(0, ge=0, description="Seed of the search strategy.")
+    warm_start_from: list[str] = Field(
+        default_factory=list, description="Earlier tuning jobs whose results seed this one (SageMaker)."
+    )
+
+    @model_validator(mode="after")
+    def _searchable(self) -> TuneConfig:
+        allowed = set(TrainConfig.model_fields) - {"feature_cache", "num_workers", "processes"}
+        for name in self.ranges:
+            if name not in allowed:
+                raise ValueError(f"cannot tune {name!r}; tunable: {', '.join(sorted(allowed))}")
+        if self.strategy == "Grid":
+            bad = [n for n, r in self.ranges.items() if r.type == "continuous"]
+            if bad:
+                raise ValueError(
+                    f"Grid search takes only integer and categorical ranges, but {', '.join(bad)} is continuous"
+                )
+        if self.strategy == "Hyperband" and "epochs" in self.ranges:
+            raise ValueError("Hyperband decides the epochs itself: remove 'epochs' from tune.ranges")
+        if self.max_parallel_jobs > self.max_jobs:
+            raise ValueError(f"max_parallel_jobs ({self.max_parallel_jobs}) exceeds max_jobs ({self.max_jobs})")
+        return self
+
+
+class InstanceTypes(Strict):
+    train: str = Field("ml.g4dn.xlarge", description="Instance type of training jobs.")
+    tune: str = Field("ml.g4dn.xlarge", description="Instance type of tuning trials.")
+    endpoint: str = Field("ml.m5.large", description="Instance type of real-time endpoints.")
+
+
+def _default_prices() -> dict[str, float]:
+    # On-demand us-east-1 list prices in USD/hour (SageMaker pricing page, 2026); edit for your region.
+    return {
+        "ml.m5.large": 0.115,
+        "ml.m5.xlarge": 0.23,
+        "ml.c5.xlarge": 0.204,
+        "ml.c5.2xlarge": 0.408,
+        "ml.g4dn.xlarge": 0.736,
+        "ml.g4dn.2xlarge": 0.94,
+        "ml.g5.xlarge": 1.408,
+        "ml.g5.2xlarge": 1.515,
+        "ml.p3.2xlarge": 3.825,
+        "serverless": 0.0,
+        "local": 0.0,
+    }
+
+
+class SageMakerConfig(Strict):
+    region: str | None = Field(None, description="AWS region; default from the AWS environment or profile.")
+    profile: str | None = Field(None, description="AWS named profile.")
+    role: str | None = Field(None, description="Full IAM role ARN that SageMaker jobs and models assume.")
+    bucket: str | None = Field(None, description="S3 bucket for data and artifacts; default: the SDK's default bucket.")
+    prefix: str = Field("dogbreed", description="S3 key prefix under the bucket.")
+    framework_version: str = Field("2.8.0", description="PyTorch training container version.")
+    inference_framework_version: str = Field("2.6.0", description="PyTorch inference container version.")
+    py_version: str = Field("py312", description="Python version of the containers.")
+    instance_type: InstanceTypes = Field(default_factory=InstanceTypes, description="Instance types by use.")
+    instance_count: int = Field(1, ge=1, le=64, description="Training instances; >1 runs torch_distributed.")
+    endpoint_instance_count: int = Field(1, ge=1, le=32, description="Instances behind a real-time endpoint.")
+    spot: bool = Field(False, description="Use managed spot training (checkpoints go to S3).")
+    max_run: str = Field("4h", description="Longest a training job may run.")
+    max_wait: str = Field("8h", description="With spot: longest to wait for capacity plus run time.")
+    volume_size_gb: int = Field(30, ge=1, le=16384, description="EBS volume of training instances.")
+    debugger: bool = Field(
+        False, description="Attach SageMaker Debugger hooks and rules (closed to new AWS accounts since 2026-07-30)."
+    )
+    profiler: bool = Field(
+        False, description="Enable the SageMaker Profiler and ProfilerReport (framework profiling is deprecated for PyTorch 2.x)."
+    )
+    preflight: bool = Field(True, description="Run train.py on one batch locally and check the AWS setup first.")
+    expected_hours: float = Field(0.5, gt=0, description="Expected hours per training job, for cost estimates.")
+    prices: dict[str, float] = Field(default_factory=_default_prices, description="USD per instance-hour by type.")
+    tags: dict[str, str] = Field(default_factory=dict, description="Extra tags on everything created.")
+
+    @field_validator("role")
+    @classmethod
+    def _full_arn(cls, value: str | None) -> str | None:
+        # The SDK accepts bare role names in some calls and not in others; a full ARN always works.
+        if value is not None and not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", value):
+            raise ValueError("expected a full IAM role ARN like arn:aws:iam::123456789012:role/SageMakerRole")
+        return value
+
+    @field_validator("max_run", "max_wait")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
+class ServerlessConfig(Strict):
+    memory_mb: int = Field(3072, description="Memory of a serverless endpoint (1024..6144, steps of 1024).")
+    max_concurrency: int = Field(5, ge=1, le=200, description="Concurrent invocations of a serverless endpoint.")
+
+    @field_validator("memory_mb")
+    @classmethod
+    def _memory(cls, value: int) -> int:
+        if value not in (1024, 2048, 3072, 4096, 5120, 6144):
+            raise ValueError("must be one of 1024, 2048, 3072, 4096, 5120, 6144")
+        return value
+
+
+class DeployConfig(Strict):
+    endpoint_name: str = Field(
+        "dogbreed", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", description="Endpoint name (SageMaker naming rules)."
+    )
+    ttl: str = Field("2h", description="The endpoint deletes itself after this long (local) / teardown reminds (SageMaker).")
+    serverless: bool = Field(False, description="Deploy a serverless endpoint instead of a real-time one (SageMaker).")
+    serverless_config: ServerlessConfig = Field(default_factory=ServerlessConfig, description="Serverless sizing.")
+    host: str = Field("127.0.0.1", description="Address the local endpoint binds.")
+    port: int = Field(8080, ge=0, le=65535, description="Port of the local endpoint (0 picks a free one).")
+    top_k: int = Field(5, ge=1, le=133, description="Breeds returned per image.")
+    workers: int = Field(4, ge=1, le=64, description="Concurrent requests the local endpoint handles.")
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
+class Config(Strict):
+    backend: Literal["local", "sagemaker"] = Field("local", description="Where work runs: local or sagemaker.")
+    workspace: str = Field(".dogbreed", description="Folder for local state, the ledger and artifacts.")
+    data: DataConfig = Field(default_factory=DataConfig, description="Where the photos come from and go.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="What network is fine-tuned.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Training hyperparameters.")
+    tune: TuneConfig = Field(default_factory=TuneConfig, description="Hyperparameter search.")
+    sagemaker: SageMakerConfig = Field(default_factory=SageMakerConfig, description="SageMaker backend settings.")
+    deploy: DeployConfig = Field(default_factory=DeployConfig, description="Endpoint settings.")

@@ -1,0 +1,63 @@
+"""The host's view of the training job's contract: its metric lines and their regexes.
+
+The metric names live in one file inside the training package
+(source_dir/breedkit/metrics.json); train.py prints from it and this module builds the
+SageMaker `metric_definitions` and our own log parser from it, so the two cannot drift.
+The file is read as data: host code never imports the training package.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+SOURCE_DIR = Path(__file__).parent / "source_dir"
+ENTRY_POINT = "train.py"
+INFERENCE_ENTRY = "inference.py"
+
+# A float as Python prints it with a `g` format: 0.8125, 1e-05, nan, inf.
+NUMBER = r"([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf))"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    epoch_key: str
+    per_epoch: tuple[str, ...]
+    final: tuple[str, ...]
+    value_format: str
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (*self.per_epoch, *self.final)
+
+    def regex(self, name: str) -> str:
+        # Anchored on a word boundary so 'valid_acc' never matches inside 'xvalid_acc'.
+        return rf"\b{re.escape(name)}={NUMBER}"
+
+    def metric_definitions(self) -> list[dict[str, str]]:
+        """SageMaker's `metric_definitions`: [{'Name': ..., 'Regex': ...}]."""
+        names = (self.epoch_key, *self.names)
+        return [{"Name": name, "Regex": self.regex(name)} for name in names]
+
+    def parse_line(self, line: str) -> dict[str, float]:
+        """All metrics on one log line, e.g. {'epoch': 3.0, 'valid_acc': 0.81}."""
+        found: dict[str, float] = {}
+        for name in (self.epoch_key, *self.names):
+            match = re.search(self.regex(name), line)
+            if match:
+                found[name] = float(match.group(1))
+        return found
+
+
+@cache
+def metric_spec(source_dir: Path = SOURCE_DIR) -> MetricSpec:
+    raw = json.loads((source_dir / "breedkit" / "metrics.json").read_text())
+    return MetricSpec(
+        epoch_key=raw["epoch_key"],
+        per_epoch=tuple(raw["per_epoch"]),
+        final=tuple(raw["final"]),
+        value_format=raw["value_format"],
+    )

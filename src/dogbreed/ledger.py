@@ -1,0 +1,232 @@
+"""What the tool created, where: the one record later commands consult.
+
+SQLite in WAL mode: every change is a transaction, so a crash or kill at any moment
+leaves either the old or the new state, and several CLI processes can use it at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+KINDS = ("dataset", "training-job", "tuning-job", "trial", "model", "endpoint", "report")
+LIVE_STATES = ("creating", "running", "in-service", "created", "stopping")
+GONE_STATES = ("deleted", "gone")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS resources (
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    uri TEXT,
+    state TEXT NOT NULL,
+    parent TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    expires_at TEXT,
+    meta TEXT NOT NULL DEFAULT '{}',
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (kind, backend, name)
+);
+CREATE INDEX IF NOT EXISTS resources_latest ON resources (kind, seq);
+"""
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(timezone.utc).isoformat() if moment else None
+
+
+@dataclass(frozen=True)
+class Resource:
+    kind: str
+    name: str
+    backend: str
+    uri: str | None
+    state: str
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None = None
+    parent: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def live(self) -> bool:
+        return self.state not in GONE_STATES
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "backend": self.backend,
+            "uri": self.uri,
+            "state": self.state,
+            "parent": self.parent,
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at),
+            "expires_at": _iso(self.expires_at),
+            "meta": self.meta,
+        }
+
+
+def _row(row: sqlite3.Row) -> Resource:
+    return Resource(
+        kind=row["kind"],
+        name=row["name"],
+        backend=row["backend"],
+        uri=row["uri"],
+        state=row["state"],
+        created_at=datetime.fromisoformat(row["created_at"]),
+        updated_at=datetime.fromisoformat(row["updated_at"]),
+        expires_at=datetime.fromisoformat(row["expires_at"]) if row["expires_at"] else None,
+        parent=row["parent"],
+        meta=json.loads(row["meta"]),
+    )
+
+
+class Ledger:
+    """A small transactional store of Resources, one file in the workspace."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        # A fresh connection per operation: cheap, and safe across forks and threads.
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            yield db
+        finally:
+            db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def record(
+        self,
+        kind: str,
+        name: str,
+        backend: str,
+        *,
+        uri: str | None = None,
+        state: str = "created",
+        parent: str | None = None,
+        expires_at: datetime | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> Resource:
+        """Create or replace a resource; it becomes the latest of its kind."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown resource kind {kind!r}")
+        stamp = _iso(now())
+        with self._transaction() as db:
+            seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM resources").fetchone()[0]
+            old = db.execute(
+                "SELECT created_at FROM resources WHERE kind=? AND backend=? AND name=?", (kind, backend, name)
+            ).fetchone()
+            db.execute(
+                "INSERT OR REPLACE INTO resources VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    kind,
+                    name,
+                    backend,
+                    uri,
+                    state,
+                    parent,
+                    old["created_at"] if old and state not in GONE_STATES else stamp,
+                    stamp,
+                    _iso(expires_at),
+                    json.dumps(meta or {}, sort_keys=True, default=str),
+                    seq,
+                ),
+            )
+        found = self.get(kind, name, backend)
+        assert found is not None
+        return found
+
+    def update(self, kind: str, name: str, backend: str, **changes: Any) -> Resource:
+        """Change some fields; `meta` is merged key by key."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT * FROM resources WHERE kind=? AND backend=? AND name=?", (kind, backend, name)
+            ).fetchone()
+            if row is None:
+                raise KeyError(f"{kind} {name!r} ({backend}) is not in the ledger")
+            values = {"updated_at": _iso(now())}
+            for key, value in changes.items():
+                if key == "meta":
+                    value = json.dumps({**json.loads(row["meta"]), **value}, sort_keys=True, default=str)
+                elif key == "expires_at":
+                    value = _iso(value)
+                elif key not in ("uri", "state", "parent"):
+                    raise ValueError(f"cannot update {key!r}")
+                values[key] = value
+            assignments = ", ".join(f"{key}=?" for key in values)
+            db.execute(
+                f"UPDATE resources SET {assignments} WHERE kind=? AND backend=? AND name=?",
+                (*values.values(), kind, backend, name),
+            )
+        found = self.get(kind, name, backend)
+        assert found is not None
+        return found
+
+    def get(self, kind: str, name: str, backend: str | None = None) -> Resource | None:
+        query = "SELECT * FROM resources WHERE kind=? AND name=?"
+        args: list[Any] = [kind, name]
+        if backend:
+            query += " AND backend=?"
+            args.append(backend)
+        with self._connect() as db:
+            row = db.execute(query + " ORDER BY seq DESC LIMIT 1", args).fetchone()
+        return _row(row) if row else None
+
+    def list(
+        self,
+        kind: str | None = None,
+        *,
+        backend: str | None = None,
+        states: Iterable[str] | None = None,
+        parent: str | None = None,
+    ) -> list[Resource]:
+        """Resources, oldest first."""
+        clauses, args = [], []
+        for column, value in (("kind", kind), ("backend", backend), ("parent", parent)):
+            if value is not None:
+                clauses.append(f"{column}=?")
+                args.append(value)
+        if states is not None:
+            states = list(states)
+            clauses.append(f"state IN ({','.join('?' * len(states))})")
+            args += states
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._connect() as db:
+            rows = db.execute(f"SELECT * FROM resources {where} ORDER BY seq", args).fetchall()
+        return [_row(row) for row in rows]
+
+    def latest(
+        self, kind: str, *, backend: str | None = None, states: Iterable[str] | None = None
+    ) -> Resource | None:
+        found = self.list(kind, backend=backend, states=states)
+        return found[-1] if found else None

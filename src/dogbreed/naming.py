@@ -1,0 +1,30 @@
+"""Resource names that are unique, sortable and valid everywhere SageMaker takes a name.
+
+SageMaker names allow [a-zA-Z0-9-], at most 63 characters (32 for tuning jobs). Always
+naming jobs ourselves also avoids the SDK's auto-names, which collide within a minute.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime, timezone
+
+_VALID = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
+MAX_LEN = {"tuning-job": 32}
+
+
+def unique_name(kind: str, prefix: str = "dogbreed", when: datetime | None = None) -> str:
+    """'dogbreed-train-261127-215500-a1b2' for kind 'train'."""
+    when = when or datetime.now(timezone.utc)
+    name = f"{prefix}-{kind}-{when:%y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    check_name(name, 32 if kind == "tune" else 63)
+    return name
+
+
+def check_name(name: str, max_len: int = 63) -> str:
+    if len(name) > max_len or not _VALID.match(name):
+        raise ValueError(
+            f"invalid name {name!r}: use letters, digits and single hyphens, at most {max_len} characters"
+        )
+    return name
