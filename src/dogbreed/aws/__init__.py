@@ -1,0 +1,1 @@
+"""The only place boto3 and SageMaker sessions are made, plus request builders, naming and tags."""
