@@ -1,0 +1,104 @@
+"""Fixtures every test area shares: the vendored sample, a workspace, and AWS on moto."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def dogs_dir() -> Path:
+    """10 breeds x 10 real photos, Stanford Dogs layout (examples/SOURCE.md)."""
+    return EXAMPLES / "dogs"
+
+
+@pytest.fixture(scope="session")
+def predict_dir() -> Path:
+    """11 real photos the model never trains on: 10 dogs and a cat."""
+    return EXAMPLES / "predict"
+
+
+@pytest.fixture(scope="session")
+def imagenet_weights() -> Path:
+    """Real ImageNet weights for torchvision mobilenet_v2 (float16 state_dict)."""
+    return EXAMPLES / "weights" / "mobilenet_v2-imagenet1k-from-int8.fp16.pth"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    return tmp_path / ".dogbreed"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """A real moto server on 127.0.0.1, so boto3's whole HTTP path runs. Yields its URL."""
+    binary = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which("moto_server")
+    if binary is None:
+        pytest.fail("moto_server not found: install the dev extra (pip install -e '.[dev]')")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(url + "/moto-api/", timeout=1)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def aws_env(moto_server, monkeypatch):
+    """Fake credentials and every AWS client aimed at the moto server; state reset per test."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    urllib.request.urlopen(urllib.request.Request(moto_server + "/moto-api/reset", method="POST"), timeout=10)
+    yield moto_server
+
+
+def dogbreed_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600):
+    """Run the real console script as a subprocess (what users and CI run)."""
+    exe = Path(sys.executable).parent / "dogbreed"
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [str(exe), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False
+    )
