@@ -2,15 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from dogbreed.cli.options import BackendOpt, ConfigOpt, DryRunOpt, JsonOpt, SetOpt, VerboseOpt, WaitOpt
 from dogbreed.cli.session import Session
-from dogbreed.errors import NotBuiltError
 
 NAME = "train"
+
+
+def _log_sink(session: Session):
+    if session.json_mode and not session.verbose:
+        return None
+
+    def show(line: str) -> None:
+        style = "bold green" if line.startswith(("epoch=", "test_")) else "dim"
+        session.stderr.print(line, style=style, highlight=False, markup=False)
+
+    return show
+
+
+def _render(answer: dict[str, Any]):
+    def render(console) -> None:
+        from rich.table import Table
+
+        table = Table(title=f"training job {answer['training_job']} · {answer['state']}", show_header=False)
+        for key in ("valid_acc", "valid_loss", "test_acc", "test_loss", "best_epoch"):
+            if key in answer["metrics"]:
+                table.add_row(key, f"{answer['metrics'][key]:.4g}")
+        table.add_row("model", str(answer["model_uri"]))
+        if answer.get("tuned_params"):
+            table.add_row("from tuning", ", ".join(f"{k}={v}" for k, v in answer["tuned_params"].items()))
+        console.print(table)
+
+    return render
 
 
 def command(
@@ -27,5 +53,28 @@ def command(
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    Session.start(config, set_, backend, json_out, verbose)
-    raise NotBuiltError("`dogbreed train` is not built yet")
+    from dogbreed.backends import get_backend
+    from dogbreed.errors import DogbreedError
+    from dogbreed.workflows import train as workflow
+
+    session = Session.start(config, set_, backend, json_out, verbose)
+    ledger = session.workspace.ledger
+    plan = workflow.plan(session.config, ledger, name=name, dataset=dataset, from_tuning=from_tuning)
+    runner = get_backend(session)
+    if dry_run:
+        session.emit({"dry_run": True, **runner.plan_training(plan.request)})
+        return
+    if plan.resumed:
+        session.reporter.info(f"resuming training job {plan.request.name} from its last checkpoint")
+    workflow.start(ledger, runner, plan)
+    if not wait:
+        session.emit({"training_job": plan.request.name, "state": "InProgress", "backend": runner.name,
+                      "model_uri": None, "metrics": {}})
+        return
+    outcome = workflow.wait(ledger, runner, plan.request, _log_sink(session))
+    if outcome.state != "Completed":
+        raise DogbreedError(
+            f"training job {outcome.name} {outcome.state.lower()}: {outcome.failure}; full log: {outcome.log_uri}"
+        )
+    answer = workflow.answer(plan, outcome, runner.name)
+    session.emit(answer, _render(answer))

@@ -1,0 +1,225 @@
+"""Training on the local backend: train.py as a detached job with SageMaker's environment.
+
+The job folder mirrors /opt/ml (see job_layout.py); a supervisor process runs the job so it
+can outlive the CLI (`--no-wait`) and records how it ended. Metrics come from the job's log
+through the same regexes SageMaker uses (jobspec.py), so a parsing bug shows up here first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from dogbreed.backends.base import LogSink, TrainingOutcome, TrainingRequest
+from dogbreed.backends.job_layout import JobLayout, job_argv, job_env, write_input_config
+from dogbreed.config import Config
+from dogbreed.errors import DogbreedError, NotFoundError
+from dogbreed.jobspec import SOURCE_DIR, metric_spec
+from dogbreed.reporting import Reporter
+from dogbreed.workspace import Workspace
+
+TERMINAL = ("Completed", "Failed", "Stopped")
+POLL_SECONDS = 0.2
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours is not alive in any useful sense.
+    try:
+        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+    except ChildProcessError:
+        return True
+
+
+def parse_log(text: str) -> tuple[list[dict[str, float]], dict[str, float]]:
+    """(per-epoch history, final metrics) from the job's output, with the SageMaker regexes.
+
+    The final valid_* metrics are those of the epoch the job kept: the best valid_acc,
+    ties broken by the lower valid_loss, exactly as train.py chooses."""
+    spec = metric_spec()
+    history: list[dict[str, float]] = []
+    final: dict[str, float] = {}
+    for line in text.splitlines():
+        found = spec.parse_line(line)
+        if spec.epoch_key in found:
+            history.append(found)
+        elif any(name in found for name in spec.final):
+            final.update({name: value for name, value in found.items() if name in spec.final})
+    metrics: dict[str, float] = {}
+    if history:
+        best = max(history, key=lambda row: (row.get("valid_acc", 0.0), -row.get("valid_loss", 0.0)))
+        metrics.update({key: value for key, value in best.items() if key != spec.epoch_key})
+        metrics["best_epoch"] = best[spec.epoch_key]
+    metrics.update(final)
+    return history, metrics
+
+
+class LocalTraining:
+    """Mixin of LocalBackend: self.config, self.workspace, self.reporter are set there."""
+
+    config: Config
+    workspace: Workspace
+    reporter: Reporter
+
+    def _layout(self, name: str) -> JobLayout:
+        return JobLayout(self.workspace.root / "jobs" / name)
+
+    def _channels(self, request: TrainingRequest) -> tuple[dict[str, str], dict[str, Any]]:
+        dataset = request.dataset_uri
+        if dataset.startswith("s3://"):
+            raise DogbreedError(
+                f"dataset {dataset} is on S3 but the backend is local; ingest to a local folder "
+                "(dogbreed ingest SOURCE) or run with --backend sagemaker"
+            )
+        dataset_path = Path(dataset).resolve()
+        if not dataset_path.is_dir():
+            raise NotFoundError(f"dataset folder {dataset_path} not found; run `dogbreed ingest` first")
+        channels = {"training": str(dataset_path)}
+        hyperparameters = dict(request.hyperparameters)
+        weights = str(hyperparameters.get("weights", "none"))
+        if weights not in ("imagenet", "none"):
+            # A state_dict file travels as its own input channel, as it would on SageMaker.
+            path = Path(weights).expanduser().resolve()
+            if not path.is_file():
+                raise DogbreedError(
+                    f"model.weights: {weights} not found; give a state_dict file, 'imagenet' or 'none'"
+                )
+            channels["weights"] = str(path.parent)
+            hyperparameters["weights"] = path.name
+        return channels, hyperparameters
+
+    def _job_spec(self, request: TrainingRequest) -> dict[str, Any]:
+        layout = self._layout(request.name)
+        channels, hyperparameters = self._channels(request)
+        hyperparameters["cache-dir"] = str(self.workspace.root.resolve() / "cache" / "features")
+        hyperparameters["checkpoint-dir"] = str(layout.checkpoint_dir.resolve())
+        if request.max_batches:
+            hyperparameters["max-batches"] = request.max_batches
+        processes = self.config.train.processes
+        return {
+            "name": request.name,
+            "job_dir": str(layout.root.resolve()),
+            "argv": job_argv(hyperparameters, processes),
+            "cwd": str(SOURCE_DIR),
+            "channels": channels,
+            "hyperparameters": hyperparameters,
+            "env": job_env(JobLayout(layout.root.resolve()), channels, hyperparameters),
+            "processes": processes,
+            "dataset_uri": request.dataset_uri,
+            "manifest_sha256": request.manifest_sha256,
+            "parent": request.parent,
+        }
+
+    def plan_training(self, request: TrainingRequest) -> dict[str, Any]:
+        spec = self._job_spec(request)
+        return {
+            "backend": "local",
+            "training_job": request.name,
+            "command": spec["argv"],
+            "cwd": spec["cwd"],
+            "environment": {key: value for key, value in spec["env"].items() if key.startswith("SM_")},
+            "channels": spec["channels"],
+            "job_dir": spec["job_dir"],
+            "est_cost": 0.0,
+        }
+
+    def start_training(self, request: TrainingRequest) -> None:
+        spec = self._job_spec(request)
+        layout = JobLayout(Path(spec["job_dir"]))
+        status = layout.read_status()
+        if status.get("state") == "InProgress" and _pid_alive(status.get("supervisor_pid")):
+            raise DogbreedError(
+                f"training job {request.name} is already running (pid {status['supervisor_pid']}); "
+                "wait for it or stop it first"
+            )
+        layout.make()
+        write_input_config(layout, spec["channels"], spec["hyperparameters"])
+        layout.request_file.write_text(json.dumps(spec, indent=2))
+        # A fresh status: an earlier run's outcome must not be mistaken for this one's.
+        layout.status_file.unlink(missing_ok=True)
+        layout.write_status(state="Starting")
+        subprocess.Popen(
+            [sys.executable, "-m", "dogbreed.backends.job_supervisor", str(layout.root)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+        )
+
+    def _state(self, layout: JobLayout) -> dict[str, Any]:
+        status = layout.read_status()
+        state = status.get("state")
+        if state in ("Starting", "InProgress") and not _pid_alive(status.get("supervisor_pid")):
+            if state == "Starting" and time.time() - layout.status_file.stat().st_mtime < 30:
+                return status  # the supervisor has not written its pid yet
+            status = {**status, "state": "Failed", "failure": "the job's supervisor died (killed?)"}
+        return status
+
+    def describe_training(self, name: str) -> TrainingOutcome:
+        layout = self._layout(name)
+        if not layout.request_file.exists():
+            raise NotFoundError(f"training job {name} not found in {self.workspace.root / 'jobs'}")
+        status = self._state(layout)
+        text = layout.log.read_text(errors="replace") if layout.log.exists() else ""
+        history, metrics = parse_log(text)
+        state = status.get("state", "InProgress")
+        return TrainingOutcome(
+            name=name,
+            state="InProgress" if state == "Starting" else state,
+            model_uri=str(layout.model_tar) if state == "Completed" else None,
+            output_uri=str(layout.output_data_dir),
+            metrics=metrics,
+            history=history,
+            failure=status.get("failure"),
+            log_uri=str(layout.log),
+        )
+
+    def stop_training(self, name: str) -> None:
+        status = self._layout(name).read_status()
+        pid = status.get("supervisor_pid")
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGTERM)
+
+    def wait_training(self, name: str, on_log: LogSink | None = None) -> TrainingOutcome:
+        """Follow the job's log until it ends. Ctrl-C stops the job cleanly (it resumes later)."""
+        layout = self._layout(name)
+        offset = 0
+        pending = b""
+        try:
+            while True:
+                status = self._state(layout)
+                if layout.log.exists():
+                    with layout.log.open("rb") as log:
+                        log.seek(offset)
+                        chunk = log.read()
+                    offset += len(chunk)
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        if on_log:
+                            on_log(line.decode(errors="replace"))
+                if status.get("state") in TERMINAL:
+                    if pending and on_log:
+                        on_log(pending.decode(errors="replace"))
+                    return self.describe_training(name)
+                time.sleep(POLL_SECONDS)
+        except KeyboardInterrupt:
+            self.stop_training(name)
+            deadline = time.monotonic() + 30
+            while self._state(layout).get("state") not in TERMINAL and time.monotonic() < deadline:
+                time.sleep(POLL_SECONDS)
+            raise

@@ -1,0 +1,1 @@
+"""Backend-agnostic steps: (config, backend, ledger) -> an answer of DESIGN section 3."""

@@ -1,0 +1,153 @@
+"""`train`: one job of the training package with the config's (or a tuning job's best) params.
+
+Backend-agnostic: the backend runs the job; this module decides what to run, resumes an
+interrupted job instead of starting over, and records the job and its model in the ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from dogbreed.backends.base import Backend, LogSink, TrainingOutcome, TrainingRequest
+from dogbreed.config import Config
+from dogbreed.config.flags import hyperparameters, with_params
+from dogbreed.errors import DogbreedError, NotFoundError
+from dogbreed.ledger import Ledger
+from dogbreed.naming import check_name, unique_name
+
+RESUMABLE = ("Stopped", "Failed", "InProgress")
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    request: TrainingRequest
+    resumed: bool
+    tuned_params: dict[str, Any]
+
+
+def _dataset(config: Config, ledger: Ledger, dataset: str | None) -> tuple[str, str | None]:
+    if dataset:
+        return dataset, None
+    latest = ledger.latest("dataset", backend=config.backend) or ledger.latest("dataset")
+    if latest is None or not latest.uri:
+        raise NotFoundError("no dataset ingested yet: run `dogbreed ingest SOURCE` first (or pass --dataset URI)")
+    return latest.uri, latest.meta.get("manifest_sha256")
+
+
+def best_params(ledger: Ledger, tuning: str) -> dict[str, Any]:
+    """The best trial's train.* params of a tuning job ('latest' or a name)."""
+    job = ledger.latest("tuning-job") if tuning == "latest" else ledger.get("tuning-job", tuning)
+    if job is None:
+        raise NotFoundError(f"tuning job {tuning!r} not found in the ledger; run `dogbreed tune` first")
+    best = job.meta.get("best") or {}
+    if not best.get("params"):
+        raise DogbreedError(f"tuning job {job.name} has no completed trial to take parameters from")
+    return dict(best["params"])
+
+
+def _fingerprint(hps: dict[str, Any], dataset_uri: str) -> str:
+    blob = json.dumps({"hps": hps, "dataset": dataset_uri}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def plan(
+    config: Config,
+    ledger: Ledger,
+    *,
+    name: str | None = None,
+    dataset: str | None = None,
+    from_tuning: str | None = None,
+    parent: str | None = None,
+) -> TrainPlan:
+    tuned = best_params(ledger, from_tuning) if from_tuning else {}
+    if tuned:
+        config = with_params(config, tuned)
+    dataset_uri, manifest = _dataset(config, ledger, dataset)
+    hps = hyperparameters(config)
+    fingerprint = _fingerprint(hps, dataset_uri)
+    resumed = False
+    if name:
+        check_name(name)
+        resumed = ledger.get("training-job", name, config.backend) is not None
+    else:
+        # Ctrl-C, a kill or a crash leaves a job whose checkpoints make `train` again resume it.
+        last = ledger.latest("training-job", backend=config.backend)
+        if last and last.state in RESUMABLE and last.meta.get("fingerprint") == fingerprint:
+            name, resumed = last.name, True
+        else:
+            name = unique_name("train")
+    request = TrainingRequest(
+        name=name,
+        config=config,
+        dataset_uri=dataset_uri,
+        hyperparameters=hps,
+        manifest_sha256=manifest,
+        parent=parent or (f"tuning:{from_tuning}" if from_tuning else None),
+    )
+    return TrainPlan(request=request, resumed=resumed, tuned_params=tuned)
+
+
+def _record(ledger: Ledger, backend: Backend, request: TrainingRequest, outcome: TrainingOutcome) -> None:
+    state = outcome.state
+    ledger.update(
+        "training-job",
+        request.name,
+        backend.name,
+        state=state,
+        meta={"metrics": outcome.metrics, "model_uri": outcome.model_uri, "failure": outcome.failure,
+              "output_uri": outcome.output_uri, "log_uri": outcome.log_uri},
+    )
+    if state == "Completed" and outcome.model_uri:
+        ledger.record(
+            "model",
+            request.name,
+            backend.name,
+            uri=outcome.model_uri,
+            state="created",
+            parent=request.name,
+            meta={"training_job": request.name, "metrics": outcome.metrics},
+        )
+
+
+def start(ledger: Ledger, backend: Backend, train_plan: TrainPlan) -> None:
+    request = train_plan.request
+    ledger.record(
+        "training-job",
+        request.name,
+        backend.name,
+        uri=None,
+        state="InProgress",
+        parent=request.parent,
+        meta={
+            "hyperparameters": request.hyperparameters,
+            "dataset_uri": request.dataset_uri,
+            "manifest_sha256": request.manifest_sha256,
+            "fingerprint": _fingerprint(request.hyperparameters, request.dataset_uri),
+            "tuned_params": train_plan.tuned_params,
+        },
+    )
+    backend.start_training(request)
+
+
+def wait(ledger: Ledger, backend: Backend, request: TrainingRequest, on_log: LogSink | None = None) -> TrainingOutcome:
+    try:
+        outcome = backend.wait_training(request.name, on_log)
+    except KeyboardInterrupt:
+        ledger.update("training-job", request.name, backend.name, state="Stopped")
+        raise
+    _record(ledger, backend, request, outcome)
+    return outcome
+
+
+def answer(train_plan: TrainPlan, outcome: TrainingOutcome, backend: str) -> dict[str, Any]:
+    return {
+        **outcome.to_json(),
+        "backend": backend,
+        "resumed": train_plan.resumed,
+        "dataset_uri": train_plan.request.dataset_uri,
+        "hyperparameters": train_plan.request.hyperparameters,
+        "tuned_params": train_plan.tuned_params,
+    }
