@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 import traceback
 
-import click
 import typer
+from typer.exceptions import TyperException
 
 from dogbreed import __version__
 from dogbreed.cli import commands, config_cmd
@@ -59,9 +59,9 @@ def run(argv: list[str] | None = None) -> int:
         return 0
     except typer.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         return _fail("aborted", 130)
-    except click.ClickException as exc:
+    except TyperException as exc:
         # Usage errors: wrong option, missing argument, bad choice.
         return _fail(exc.format_message().replace("\n", " ") + " (see --help)", 2)
     except KeyboardInterrupt:

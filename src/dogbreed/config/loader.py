@@ -158,7 +158,9 @@ def load_config(
         dotted = ".".join(str(part) for part in first["loc"]) or "(top level)"
         keys = _known_keys(Config, tuple(first["loc"]))
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{origins.of(dotted)}: {dotted}: {_describe(first, keys)}{more}") from None
+        origin = origins.of(dotted)
+        where = origin if origin == f"--set {dotted}" else f"{origin}: {dotted}"
+        raise ConfigError(f"{where}: {_describe(first, keys)}{more}") from None
 
 
 def dump_yaml(config: Config) -> str:

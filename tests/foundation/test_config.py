@@ -1,0 +1,144 @@
+"""Config layering and its one-line errors: defaults < YAML < --set < flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dogbreed.config import load_config
+from dogbreed.config.flags import flag_for, hyperparameters, to_argv, with_params
+from dogbreed.config.loader import parse_set
+from dogbreed.config.schema import DOGIMAGES_URL, parse_duration
+from dogbreed.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, text: str, name: str = "c.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_defaults_describe_the_local_backend():
+    config = load_config()
+    assert config.backend == "local"
+    assert config.workspace == ".dogbreed"
+    assert config.data.source == DOGIMAGES_URL
+    assert config.model.arch == "mobilenet_v2"
+    assert config.tune.objective.metric == "valid_acc"
+
+
+def test_partial_yaml_layers_over_defaults_and_set_wins(tmp_path):
+    first = write(tmp_path, "train:\n  lr: 0.01\n  epochs: 3\n", "a.yaml")
+    second = write(tmp_path, "train:\n  epochs: 7\n", "b.yaml")
+    config = load_config([first, second], ["train.lr=0.5", "model.arch=resnet18"], {"tune.name": "mine"})
+    assert config.train.lr == 0.5  # --set beats the file
+    assert config.train.epochs == 7  # the later file beats the earlier
+    assert config.train.batch_size == 32  # untouched default
+    assert config.model.arch == "resnet18"
+    assert config.tune.name == "mine"  # explicit flags beat everything
+
+
+def test_flag_overrides_beat_set_and_none_is_ignored():
+    config = load_config([], ["deploy.port=9000"], {"deploy.port": 9100, "deploy.ttl": None})
+    assert config.deploy.port == 9100
+    assert config.deploy.ttl == "2h"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("train.lr=0.01", 0.01), ("train.epochs=3", 3), ("sagemaker.spot=true", True), ("data.uri=s3://b/p", "s3://b/p")],
+)
+def test_set_values_are_coerced_like_yaml(raw, expected):
+    assert parse_set(raw)[1] == expected
+
+
+def test_unknown_key_in_a_file_names_file_key_and_suggestion(tmp_path):
+    path = write(tmp_path, "train:\n  learning_rate: 0.1\n")
+    with pytest.raises(ConfigError) as err:
+        load_config([path])
+    message = str(err.value)
+    assert str(path) in message and "train.learning_rate" in message and "unknown key" in message
+    assert "\n" not in message
+
+
+def test_typo_gets_a_did_you_mean():
+    with pytest.raises(ConfigError, match=r"did you mean 'lr'"):
+        load_config([], ["train.lrr=1"])
+
+
+@pytest.mark.parametrize(
+    ("item", "fragment"),
+    [
+        ("train.lr=abc", "valid number"),
+        ("train.epochs=0", "greater than or equal to 1"),
+        ("backend=aws", "'local' or 'sagemaker'"),
+        ("tune.strategy=Genetic", "Bayesian"),
+        ("deploy.ttl=forever", "duration"),
+        ("sagemaker.role=MyRole", "full IAM role ARN"),
+        ("data.split.train=0.9", "add up to 1"),
+        ("tune.objective.metric=test_acc", "never optimised"),
+    ],
+)
+def test_wrong_values_fail_with_the_origin_and_the_expectation(item, fragment):
+    with pytest.raises(ConfigError) as err:
+        load_config([], [item])
+    assert f"--set {item.split('=')[0]}" in str(err.value)
+    assert fragment in str(err.value)
+
+
+def test_grid_with_a_continuous_range_is_refused_up_front(tmp_path):
+    path = write(tmp_path, "tune:\n  strategy: Grid\n  ranges:\n    lr: {type: continuous, min: 0.001, max: 0.1}\n")
+    with pytest.raises(ConfigError, match="Grid search takes only integer and categorical ranges"):
+        load_config([path])
+
+
+def test_ranges_are_checked_for_shape(tmp_path):
+    path = write(tmp_path, "tune:\n  ranges:\n    lr: {type: continuous, min: 0.1, max: 0.01}\n")
+    with pytest.raises(ConfigError, match="must be below"):
+        load_config([path])
+    path = write(tmp_path, "tune:\n  ranges:\n    momentum: {type: continuous, min: 0.1, max: 0.9}\n")
+    with pytest.raises(ConfigError, match="cannot tune 'momentum'"):
+        load_config([path])
+
+
+def test_bad_yaml_and_missing_file_are_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config([tmp_path / "nope.yaml"])
+    path = write(tmp_path, "train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config([path])
+    path = write(tmp_path, "- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config([path])
+
+
+@pytest.mark.parametrize("name", ["local.yaml", "sagemaker.yaml", "hpo.yaml"])
+def test_shipped_configs_are_valid(name):
+    load_config([REPO / "configs" / name])
+
+
+def test_hyperparameters_round_trip_to_flags():
+    config = load_config([], ["train.batch_size=64", "train.lr=0.002"])
+    hps = hyperparameters(config)
+    assert hps["batch-size"] == 64 and hps["lr"] == 0.002 and hps["feature-cache"] is True
+    argv = to_argv(hps)
+    assert argv[argv.index("--batch-size") + 1] == "64"
+    assert argv[argv.index("--feature-cache") + 1] == "true"
+    assert flag_for("weight_decay") == "weight-decay"
+
+
+def test_tuned_params_are_validated_and_typed():
+    config = with_params(load_config(), {"batch_size": 16, "lr": 0.01})
+    assert config.train.batch_size == 16 and isinstance(config.train.batch_size, int)
+    with pytest.raises(Exception):
+        with_params(load_config(), {"batch_size": 0})
+
+
+def test_durations():
+    assert parse_duration("90m").total_seconds() == 5400
+    assert parse_duration("1d").total_seconds() == 86400
+    with pytest.raises(ValueError):
+        parse_duration("2 weeks")
