@@ -1,0 +1,68 @@
+"""Image presets shared by training and inference, so both see pixels the same way.
+
+After torchvision's references/classification/presets.py: a random-resized-crop preset for
+training and a resize-then-center-crop preset for evaluation and serving, both normalised
+with the ImageNet statistics the pretrained backbones were trained with.
+`to_rgb` turns whatever Pillow opened (grayscale, CMYK, palette, alpha, rotated phone
+photos) into upright 3-channel RGB before any transform runs.
+"""
+
+from __future__ import annotations
+
+from PIL import Image, ImageOps
+from torchvision import transforms
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+DEFAULT_RESIZE = 256
+DEFAULT_CROP = 224
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Upright RGB: EXIF orientation applied, alpha composited on white, any mode converted."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode == "P":
+        # A palette image may carry transparency in its info; RGBA keeps it for compositing.
+        image = image.convert("RGBA")
+    if image.mode in ("LA", "PA"):
+        image = image.convert("RGBA")
+    if image.mode == "RGBA":
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image, mask=image.getchannel("A"))
+        return background
+    if image.mode != "RGB":
+        # L, 1, I, I;16, F, CMYK, YCbCr, LAB, HSV: Pillow's converters handle each.
+        if image.mode.startswith("I") or image.mode == "F":
+            # 16/32-bit grayscale: scale into 8 bits instead of clipping everything to white.
+            image = image.point(lambda value: value * (255.0 / 65535.0)).convert("L")
+        image = image.convert("RGB")
+    return image
+
+
+def _normalize() -> transforms.Normalize:
+    return transforms.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+def train_transform(crop: int = DEFAULT_CROP) -> transforms.Compose:
+    """Augmenting preset: random resized crop and horizontal flip (torch's global RNG)."""
+    return transforms.Compose(
+        [
+            transforms.RandomResizedCrop(crop, antialias=True),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            _normalize(),
+        ]
+    )
+
+
+def eval_transform(resize: int = DEFAULT_RESIZE, crop: int = DEFAULT_CROP) -> transforms.Compose:
+    """Deterministic preset for validation, test, feature caching and serving."""
+    return transforms.Compose(
+        [
+            transforms.Resize(resize, antialias=True),
+            transforms.CenterCrop(crop),
+            transforms.ToTensor(),
+            _normalize(),
+        ]
+    )
