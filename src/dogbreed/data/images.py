@@ -1,0 +1,127 @@
+"""Check one photo: it decodes completely, is a sane size, and converts to RGB.
+
+Pillow only reads the header on open, so the pixel count is checked before any decoding
+(a decompression bomb is refused in microseconds), then `.load()` decodes every byte:
+`ImageFile.LOAD_TRUNCATED_IMAGES` stays False, so a truncated file is an error, not a
+grey half-image. The optional resized copy is written beside, never over, the original.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+# We enforce data.max_pixels ourselves and report it per file; Pillow's own warning for the
+# same images would only repeat it on stderr.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    min_side: int
+    max_pixels: int
+    resize: int | None = None  # short side of the stored copy; None stores the original
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    problem: str | None  # None when the image is usable
+    size: int = 0  # bytes of the original
+    sha256: str | None = None  # of the original bytes (duplicates are found by it)
+    width: int = 0
+    height: int = 0
+    mode: str = ""
+    stored: Path | None = None  # the file to store: the original, or its resized copy
+    stored_size: int = 0
+    stored_sha256: str | None = None
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB for any mode; transparent areas become white rather than black."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def check_image(path: Path, limits: ImageLimits, resized_dir: Path | None = None) -> ImageCheck:
+    """Never raises for a bad file: the problem is in the answer, so one bad photo never stops a run."""
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        # Someone in this process relaxed Pillow globally; truncated photos would pass as valid.
+        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True; image checks need it False")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return ImageCheck(problem=f"unreadable: {exc.strerror or exc}")
+    size, digest = len(data), hashlib.sha256(data).hexdigest()
+    if not data:
+        return ImageCheck(problem="empty file", size=0, sha256=digest)
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        return ImageCheck(problem=f"decompression bomb refused before decoding ({exc})", size=size, sha256=digest)
+    except UnidentifiedImageError:
+        return ImageCheck(problem="not an image (no known image format)", size=size, sha256=digest)
+    except (OSError, SyntaxError, ValueError) as exc:
+        return ImageCheck(problem=f"corrupt header: {exc}", size=size, sha256=digest)
+    width, height = image.size
+    found = dict(size=size, sha256=digest, width=width, height=height, mode=image.mode)
+    if width * height > limits.max_pixels:
+        return ImageCheck(
+            problem=f"too many pixels: {width}x{height} > data.max_pixels {limits.max_pixels} "
+            "(decompression bomb?), refused before decoding",
+            **found,
+        )
+    try:
+        image.load()
+        rgb = to_rgb(image)
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        return ImageCheck(problem=f"corrupt or truncated: {exc}", **found)
+    if min(width, height) < limits.min_side:
+        return ImageCheck(problem=f"too small: {width}x{height}, short side < data.min_side {limits.min_side}", **found)
+    if limits.resize is None or min(width, height) <= limits.resize or resized_dir is None:
+        return ImageCheck(problem=None, stored=path, stored_size=size, stored_sha256=digest, **found)
+    try:
+        stored = _resized_copy(image, rgb, path, digest, limits.resize, resized_dir)
+    except (OSError, ValueError, KeyError) as exc:
+        return ImageCheck(problem=f"cannot write resized copy: {exc}", **found)
+    copy = stored.read_bytes()
+    return ImageCheck(
+        problem=None, stored=stored, stored_size=len(copy), stored_sha256=hashlib.sha256(copy).hexdigest(), **found
+    )
+
+
+def _resized_copy(image: Image.Image, rgb: Image.Image, path: Path, digest: str, short: int, folder: Path) -> Path:
+    """Resized copy keyed by the original's sha256 and size, so a re-ingest reuses it."""
+    suffix = path.suffix.lower() or ".jpg"
+    target = folder / str(short) / digest[:2] / f"{digest}{suffix}"
+    if target.is_file():
+        return target
+    # Rotate by EXIF before the orientation tag is lost with the rest of the metadata.
+    upright = to_rgb(ImageOps.exif_transpose(image)) if image.getexif().get(0x0112, 1) != 1 else rgb
+    width, height = upright.size
+    scale = short / min(width, height)
+    resized = upright.resize(
+        (max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.LANCZOS, reducing_gap=3.0
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fmt = Image.registered_extensions().get(suffix) or image.format or "JPEG"
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            resized.save(out, format=fmt, quality=90)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
