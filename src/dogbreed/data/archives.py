@@ -1,0 +1,215 @@
+"""Unpack .zip / .tar / .tar.gz archives without trusting them.
+
+Every entry's header is checked before anything is written: no absolute paths, no `..`,
+no symlinks, hardlinks, device files or FIFOs, and the entry count and declared total size
+within data.max_archive_files / data.max_archive_bytes. While writing, the bytes actually
+produced are counted again, because a zip entry can lie about its size. Extraction goes
+into a fresh folder that is deleted on any failure, so a refused archive leaves nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import stat
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from dogbreed.errors import DogbreedError
+from dogbreed.reporting import NullReporter, Reporter
+
+_CHUNK = 1 << 20
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+class ArchiveError(DogbreedError):
+    """The archive is hostile, too large or corrupt; nothing was extracted."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str  # safe relative posix path
+    is_dir: bool
+    size: int  # declared uncompressed size
+    handle: object  # ZipInfo or TarInfo
+
+
+def archive_kind(path: Path) -> str | None:
+    """'zip', 'tar' (any compression tarfile reads) or None, from the content, not the name."""
+    if zipfile.is_zipfile(path):
+        return "zip"
+    try:
+        return "tar" if tarfile.is_tarfile(path) else None
+    except OSError:
+        return None
+
+
+def safe_name(raw: str) -> str:
+    """The entry name as a relative posix path inside the target; ValueError when it escapes."""
+    if "\x00" in raw:
+        raise ValueError("has a NUL byte in its name")
+    name = raw.replace("\\", "/")
+    if name.startswith("/") or _DRIVE.match(name):
+        raise ValueError("is an absolute path")
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise ValueError("climbs out of the target with '..'")
+    return "/".join(parts)
+
+
+class _BadEntry(ValueError):
+    """An entry refused from its header; the message names it."""
+
+
+def _zip_entry(info: zipfile.ZipInfo) -> Entry:
+    kind = stat.S_IFMT(info.external_attr >> 16)
+    reason = None
+    if kind == stat.S_IFLNK:
+        reason = "is a symlink"
+    elif kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
+        reason = "is a device file, FIFO or socket"
+    elif info.flag_bits & 0x1:
+        reason = "is encrypted"
+    try:
+        if reason:
+            raise ValueError(reason)
+        return Entry(safe_name(info.filename), info.is_dir() or kind == stat.S_IFDIR, info.file_size, info)
+    except ValueError as exc:
+        raise _BadEntry(f"entry {info.filename!r} {exc}") from None
+
+
+def _tar_entry(member: tarfile.TarInfo) -> Entry:
+    reason = None
+    if member.issym():
+        reason = "is a symlink"
+    elif member.islnk():
+        reason = "is a hardlink"
+    elif member.ischr() or member.isblk():
+        reason = "is a device file"
+    elif member.isfifo():
+        reason = "is a FIFO"
+    elif not (member.isreg() or member.isdir()):
+        reason = f"has unsupported tar type {member.type!r}"
+    try:
+        if reason:
+            raise ValueError(reason)
+        return Entry(safe_name(member.name), member.isdir(), member.size, member)
+    except ValueError as exc:
+        raise _BadEntry(f"entry {member.name!r} {exc}") from None
+
+
+def _zip_entries(archive: zipfile.ZipFile) -> Iterator[Entry]:
+    for info in archive.infolist():
+        yield _zip_entry(info)
+
+
+def _tar_entries(archive: tarfile.TarFile) -> Iterator[Entry]:
+    # Iterating reads one header at a time, so a count bomb stops at the limit.
+    for member in archive:
+        yield _tar_entry(member)
+
+
+@contextmanager
+def _open(path: Path, kind: str) -> Iterator[tuple[object, Iterator[Entry]]]:
+    if kind == "zip":
+        with zipfile.ZipFile(path) as archive:
+            yield archive, _zip_entries(archive)
+    else:
+        with tarfile.open(path, "r:*") as archive:
+            yield archive, _tar_entries(archive)
+
+
+def _open_member(archive: object, entry: Entry) -> IO[bytes]:
+    if isinstance(archive, zipfile.ZipFile):
+        return archive.open(entry.handle)  # type: ignore[arg-type]
+    stream = archive.extractfile(entry.handle)  # type: ignore[attr-defined]
+    assert stream is not None  # regular files always have a stream
+    return stream
+
+
+def _plan(entries: Iterator[Entry], where: str, max_bytes: int, max_files: int) -> list[Entry]:
+    planned: list[Entry] = []
+    total = 0
+    try:
+        for entry in entries:
+            planned.append(entry)
+            total += entry.size
+            if len(planned) > max_files:
+                raise ArchiveError(
+                    f"{where}: refused: more than data.max_archive_files={max_files} entries; "
+                    "raise the limit if you trust this archive"
+                )
+            if total > max_bytes:
+                raise ArchiveError(
+                    f"{where}: refused: unpacks to more than data.max_archive_bytes={max_bytes} bytes; "
+                    "raise the limit if you trust this archive"
+                )
+    except _BadEntry as exc:
+        raise ArchiveError(f"{where}: refused: {exc}; nothing was extracted") from None
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
+        raise ArchiveError(f"{where}: corrupt archive ({exc}); download or create it again") from None
+    return planned
+
+
+def extract_archive(
+    archive_path: Path,
+    target: Path,
+    *,
+    max_bytes: int,
+    max_files: int,
+    reporter: Reporter | None = None,
+) -> None:
+    """Unpack into target, which must not exist yet. On any failure target is removed."""
+    reporter = reporter or NullReporter()
+    where = archive_path.name
+    kind = archive_kind(archive_path)
+    if kind is None:
+        raise ArchiveError(f"{where}: not a zip or tar archive")
+    target.mkdir(parents=True, exist_ok=False)
+    root = target.resolve()
+    try:
+        with _open(archive_path, kind) as (archive, entries):
+            planned = _plan(entries, where, max_bytes, max_files)
+            written = 0
+            with reporter.task(f"Extracting {where}", total=sum(e.size for e in planned)) as advance:
+                for entry in planned:
+                    if not entry.name:
+                        continue
+                    dest = root / entry.name
+                    # Defence in depth: safe_name already ruled this out, and we never create links.
+                    if not dest.resolve().is_relative_to(root):
+                        raise ArchiveError(f"{where}: refused: entry {entry.name!r} resolves outside the target")
+                    if entry.is_dir:
+                        dest.mkdir(parents=True, exist_ok=True)
+                        continue
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    produced = 0
+                    with _open_member(archive, entry) as source, open(dest, "wb") as out:
+                        while chunk := source.read(_CHUNK):
+                            produced += len(chunk)
+                            written += len(chunk)
+                            if produced > entry.size:
+                                raise ArchiveError(
+                                    f"{where}: refused: entry {entry.name!r} unpacks to more than the "
+                                    f"{entry.size} bytes its header declares"
+                                )
+                            if written > max_bytes:
+                                raise ArchiveError(
+                                    f"{where}: refused: unpacks to more than data.max_archive_bytes={max_bytes} bytes"
+                                )
+                            out.write(chunk)
+                            advance(len(chunk))
+    except ArchiveError:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        shutil.rmtree(target, ignore_errors=True)
+        raise ArchiveError(f"{where}: corrupt archive or entry ({exc}); nothing was kept") from None
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise

@@ -1,0 +1,168 @@
+"""Hostile archives are refused before anything is written; good ones unpack exactly."""
+
+from __future__ import annotations
+
+import io
+import stat
+import struct
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from dogbreed.data.archives import ArchiveError, extract_archive, safe_name
+from tests.ingest.conftest import make_dogimages, photos, sha256, tree, zip_folder
+
+LIMITS = dict(max_bytes=10 * 2**20, max_files=1000)
+
+
+def _zip(path: Path, entries: list[tuple[zipfile.ZipInfo | str, bytes]]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for info, data in entries:
+            zf.writestr(info, data)
+    return path
+
+
+def _tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]], mode: str = "w:gz") -> Path:
+    with tarfile.open(path, mode) as tf:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tf.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def _tarinfo(name: str, kind: bytes = tarfile.REGTYPE, **attrs) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    for key, value in attrs.items():
+        setattr(info, key, value)
+    return info
+
+
+def _symlink_zipinfo(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name)
+    info.create_system = 3  # unix, so external_attr carries the file type
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    return info
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    """tmp_path/archives holds the archive, tmp_path/work/target is where it may unpack;
+    anything new anywhere else under tmp_path means an entry escaped."""
+    (tmp_path / "archives").mkdir()
+    (tmp_path / "work").mkdir()
+    (tmp_path / "outside").mkdir()
+    return tmp_path
+
+
+def _refused(sandbox: Path, archive: Path, match: str, **limits) -> ArchiveError:
+    before = tree(sandbox)
+    with pytest.raises(ArchiveError, match=match) as caught:
+        extract_archive(archive, sandbox / "work" / "target", **{**LIMITS, **limits})
+    assert tree(sandbox) == before, "an entry was written despite the refusal"
+    assert "\n" not in str(caught.value)
+    return caught.value
+
+
+def test_zip_slip_is_refused(sandbox):
+    archive = _zip(sandbox / "archives" / "slip.zip", [("ok.txt", b"fine"), ("../outside/evil.txt", b"pwned")])
+    _refused(sandbox, archive, r"'\.\./outside/evil\.txt' climbs out")
+
+
+def test_zip_absolute_path_is_refused(sandbox):
+    target = (sandbox / "outside" / "abs.txt").as_posix()
+    archive = _zip(sandbox / "archives" / "abs.zip", [(zipfile.ZipInfo(target), b"pwned")])
+    _refused(sandbox, archive, "is an absolute path")
+
+
+def test_zip_symlink_is_refused(sandbox):
+    archive = _zip(sandbox / "archives" / "link.zip", [(_symlink_zipinfo("photos/link"), b"../../outside")])
+    _refused(sandbox, archive, "'photos/link' is a symlink")
+
+
+@pytest.mark.parametrize(
+    ("name", "member", "match"),
+    [
+        ("slip", _tarinfo("../outside/evil.txt"), "climbs out"),
+        ("abs", _tarinfo("/tmp/dogbreed-evil.txt"), "absolute path"),
+        ("symlink", _tarinfo("a/link", tarfile.SYMTYPE, linkname="/etc/passwd"), "is a symlink"),
+        ("hardlink", _tarinfo("a/hard", tarfile.LNKTYPE, linkname="../outside/x"), "is a hardlink"),
+        ("device", _tarinfo("a/dev", tarfile.CHRTYPE, devmajor=1, devminor=3), "is a device file"),
+        ("fifo", _tarinfo("a/pipe", tarfile.FIFOTYPE), "is a FIFO"),
+    ],
+)
+def test_hostile_tar_entries_are_refused(sandbox, name, member, match):
+    data = b"pwned" if member.type == tarfile.REGTYPE else None
+    # A harmless entry first: it must not be written either.
+    archive = _tar(sandbox / "archives" / f"{name}.tar.gz", [(_tarinfo("a/ok.txt"), b"ok"), (member, data)])
+    _refused(sandbox, archive, match)
+
+
+def test_zip_bomb_by_size_is_refused_from_headers(sandbox):
+    archive = _zip(sandbox / "archives" / "bomb.zip", [("zeros.bin", b"\0" * (3 * 2**20))])
+    assert archive.stat().st_size < 10_000  # compresses ~1000:1
+    _refused(sandbox, archive, "data.max_archive_bytes", max_bytes=2**20)
+
+
+def test_zip_bomb_by_count_is_refused(sandbox):
+    archive = _zip(sandbox / "archives" / "many.zip", [(f"f{i}.txt", b"x") for i in range(50)])
+    _refused(sandbox, archive, "data.max_archive_files=10", max_files=10)
+
+
+def test_tar_bomb_by_count_and_size(sandbox):
+    archive = _tar(sandbox / "archives" / "many.tar", [(_tarinfo(f"f{i}"), b"x" * 100) for i in range(30)], mode="w")
+    _refused(sandbox, archive, "max_archive_files", max_files=20)
+    _refused(sandbox, archive, "max_archive_bytes", max_bytes=2000)
+
+
+def test_zip_entry_that_lies_about_its_size_is_refused(sandbox):
+    """Headers say 100 bytes; the data inflates to 1 MiB. Within every declared limit, so
+    only counting while writing catches it; the partial output must be removed."""
+    archive = _zip(sandbox / "archives" / "liar.zip", [("liar.bin", b"\0" * 2**20)])
+    raw = bytearray(archive.read_bytes())
+    local = raw.find(b"PK\x03\x04")
+    central = raw.find(b"PK\x01\x02")
+    struct.pack_into("<I", raw, local + 22, 100)  # local header: uncompressed size
+    struct.pack_into("<I", raw, central + 24, 100)  # central directory: uncompressed size
+    archive.write_bytes(bytes(raw))
+    _refused(sandbox, archive, "liar.bin")
+
+
+def test_not_an_archive(sandbox):
+    archive = sandbox / "archives" / "photo.zip"
+    archive.write_bytes(photos()[0].read_bytes())
+    _refused(sandbox, archive, "not a zip or tar archive")
+
+
+def test_wrapped_dogimages_zip_unpacks_exactly(sandbox):
+    source = make_dogimages(sandbox / "src", breeds=2)
+    archive = zip_folder(source, sandbox / "archives" / "dogImages.zip")
+    target = sandbox / "work" / "target"
+    extract_archive(archive, target, **LIMITS)
+    original = {p.relative_to(source.parent).as_posix(): sha256(p.read_bytes()) for p in source.rglob("*.jpg")}
+    unpacked = {p.relative_to(target).as_posix(): sha256(p.read_bytes()) for p in target.rglob("*.jpg")}
+    assert unpacked == original and len(unpacked) == 20
+    assert next(iter(unpacked)).startswith("dogImages/")
+
+
+def test_tar_gz_unpacks(sandbox):
+    photo = photos()[0].read_bytes()
+    archive = _tar(sandbox / "archives" / "ok.tar.gz", [(_tarinfo("A", tarfile.DIRTYPE), None), (_tarinfo("A/x.jpg"), photo)])
+    extract_archive(archive, sandbox / "work" / "target", **LIMITS)
+    assert (sandbox / "work" / "target" / "A" / "x.jpg").read_bytes() == photo
+
+
+@pytest.mark.parametrize(
+    ("raw", "safe"), [("a/b.jpg", "a/b.jpg"), ("./a//b.jpg", "a/b.jpg"), ("a\\b.jpg", "a/b.jpg"), ("dir/", "dir")]
+)
+def test_safe_name_normalises(raw, safe):
+    assert safe_name(raw) == safe
+
+
+@pytest.mark.parametrize("raw", ["../x", "a/../../x", "/etc/passwd", "C:/x", "C:\\x", "\\\\server\\share", "a\x00b"])
+def test_safe_name_refuses(raw):
+    with pytest.raises(ValueError):
+        safe_name(raw)
