@@ -31,13 +31,17 @@ HEAD_LINEAR = {
 ARCHS = tuple(HEAD_LINEAR)
 
 
-class WeightsError(ValueError):
+class ModelError(ValueError):
+    """An arch, freeze spec or weights file that cannot make the model asked for."""
+
+
+class WeightsError(ModelError):
     """A weights file that does not fit the architecture, or cannot be read."""
 
 
 def _check_arch(arch: str) -> None:
     if arch not in HEAD_LINEAR:
-        raise ValueError(f"unknown arch {arch!r}; choose one of: {', '.join(ARCHS)}")
+        raise ModelError(f"unknown arch {arch!r}; choose one of: {', '.join(ARCHS)}")
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -162,7 +166,7 @@ def freeze(model: nn.Module, arch: str, spec: str) -> list[str]:
     else:
         start = next((i for i, n in enumerate(names) if n == spec or n.startswith(spec + ".")), None)
         if start is None:
-            raise ValueError(
+            raise ModelError(
                 f"--freeze {spec!r} matches no parameter of {arch}; use 'backbone', 'none' or a prefix "
                 f"such as {names[len(names) // 2].rsplit('.', 2)[0]!r}"
             )

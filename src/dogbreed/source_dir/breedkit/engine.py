@@ -1,0 +1,170 @@
+"""One epoch of training and one evaluation, for images and for cached features alike.
+
+Inputs arrive as an iterator of (x, y) batches: images from a DataLoader (the backbone runs
+every step) or feature vectors gathered from the cache (only the head runs). Everything
+random in an epoch derives from (seed, epoch), so a run resumed at epoch e replays
+exactly what an uninterrupted run would have done from e on.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .distributed import World, sum_across
+from .recorder import Recorder
+
+
+@dataclass(frozen=True)
+class Stats:
+    loss_sum: float
+    correct: float
+    count: float
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / self.count if self.count else math.nan
+
+    @property
+    def acc(self) -> float:
+        return self.correct / self.count if self.count else math.nan
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 1_000_003 + epoch
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def train_index_batches(n: int, batch_size: int, generator: torch.Generator, world: World) -> list[list[int]]:
+    """This rank's shuffled batches of indices. With several ranks the permutation is padded
+    by repeating its start (as DistributedSampler does) so every rank runs the same number of
+    steps, a requirement of DDP's gradient all-reduce."""
+    order = torch.randperm(n, generator=generator)
+    if world.distributed:
+        total = math.ceil(n / world.size) * world.size
+        order = torch.cat([order, order[: total - n]])[world.rank :: world.size]
+    return [chunk.tolist() for chunk in order.split(batch_size)]
+
+
+def eval_index_batches(n: int, batch_size: int, world: World) -> list[list[int]]:
+    """This rank's share of 0..n-1, no padding: summed over ranks, every item counts once."""
+    order = torch.arange(world.rank, n, world.size)
+    return [chunk.tolist() for chunk in order.split(batch_size)]
+
+
+class GradNorms:
+    """Per layer-group L2 norms of the gradients, one device sync per step."""
+
+    def __init__(self, groups: dict[str, list[nn.Parameter]]) -> None:
+        self.groups = groups
+
+    def __call__(self) -> dict[str, float]:
+        names, norms = [], []
+        for name, params in self.groups.items():
+            grads = [p.grad for p in params if p.grad is not None]
+            if grads:
+                names.append(name)
+                norms.append(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+        if not norms:
+            return {}
+        return dict(zip(names, torch.stack(norms).float().tolist()))
+
+
+def _autocast(device: torch.device, amp: bool):
+    # Mixed precision on CUDA only: float16 autocast with a GradScaler, as in torch's AMP recipe.
+    return torch.autocast(device_type="cuda", dtype=torch.float16) if amp and device.type == "cuda" else nullcontext()
+
+
+def train_epoch(
+    module: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    epoch: int,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    device: torch.device,
+    amp: bool,
+    grad_norms: GradNorms,
+    recorder: Recorder,
+    world: World,
+) -> Stats:
+    """One pass over `batches`; the module must already be in the right train/eval modes.
+    `criterion` is a mean-reduced loss module (smdebug hooks it to record losses)."""
+    loss_sum = correct = count = 0.0
+    iterator: Iterator = iter(batches)
+    step = 0
+    while True:
+        started = time.perf_counter()
+        try:
+            x, y = next(iterator)
+        except StopIteration:
+            break
+        x = x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+        fetched = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        with _autocast(device, amp):
+            logits = module(x)
+            loss = criterion(logits.float(), y)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)  # so the recorded norms are the true gradients
+        norms = grad_norms() if recorder.enabled else {}
+        scaler.step(optimizer)
+        scaler.update()
+        step_loss = loss.item()  # also waits for the device, so compute_time is real
+        step_correct = (logits.argmax(1) == y).sum().item()
+        done = time.perf_counter()
+        step += 1
+        n = len(y)
+        loss_sum += step_loss * n
+        correct += step_correct
+        count += n
+        if recorder.enabled:
+            recorder.step(
+                epoch=epoch,
+                step=step,
+                loss=step_loss,
+                lr=optimizer.param_groups[0]["lr"],
+                grad_norm=norms,
+                data_time=fetched - started,
+                compute_time=done - fetched,
+                images_per_sec=n * world.size / max(done - started, 1e-9),
+            )
+    return Stats(*sum_across(world, [loss_sum, correct, count], device))
+
+
+@torch.no_grad()
+def evaluate(
+    module: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    device: torch.device,
+    amp: bool,
+    world: World,
+) -> Stats:
+    module.eval()  # the caller puts it back in train mode (see models.train_mode)
+    criterion = nn.CrossEntropyLoss(reduction="sum")
+    loss_sum = correct = count = 0.0
+    for x, y in batches:
+        x = x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+        with _autocast(device, amp):
+            logits = module(x)
+        loss_sum += criterion(logits.float(), y).item()
+        correct += (logits.argmax(1) == y).sum().item()
+        count += len(y)
+    return Stats(*sum_across(world, [loss_sum, correct, count], device))

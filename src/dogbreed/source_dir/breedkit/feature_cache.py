@@ -1,0 +1,171 @@
+"""Backbone features computed once and shared by every trial that needs the same ones.
+
+With a frozen backbone every epoch would recompute identical features for every image, so
+they are computed once per key and the head trains on them. Layout:
+
+    <cache dir>/<arch>-<key[:16]>/
+        key.json               what the key is made of (for people)
+        .lock                  fcntl.flock: one process extracts, the others wait, then read
+        train.view0.pt         {"features": float32 [N, D], "labels": int64 [N], "paths": [...]}
+        train.view1.pt ...     augmented views 1..K (--augment-views K), train split only
+        valid.view0.pt  test.view0.pt
+
+key = sha256 of {format, dataset identity (manifest_sha256, or a hash of the file list),
+arch, weights identity ('imagenet', 'none' or the weights file's sha256), preset {resize,
+crop}}; split and view index are in the file name. View 0 is the evaluation preset; view
+k >= 1 is the training preset with torch's RNG seeded by (k, image position), so a view is
+the same pixels in every trial that reads it. Files are written to a temp name and
+renamed (atomic.py): a reader never sees a partial file, even without taking the lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .atomic import atomic_write, atomic_write_json
+from .data import ImageDataset, Sample
+from .presets import eval_transform, train_transform
+
+CACHE_FORMAT = 1
+_VIEW_SEED_STRIDE = 1_000_000_007  # view k seeds item i with k * stride + i
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    dataset: str
+    arch: str
+    weights: str
+    resize: int
+    crop: int
+
+    def digest(self) -> str:
+        blob = json.dumps({"format": CACHE_FORMAT, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def folder(self, cache_dir: Path) -> Path:
+        return Path(cache_dir) / f"{self.arch}-{self.digest()[:16]}"
+
+
+@dataclass(frozen=True)
+class SplitFeatures:
+    views: torch.Tensor  # [V, N, D] float32
+    labels: torch.Tensor  # [N] int64
+
+    def to(self, device: torch.device) -> SplitFeatures:
+        return SplitFeatures(self.views.to(device), self.labels.to(device))
+
+
+@dataclass(frozen=True)
+class CacheReport:
+    folder: Path
+    extracted_files: int
+    extracted_images: int
+    extract_seconds: float
+
+
+def view_file(folder: Path, split: str, view: int) -> Path:
+    return folder / f"{split}.view{view}.pt"
+
+
+@contextmanager
+def _locked(folder: Path):
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    return torch.autocast(device_type="cpu", enabled=False)
+
+
+@torch.no_grad()
+def extract(
+    backbone: nn.Module,
+    dataset: ImageDataset,
+    *,
+    device: torch.device,
+    batch_size: int,
+    num_workers: int,
+) -> torch.Tensor:
+    """Backbone features of every item of `dataset`, in order, float32 on the CPU."""
+    backbone.eval()
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+    chunks = []
+    for images, _ in loader:
+        with _autocast(device):
+            chunks.append(backbone(images.to(device, non_blocking=True)).float().cpu())
+    return torch.cat(chunks)
+
+
+def _load_view(path: Path, samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if blob["paths"] != [s.path for s in samples]:
+        raise RuntimeError(f"{path} was computed for other files than this dataset's; delete {path.parent}")
+    return blob["features"], blob["labels"]
+
+
+def load_or_extract(
+    cache_dir: Path,
+    key: CacheKey,
+    root: Path,
+    splits: dict[str, tuple[list[Sample], int]],
+    backbone: nn.Module,
+    *,
+    device: torch.device,
+    batch_size: int,
+    num_workers: int,
+) -> tuple[dict[str, SplitFeatures], CacheReport]:
+    """Features of each split ({split: (samples, number of views)}), from the cache or
+    computed now and added to it. Safe with several processes sharing `cache_dir`."""
+    folder = key.folder(cache_dir)
+    wanted = [(split, view) for split, (_, views) in splits.items() for view in range(views)]
+    extracted_files = extracted_images = 0
+    started = time.perf_counter()
+    if not all(view_file(folder, s, v).is_file() for s, v in wanted):
+        with _locked(folder):
+            atomic_write_json(folder / "key.json", {"format": CACHE_FORMAT, **asdict(key)})
+            for split, view in wanted:
+                path = view_file(folder, split, view)
+                if path.is_file():
+                    continue  # another trial made it while we waited for the lock
+                samples = splits[split][0]
+                transform = eval_transform(key.resize, key.crop) if view == 0 else train_transform(key.crop)
+                item_seed = None if view == 0 else view * _VIEW_SEED_STRIDE
+                dataset = ImageDataset(root, samples, transform, item_seed)
+                features = extract(backbone, dataset, device=device, batch_size=batch_size, num_workers=num_workers)
+                labels = torch.tensor([s.index for s in samples], dtype=torch.int64)
+                blob = {"features": features, "labels": labels, "paths": [s.path for s in samples]}
+                atomic_write(path, lambda handle, blob=blob: torch.save(blob, handle))
+                extracted_files += 1
+                extracted_images += len(samples)
+    out = {}
+    for split, (samples, views) in splits.items():
+        loaded = [_load_view(view_file(folder, split, v), samples) for v in range(views)]
+        out[split] = SplitFeatures(torch.stack([f for f, _ in loaded]), loaded[0][1])
+    report = CacheReport(folder, extracted_files, extracted_images, time.perf_counter() - started)
+    what = f"extracted {extracted_images} images" if extracted_files else "hit"
+    print(f"feature cache: {what} ({folder}, {report.extract_seconds:.1f}s)", file=sys.stderr, flush=True)
+    return out, report
