@@ -1,0 +1,294 @@
+"""The inference handler: SageMaker's four hooks, unchanged in the PyTorch container and in ours.
+
+    model_fn(model_dir)               -> BreedClassifier (loaded once per process)
+    input_fn(body, content_type)      -> InferenceRequest (validated, still compressed)
+    predict_fn(request, model)        -> Prediction (class probabilities)
+    output_fn(prediction, accept)     -> (JSON text, "application/json")
+
+Requests: `image/jpeg`, `image/png`, `application/x-image` (raw bytes) or `application/json`
+({"images": ["<base64>", ...], "top_k": 3}; "image": "<base64>" for one; data: URLs work).
+How many breeds come back, first found wins: the JSON field `top_k`, a `top_k` parameter
+on the Accept header (`Accept: application/json; top_k=3`, which reaches output_fn in both
+servers and works for raw image bodies), the DOGBREED_TOP_K environment variable, then 5.
+Answer: {"predictions": [{"top": [{"label", "index", "probability"}, ...]}, ...]}, one entry
+per image, in request order, labels from classes.json.
+
+Bad input raises a RequestError subclass carrying an HTTP status (400 undecodable or
+malformed, 406 unacceptable Accept, 413 too many pixels or images, 415 content type).
+Inside the SageMaker container they are GenericInferenceToolkitErrors, so the toolkit
+answers with that status instead of 500 (sagemaker_inference/transformer.py); their
+message is the JSON error body, which the toolkit puts first in its response.
+
+Images are decoded one at a time in predict_fn, so a request holds at most one full-size
+bitmap; input_fn only reads headers, which is how decompression bombs are refused before
+any pixel is decoded. Runs on Python 3.12 / torch 2.6: stdlib, torch, torchvision, Pillow.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import os
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from breedkit import classes as breed_classes
+from breedkit import models, presets
+
+try:  # present in the SageMaker inference containers (and in our dev environment)
+    from sagemaker_inference.errors import GenericInferenceToolkitError as _ErrorBase
+except ImportError:  # our local server: a plain exception carrying the same fields
+    _ErrorBase = Exception
+
+RAW_IMAGE_TYPES = ("image/jpeg", "image/png", "application/x-image")
+JSON_TYPE = "application/json"
+# Pillow's own bomb threshold (also the config's data.max_pixels): about 0.27 GB as RGB.
+MAX_IMAGE_PIXELS = 89_478_485
+MAX_REQUEST_PIXELS = 2 * MAX_IMAGE_PIXELS
+MAX_IMAGES = 64
+DEFAULT_TOP_K = 5
+# Formats Pillow may open: the common photo formats, none of the exotic decoders.
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
+
+
+class RequestError(_ErrorBase):
+    """A request the model cannot answer; `status_code` is the HTTP status to send."""
+
+    status_code = 400
+    error = "bad_request"
+    phrase = "Bad Request"
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        body = json.dumps(self.to_json())
+        if _ErrorBase is Exception:
+            Exception.__init__(self, detail)
+        else:
+            _ErrorBase.__init__(self, self.status_code, body, self.phrase)
+        self.message = body
+
+    def to_json(self) -> dict[str, str]:
+        return {"error": self.error, "detail": self.detail}
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+class BadRequest(RequestError):
+    pass
+
+
+class UndecodableImage(RequestError):
+    error = "undecodable_image"
+
+
+class NotAcceptable(RequestError):
+    status_code = 406
+    error = "not_acceptable"
+    phrase = "Not Acceptable"
+
+
+class TooLarge(RequestError):
+    status_code = 413
+    error = "too_large"
+    phrase = "Payload Too Large"
+
+
+class UnsupportedContentType(RequestError):
+    status_code = 415
+    error = "unsupported_content_type"
+    phrase = "Unsupported Media Type"
+
+
+class BreedClassifier:
+    """The network, its eval preset and its labels: what model_fn loads once."""
+
+    def __init__(self, network: torch.nn.Module, transform, labels: list[str], device: torch.device) -> None:
+        self.network = network
+        self.transform = transform
+        self.labels = labels
+        self.device = device
+
+
+class InferenceRequest:
+    """Compressed images whose headers passed the checks, and the top_k the body asked for."""
+
+    def __init__(self, images: list[bytes], top_k: int | None) -> None:
+        self.images = images
+        self.top_k = top_k
+
+
+class Prediction:
+    def __init__(self, probabilities: torch.Tensor, labels: list[str], top_k: int | None) -> None:
+        self.probabilities = probabilities  # [images, classes], float32 on the CPU
+        self.labels = labels
+        self.top_k = top_k
+
+
+def _media_type(header: str | None) -> tuple[str, dict[str, str]]:
+    """'application/json; top_k=3' -> ('application/json', {'top_k': '3'})."""
+    media, *params = (header or "").split(";")
+    parsed = {}
+    for param in params:
+        key, _, value = param.partition("=")
+        parsed[key.strip().lower()] = value.strip().strip('"')
+    return media.strip().lower(), parsed
+
+
+def _top_k(value: object, where: str) -> int:
+    if isinstance(value, bool):
+        value = None  # True is an int to Python, not a count to anyone else
+    try:
+        k = int(value) if not isinstance(value, float) or value.is_integer() else None
+    except (TypeError, ValueError):
+        k = None
+    if k is None or k < 1:
+        raise BadRequest(f"{where} must be a whole number of at least 1, got {value!r}")
+    return k
+
+
+def _decode_base64(text: object, position: int) -> bytes:
+    if not isinstance(text, str):
+        raise BadRequest(f"images[{position}] must be a base64 string, got {type(text).__name__}")
+    if text.startswith("data:"):
+        text = text.partition(",")[2]  # data:image/jpeg;base64,<data>
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequest(f"images[{position}] is not valid base64 ({exc})") from None
+
+
+def _from_json(body: str | bytes) -> InferenceRequest:
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadRequest(f"the body is not valid JSON ({exc})") from None
+    if not isinstance(document, dict) or ("images" not in document and "image" not in document):
+        raise BadRequest('expected a JSON object like {"images": ["<base64>", ...], "top_k": 5}')
+    encoded = document["images"] if "images" in document else [document["image"]]
+    if not isinstance(encoded, list):
+        raise BadRequest('"images" must be a list of base64 strings')
+    if len(encoded) > MAX_IMAGES:
+        raise TooLarge(f"{len(encoded)} images in one request; send at most {MAX_IMAGES}")
+    top_k = document.get("top_k")
+    return InferenceRequest(
+        [_decode_base64(text, i) for i, text in enumerate(encoded)],
+        None if top_k is None else _top_k(top_k, '"top_k"'),
+    )
+
+
+def _open(blob: bytes, position: int) -> Image.Image:
+    """Pillow's lazy open: reads the header only, so size checks come before decoding."""
+    if not blob:
+        raise BadRequest("empty image: the body has no bytes" if position == 0 else f"image {position} is empty")
+    try:
+        return Image.open(io.BytesIO(blob), formats=IMAGE_FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise TooLarge(f"image {position} claims too many pixels ({exc})") from None
+    except UnidentifiedImageError:
+        raise UndecodableImage(f"image {position} is not a readable {'/'.join(IMAGE_FORMATS)} image") from None
+    except (OSError, ValueError, SyntaxError) as exc:  # a recognised format with a broken header
+        raise UndecodableImage(f"image {position} has a broken header ({type(exc).__name__}: {exc})") from None
+
+
+def _check_sizes(images: list[bytes]) -> None:
+    total = 0
+    for position, blob in enumerate(images):
+        with _open(blob, position) as image:
+            width, height = image.size
+        pixels = width * height
+        if pixels > MAX_IMAGE_PIXELS:
+            raise TooLarge(
+                f"image {position} is {width}x{height} ({pixels:,} pixels); the limit is {MAX_IMAGE_PIXELS:,}: "
+                "downscale it before sending"
+            )
+        total += pixels
+    if total > MAX_REQUEST_PIXELS:
+        raise TooLarge(f"{total:,} pixels in one request; the limit is {MAX_REQUEST_PIXELS:,}: send fewer images")
+
+
+def model_fn(model_dir: str) -> BreedClassifier:
+    """Rebuild the network from hyperparameters.json and load model.pth into it."""
+    hyperparameters = breed_classes.read_hyperparameters(model_dir)
+    labels = [c.label for c in breed_classes.read_classes(model_dir)]
+    num_classes = int(hyperparameters["num_classes"])
+    if len(labels) != num_classes:
+        raise ValueError(f"classes.json names {len(labels)} classes but the model has {num_classes}")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    network = models.load_trained(hyperparameters["arch"], num_classes, Path(model_dir) / "model.pth")
+    preset = hyperparameters.get("preset") or {}
+    transform = presets.eval_transform(
+        int(preset.get("resize", presets.DEFAULT_RESIZE)), int(preset.get("crop", presets.DEFAULT_CROP))
+    )
+    return BreedClassifier(network.to(device).eval(), transform, labels, device)
+
+
+def input_fn(request_body: str | bytes, request_content_type: str | None) -> InferenceRequest:
+    """Check the content type, unpack the images, and read their headers (no decoding yet)."""
+    media, _ = _media_type(request_content_type)
+    if media in RAW_IMAGE_TYPES:
+        body = request_body.encode("latin-1") if isinstance(request_body, str) else bytes(request_body)
+        request = InferenceRequest([body], None)
+    elif media == JSON_TYPE:
+        request = _from_json(request_body)
+    else:
+        accepted = ", ".join((*RAW_IMAGE_TYPES, JSON_TYPE))
+        raise UnsupportedContentType(f"Content-Type {request_content_type or '(none)'} is not supported; send {accepted}")
+    if not request.images:
+        raise BadRequest('"images" is empty: send at least one image')
+    _check_sizes(request.images)
+    return request
+
+
+def _tensor(blob: bytes, position: int, transform) -> torch.Tensor:
+    with _open(blob, position) as image:
+        try:
+            image.load()
+            rgb = presets.to_rgb(image)
+        except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt pixel data
+            raise UndecodableImage(f"image {position} could not be decoded ({type(exc).__name__}: {exc})") from None
+    return transform(rgb)
+
+
+def predict_fn(input_data: InferenceRequest, model: BreedClassifier) -> Prediction:
+    """Decode each image (one full-size bitmap at a time), run the network once on the batch."""
+    batch = torch.stack([_tensor(blob, i, model.transform) for i, blob in enumerate(input_data.images)])
+    with torch.inference_mode():
+        logits = model.network(batch.to(model.device))
+        probabilities = torch.softmax(logits.float(), dim=1).cpu()
+    return Prediction(probabilities, model.labels, input_data.top_k)
+
+
+def _accepted_top_k(accept: str | None) -> int | None:
+    """The top_k parameter of an acceptable Accept entry; NotAcceptable when none is JSON."""
+    if not accept or not accept.strip():
+        return None
+    for entry in accept.split(","):
+        media, params = _media_type(entry)
+        if media in (JSON_TYPE, "application/*", "*/*"):
+            return _top_k(params["top_k"], "the Accept header's top_k") if "top_k" in params else None
+    raise NotAcceptable(f"Accept {accept} cannot be served; this model answers {JSON_TYPE}")
+
+
+def output_fn(prediction: Prediction, accept: str | None) -> tuple[str, str]:
+    """The top-k breeds per image as JSON."""
+    from_accept = _accepted_top_k(accept)
+    k = prediction.top_k or from_accept or _top_k(os.environ.get("DOGBREED_TOP_K", DEFAULT_TOP_K), "DOGBREED_TOP_K")
+    k = min(k, prediction.probabilities.shape[1])
+    values, indices = torch.topk(prediction.probabilities, k, dim=1)
+    answer = {
+        "predictions": [
+            {
+                "top": [
+                    {"label": prediction.labels[i], "index": i, "probability": round(p, 6)}
+                    for p, i in zip(row_values.tolist(), row_indices.tolist())
+                ]
+            }
+            for row_values, row_indices in zip(values, indices)
+        ]
+    }
+    return json.dumps(answer), JSON_TYPE
