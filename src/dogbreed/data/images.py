@@ -9,7 +9,6 @@ grey half-image. The optional resized copy is written beside, never over, the or
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import tempfile
 import warnings
@@ -60,20 +59,36 @@ def check_image(path: Path, limits: ImageLimits, resized_dir: Path | None = None
         # Someone in this process relaxed Pillow globally; truncated photos would pass as valid.
         raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True; image checks need it False")
     try:
-        data = path.read_bytes()
+        size, digest = _size_and_sha256(path)
     except OSError as exc:
         return ImageCheck(problem=f"unreadable: {exc.strerror or exc}")
-    size, digest = len(data), hashlib.sha256(data).hexdigest()
-    if not data:
+    if size == 0:
         return ImageCheck(problem="empty file", size=0, sha256=digest)
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(path)
     except Image.DecompressionBombError as exc:
         return ImageCheck(problem=f"decompression bomb refused before decoding ({exc})", size=size, sha256=digest)
     except UnidentifiedImageError:
         return ImageCheck(problem="not an image (no known image format)", size=size, sha256=digest)
     except (OSError, SyntaxError, ValueError) as exc:
         return ImageCheck(problem=f"corrupt header: {exc}", size=size, sha256=digest)
+    with image:
+        return _check_opened(image, path, size, digest, limits, resized_dir)
+
+
+def _size_and_sha256(path: Path) -> tuple[int, str]:
+    # Streamed, so a huge file that is not a photo never sits in memory whole.
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def _check_opened(
+    image: Image.Image, path: Path, size: int, digest: str, limits: ImageLimits, resized_dir: Path | None
+) -> ImageCheck:
     width, height = image.size
     found = dict(size=size, sha256=digest, width=width, height=height, mode=image.mode)
     if width * height > limits.max_pixels:
