@@ -1,0 +1,146 @@
+"""A dataset under s3://bucket/prefix: parallel, resumable uploads through the AwsSession gateway.
+
+One S3 client is shared by a pool of threads (botocore clients are thread-safe), and each
+small file is one PutObject: for thousands of ~20 KB photos the round trip, not bandwidth,
+is the cost, so concurrency is what makes it fast. Files above the multipart threshold go
+through boto3's managed transfer. Every object carries its sha256 in metadata, which is how
+a later run tells a complete upload from one that an interruption left behind.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from dogbreed.data.manifest import MANIFEST_NAME, parse_manifest
+from dogbreed.data.plan import PlannedFile
+from dogbreed.data.stores import Advance, run_parallel, vouched
+from dogbreed.errors import DogbreedError, UsageError
+
+if TYPE_CHECKING:
+    from dogbreed.aws.session import AwsSession
+
+SHA256_KEY = "sha256"  # x-amz-meta-sha256 on every object we store
+MULTIPART_THRESHOLD = 8 * 2**20  # boto3's default: below it a single PUT is cheapest
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """'s3://bucket/a/b/' -> ('bucket', 'a/b')."""
+    rest = uri.removeprefix("s3://")
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise UsageError(f"{uri}: expected s3://bucket/prefix")
+    return bucket, prefix.strip("/")
+
+
+def explain(exc: Exception, uri: str) -> DogbreedError:
+    """One line for the AWS failures people actually hit."""
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    if isinstance(exc, NoCredentialsError):
+        return DogbreedError(f"{uri}: no AWS credentials; set sagemaker.profile or the AWS_* environment variables")
+    if isinstance(exc, EndpointConnectionError):
+        return DogbreedError(f"{uri}: cannot reach S3 ({exc}); check the network, region or AWS_ENDPOINT_URL")
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "NoSuchBucket":
+            bucket = parse_s3_uri(uri)[0]
+            return DogbreedError(f"{uri}: bucket {bucket!r} does not exist; create it or set --dest / sagemaker.bucket")
+        if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
+            return DogbreedError(f"{uri}: access denied ({code}); check the credentials and the bucket policy")
+        return DogbreedError(f"{uri}: S3 said {code or 'error'}: {exc}")
+    return DogbreedError(f"{uri}: {type(exc).__name__}: {exc}")
+
+
+class S3Store:
+    def __init__(self, bucket: str, prefix: str, client: Any) -> None:
+        self.bucket, self.prefix, self.client = bucket, prefix, client
+        self.uri = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+
+    @classmethod
+    def from_uri(cls, uri: str, aws: AwsSession) -> S3Store:
+        bucket, prefix = parse_s3_uri(uri)
+        return cls(bucket, prefix, aws.client("s3"))
+
+    def key(self, path: str) -> str:
+        return f"{self.prefix}/{path}" if self.prefix else path
+
+    def _call(self, method: str, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return getattr(self.client, method)(**kwargs)
+        except (BotoCoreError, ClientError) as exc:
+            raise explain(exc, self.uri) from exc
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self.key(MANIFEST_NAME))["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise explain(exc, self.uri) from exc
+        except Exception as exc:  # noqa: BLE001 - botocore's connection errors share no useful base
+            raise explain(exc, self.uri) from exc
+        try:
+            return parse_manifest(body, f"{self.uri}/{MANIFEST_NAME}")
+        except ValueError:
+            return None  # unreadable or tampered: trust nothing, check every object
+
+    def listing(self) -> dict[str, int]:
+        """{relative path: size} of every object under the prefix."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        base = f"{self.prefix}/" if self.prefix else ""
+        found: dict[str, int] = {}
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base):
+                for obj in page.get("Contents", ()):
+                    found[obj["Key"][len(base) :]] = obj["Size"]
+        except (BotoCoreError, ClientError) as exc:
+            raise explain(exc, self.uri) from exc
+        return found
+
+    def missing(self, files: Sequence[PlannedFile], previous: Mapping[str, Any] | None, workers: int) -> list[PlannedFile]:
+        known, there = vouched(previous), self.listing()
+        to_head, out = [], []
+        for planned in files:
+            if there.get(planned.path) != planned.size:
+                out.append(planned)
+            elif known.get(planned.path) != (planned.size, planned.sha256):
+                to_head.append(planned)  # present, but no manifest vouches for its content
+
+        def same(planned: PlannedFile) -> bool:
+            head = self._call("head_object", Bucket=self.bucket, Key=self.key(planned.path))
+            return head.get("Metadata", {}).get(SHA256_KEY) == planned.sha256
+
+        equal = run_parallel(same, to_head, workers, "checking")
+        out += [planned for planned, ok in zip(to_head, equal) if not ok]
+        return sorted(out, key=lambda p: p.path)
+
+    def discard_manifest(self) -> None:
+        self._call("delete_object", Bucket=self.bucket, Key=self.key(MANIFEST_NAME))
+
+    def put(self, files: Sequence[PlannedFile], workers: int, advance: Advance) -> None:
+        def upload(planned: PlannedFile) -> None:
+            extra = {
+                "Metadata": {SHA256_KEY: planned.sha256},
+                "ContentType": mimetypes.guess_type(planned.path)[0] or "application/octet-stream",
+            }
+            key = self.key(planned.path)
+            if planned.size < MULTIPART_THRESHOLD:
+                with open(planned.source, "rb") as body:
+                    self._call("put_object", Bucket=self.bucket, Key=key, Body=body, **extra)
+            else:
+                self._call("upload_file", Filename=str(planned.source), Bucket=self.bucket, Key=key, ExtraArgs=extra)
+            advance(1)
+
+        run_parallel(upload, files, workers, "uploading")
+
+    def write_manifest(self, data: bytes) -> None:
+        self._call(
+            "put_object", Bucket=self.bucket, Key=self.key(MANIFEST_NAME), Body=data, ContentType="application/json"
+        )

@@ -1,0 +1,140 @@
+"""Where an ingested dataset is stored: a local folder or an S3 prefix, behind one protocol.
+
+Both stores skip what the destination already holds, judged by the previous manifest and
+by what is really there (local: size, then sha256 when the manifest cannot vouch for it;
+S3: the listing's size, then the sha256 kept in each object's metadata). Before the first
+file changes, the old manifest is removed, and the new one is written last: a manifest
+present at the destination always describes the files beside it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from dogbreed.data.download import file_sha256
+from dogbreed.data.manifest import MANIFEST_NAME, parse_manifest
+from dogbreed.data.plan import PlannedFile
+from dogbreed.errors import DogbreedError
+
+if TYPE_CHECKING:
+    from dogbreed.aws.session import AwsSession
+
+Advance = Callable[[float], None]
+
+
+class DatasetStore(Protocol):
+    uri: str
+
+    def read_manifest(self) -> dict[str, Any] | None: ...
+
+    def missing(self, files: Sequence[PlannedFile], previous: Mapping[str, Any] | None, workers: int) -> list[PlannedFile]: ...
+
+    def discard_manifest(self) -> None: ...
+
+    def put(self, files: Sequence[PlannedFile], workers: int, advance: Advance) -> None: ...
+
+    def write_manifest(self, data: bytes) -> None: ...
+
+
+def vouched(previous: Mapping[str, Any] | None) -> dict[str, tuple[int, str]]:
+    """{path: (size, sha256)} that the previous manifest says are stored."""
+    if not previous:
+        return {}
+    return {entry["path"]: (entry["size"], entry["sha256"]) for entry in previous.get("files", [])}
+
+
+def run_parallel(work: Callable[[PlannedFile], Any], files: Iterable[PlannedFile], workers: int, what: str) -> list[Any]:
+    """work(file) for every file on a thread pool, results in order; the first failure
+    cancels what has not started (also on Ctrl-C) and is raised as one DogbreedError."""
+    files = list(files)
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="dogbreed-store")
+    try:
+        futures = [pool.submit(work, planned) for planned in files]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for future, planned in zip(futures, files):
+            if future in done and future.exception() is not None:
+                error = future.exception()
+                if isinstance(error, DogbreedError):
+                    raise error
+                raise DogbreedError(
+                    f"{what} {planned.path} failed: {error}; run the same command again to finish the rest"
+                ) from error
+        return [future.result() for future in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _atomic_write(dest: Path, writer: Callable[[Path], None]) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        writer(Path(tmp))
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class LocalStore:
+    """A dataset folder on this machine; every file is written whole (temp file + rename)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.uri = str(root)
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        path = self.root / MANIFEST_NAME
+        try:
+            return parse_manifest(path.read_bytes(), str(path))
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            return None  # unreadable or tampered: trust nothing, check every file
+
+    def missing(self, files: Sequence[PlannedFile], previous: Mapping[str, Any] | None, workers: int) -> list[PlannedFile]:
+        known = vouched(previous)
+        to_hash, out = [], []
+        for planned in files:
+            try:
+                size = (self.root / planned.path).stat().st_size
+            except OSError:
+                out.append(planned)
+                continue
+            if size != planned.size:
+                out.append(planned)
+            elif known.get(planned.path) != (planned.size, planned.sha256):
+                to_hash.append(planned)
+        same = run_parallel(lambda p: file_sha256(self.root / p.path) == p.sha256, to_hash, workers, "checking")
+        out += [planned for planned, equal in zip(to_hash, same) if not equal]
+        return sorted(out, key=lambda p: p.path)
+
+    def discard_manifest(self) -> None:
+        (self.root / MANIFEST_NAME).unlink(missing_ok=True)
+
+    def put(self, files: Sequence[PlannedFile], workers: int, advance: Advance) -> None:
+        def copy(planned: PlannedFile) -> None:
+            _atomic_write(self.root / planned.path, lambda tmp: shutil.copyfile(planned.source, tmp))
+            advance(1)
+
+        run_parallel(copy, files, workers, "copying")
+
+    def write_manifest(self, data: bytes) -> None:
+        _atomic_write(self.root / MANIFEST_NAME, lambda tmp: tmp.write_bytes(data))
+
+
+def open_store(uri: str, aws: Callable[[], AwsSession]) -> DatasetStore:
+    """The store for a destination URI; aws is called only for s3:// destinations."""
+    if uri.startswith("s3://"):
+        from dogbreed.data.s3store import S3Store
+
+        return S3Store.from_uri(uri, aws())
+    if "://" in uri and not uri.startswith("file://"):
+        raise DogbreedError(f"{uri}: unsupported destination; use a local folder or s3://bucket/prefix")
+    return LocalStore(Path(uri.removeprefix("file://")).expanduser().resolve())
