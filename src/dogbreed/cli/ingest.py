@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from dogbreed.cli.options import BackendOpt, ConfigOpt, JsonOpt, SetOpt, VerboseOpt
 from dogbreed.cli.session import Session
-from dogbreed.errors import NotBuiltError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from dogbreed.workflows.ingest import IngestResult
 
 NAME = "ingest"
+_SHOWN_PROBLEMS = 20
 
 
 def command(
@@ -24,4 +29,32 @@ def command(
     verbose: VerboseOpt = False,
 ) -> None:
     session = Session.start(config, set_, backend, json_out, verbose, {"data.source": source, "data.uri": dest})
-    raise NotBuiltError("`dogbreed ingest` is not built yet")
+    # Imported here: the workflow pulls in Pillow (and boto3 for S3), which `dogbreed --help` must not pay for.
+    from dogbreed.workflows.ingest import ingest
+
+    result = ingest(session.config, session.workspace, strict=strict, reporter=session.reporter)
+    session.emit(result.to_json(), render=lambda console: _render(result, console))
+
+
+def _render(result: IngestResult, console: Console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"dataset {result.name}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    table.add_row("stored at", result.dataset_uri)
+    table.add_row("layout", result.layout)
+    table.add_row("classes", str(result.num_classes))
+    table.add_row("train / valid / test", " / ".join(str(result.splits[s]) for s in ("train", "valid", "test")))
+    table.add_row("uploaded / skipped", f"{result.uploaded} / {result.skipped}")
+    table.add_row("problems", str(len(result.problems)))
+    table.add_row("manifest_sha256", result.manifest_sha256)
+    table.add_row("took", f"{result.duration_s:.1f} s")
+    console.print(table)
+    if result.problems:
+        problems = Table("file", "problem", title="excluded (see --json for all)", title_justify="left")
+        for item in result.problems[:_SHOWN_PROBLEMS]:
+            problems.add_row(item["file"], item["problem"])
+        if len(result.problems) > _SHOWN_PROBLEMS:
+            problems.add_row("…", f"{len(result.problems) - _SHOWN_PROBLEMS} more")
+        console.print(problems)

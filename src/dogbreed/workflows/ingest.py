@@ -1,0 +1,218 @@
+"""`dogbreed ingest`: a folder, archive or URL of dog photos -> a checked, split dataset with
+a manifest, stored in a local folder or on S3, and recorded in the ledger.
+
+    source -> local folder -> layout -> image checks (parallel) -> plan -> manifest -> store
+
+Everything before the store is decided locally; the store then writes only what the
+destination lacks and the manifest last.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dogbreed.config import Config
+from dogbreed.data.layout import Layout, detect_layout, list_folder
+from dogbreed.data.manifest import build_manifest, dump_manifest
+from dogbreed.data.plan import Plan, plan_dataset
+from dogbreed.data.sources import LocalSource, resolve_source
+from dogbreed.data.stores import open_store
+from dogbreed.errors import DogbreedError, UsageError
+from dogbreed.reporting import NullReporter, Reporter
+from dogbreed.workspace import Workspace
+
+if TYPE_CHECKING:
+    from dogbreed.aws.session import AwsSession
+    from dogbreed.data.images import ImageCheck
+
+
+@dataclass
+class IngestResult:
+    name: str
+    dataset_uri: str
+    manifest_sha256: str
+    source: str
+    layout: str
+    num_classes: int
+    splits: dict[str, int]
+    uploaded: int  # files written to the destination by this run
+    skipped: int  # files the destination already held, unchanged
+    problems: list[dict[str, str]]
+    ignored: int = 0  # OS clutter such as .DS_Store and __MACOSX/ (never photos)
+    bytes_uploaded: int = 0
+    duration_s: float = 0.0
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dataset_uri": self.dataset_uri,
+            "manifest_sha256": self.manifest_sha256,
+            "num_classes": self.num_classes,
+            "splits": self.splits,
+            "uploaded": self.uploaded,
+            "skipped": self.skipped,
+            "problems": self.problems,
+            "name": self.name,
+            "source": self.source,
+            "layout": self.layout,
+            "files": sum(self.splits.values()),
+            "ignored": self.ignored,
+            "bytes_uploaded": self.bytes_uploaded,
+            "duration_s": self.duration_s,
+            "timings_s": self.timings_s,
+        }
+
+
+def default_dataset_uri(config: Config, workspace: Workspace, name: str, aws: Callable[[], AwsSession]) -> str:
+    """data.uri, else <workspace>/data/<name> (local) or s3://<bucket>/<prefix>/data/<name> (sagemaker)."""
+    if config.data.uri:
+        return config.data.uri
+    if config.backend == "sagemaker":
+        bucket = config.sagemaker.bucket or _sdk_default_bucket(aws)
+        prefix = config.sagemaker.prefix.strip("/")
+        return f"s3://{bucket}/{prefix}/data/{name}" if prefix else f"s3://{bucket}/data/{name}"
+    return str((workspace.datasets() / name).resolve())
+
+
+def _sdk_default_bucket(aws: Callable[[], AwsSession]) -> str:
+    try:
+        return aws().sagemaker.default_bucket()
+    except DogbreedError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the SDK raises botocore and its own errors alike
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DogbreedError(
+            f"cannot find the SageMaker default bucket ({detail}); set sagemaker.bucket or pass --dest s3://bucket/prefix"
+        ) from exc
+
+
+def check_images(source: LocalSource, layout: Layout, config: Config, workspace: Workspace, reporter: Reporter) -> dict[str, ImageCheck]:
+    """Every file's check, on a thread pool: Pillow's decoders and hashlib release the GIL,
+    and threads measured faster than processes here (no pickling, no worker start-up)."""
+    from dogbreed.data.images import ImageLimits, check_image
+
+    data = config.data
+    limits = ImageLimits(min_side=data.min_side, max_pixels=data.max_pixels, resize=data.resize)
+    resized_dir = workspace.cache("resized") if data.resize else None
+    base = source.folder / layout.root if layout.root else source.folder
+    paths = [f.path for f in layout.files]
+    checks: dict[str, ImageCheck] = {}
+    with reporter.task(f"Checking {len(paths)} images", total=len(paths)) as advance:
+        with ThreadPoolExecutor(max_workers=data.workers, thread_name_prefix="dogbreed-check") as pool:
+            for path, check in zip(paths, pool.map(lambda p: check_image(base / p, limits, resized_dir), paths)):
+                checks[path] = check
+                advance(1)
+    return checks
+
+
+def _refuse_nested(source: LocalSource, dataset_uri: str) -> None:
+    if "://" in dataset_uri and not dataset_uri.startswith("file://"):
+        return
+    dest = Path(dataset_uri.removeprefix("file://")).expanduser().resolve()
+    if dest.is_relative_to(source.folder) or source.folder.is_relative_to(dest):
+        raise UsageError(
+            f"--dest {dataset_uri} overlaps the source folder {source.folder}; choose a destination outside it"
+        )
+
+
+def ingest(
+    config: Config,
+    workspace: Workspace,
+    *,
+    source: str | None = None,
+    dest: str | None = None,
+    strict: bool = False,
+    reporter: Reporter | None = None,
+    aws: AwsSession | None = None,
+) -> IngestResult:
+    """Ingest `source` (default data.source) into `dest` (default data.uri or the backend's
+    default) and record it in the ledger as the latest dataset."""
+    reporter = reporter or NullReporter()
+    started = time.monotonic()
+    timings: dict[str, float] = {}
+    given = source or config.data.source
+
+    def lap(name: str, since: float) -> float:
+        now = time.monotonic()
+        timings[name] = round(now - since, 3)
+        return now
+
+    def aws_session() -> AwsSession:
+        nonlocal aws
+        if aws is None:
+            from dogbreed.aws.session import AwsSession
+
+            aws = AwsSession(config.sagemaker)
+        return aws
+
+    local = resolve_source(given, workspace.downloads(), config.data, reporter)
+    mark = lap("fetch", started)
+    files, dirs = list_folder(local.folder)
+    layout = detect_layout(files, dirs, where=given)
+    reporter.info(f"{given}: {layout.kind} layout, {len(layout.folders)} classes, {len(layout.files)} files")
+    checks = check_images(local, layout, config, workspace, reporter)
+    mark = lap("check", mark)
+    split = config.data.split
+    plan: Plan = plan_dataset(layout, checks, split.valid, split.test, config.data.seed, where=given)
+    if plan.problems:
+        first = plan.problems[0]
+        if strict:
+            raise DogbreedError(
+                f"{given}: {len(plan.problems)} problem(s) and --strict; first: {first['file']}: {first['problem']} "
+                "(fix or remove those files, or run without --strict to exclude them)"
+            )
+        reporter.warn(f"{len(plan.problems)} problem(s), excluded from the dataset; first: {first['file']}: {first['problem']}")
+    manifest = build_manifest(given, layout.kind, plan.labels, [f.manifest_entry() for f in plan.files])
+
+    dataset_uri = dest or default_dataset_uri(config, workspace, local.name, aws_session)
+    _refuse_nested(local, dataset_uri)
+    store = open_store(dataset_uri, aws_session)
+    previous = store.read_manifest()
+    to_put = store.missing(plan.files, previous, config.data.workers)
+    mark = lap("compare", mark)
+    encoded = dump_manifest(manifest)
+    if to_put or previous != manifest:
+        if to_put:
+            # From the first changed file on, the old manifest would no longer tell the truth.
+            store.discard_manifest()
+            with reporter.task(f"Storing {len(to_put)} files in {store.uri}", total=len(to_put)) as advance:
+                store.put(to_put, config.data.workers, advance)
+        store.write_manifest(encoded)
+    lap("store", mark)
+
+    result = IngestResult(
+        name=local.name,
+        dataset_uri=store.uri,
+        manifest_sha256=manifest["manifest_sha256"],
+        source=given,
+        layout=layout.kind,
+        num_classes=len(plan.labels),
+        splits=plan.split_counts(),
+        uploaded=len(to_put),
+        skipped=len(plan.files) - len(to_put),
+        problems=plan.problems,
+        ignored=len(layout.ignored),
+        bytes_uploaded=sum(f.size for f in to_put),
+        duration_s=round(time.monotonic() - started, 3),
+        timings_s=timings,
+    )
+    workspace.ledger.record(
+        "dataset",
+        result.name,
+        config.backend,
+        uri=result.dataset_uri,
+        state="created",
+        meta={
+            "manifest_sha256": result.manifest_sha256,
+            "num_classes": result.num_classes,
+            "splits": result.splits,
+            "source": given,
+            "layout": result.layout,
+        },
+    )
+    return result

@@ -1,0 +1,146 @@
+"""Ingest to S3 on a real moto server (boto3's whole HTTP path runs): objects, metadata,
+skipping what is there, and an interrupted upload that the next run completes."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import boto3
+import pytest
+
+from dogbreed.aws.session import AwsSession
+from dogbreed.config import load_config
+from dogbreed.data.manifest import parse_manifest
+from dogbreed.errors import DogbreedError
+from dogbreed.ledger import Ledger
+from dogbreed.workflows.ingest import ingest
+from dogbreed.workspace import Workspace
+from tests.conftest import dogbreed_cli
+from tests.ingest.conftest import DOGS, photos, sha256
+
+BUCKET = "dogbreed-test"
+
+
+@pytest.fixture
+def s3(aws_env):
+    client = boto3.client("s3", region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    return client
+
+
+def _objects(s3, prefix: str) -> dict[str, int]:
+    found = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix + "/"):
+        for obj in page.get("Contents", ()):
+            found[obj["Key"][len(prefix) + 1 :]] = obj["Size"]
+    return found
+
+
+def _config(tmp_path, *sets: str):
+    return load_config(sets=list(sets), overrides={"workspace": str(tmp_path / "ws"), "data.workers": 4})
+
+
+class FailingSession(AwsSession):
+    """The real gateway, but its S3 client stops accepting uploads after `allow` PutObjects:
+    what a network failure or Ctrl-C in the middle of an upload leaves behind."""
+
+    def __init__(self, config, allow: int) -> None:
+        super().__init__(config)
+        self.allow, self.lock = allow, threading.Lock()
+
+    def client(self, service, **kwargs):
+        real = super().client(service, **kwargs)
+        session = self
+
+        class Client:
+            def __getattr__(self, name):
+                return getattr(real, name)
+
+            def put_object(self, **request):
+                with session.lock:
+                    session.allow -= 1
+                    if session.allow < 0:
+                        raise ConnectionResetError("connection reset by peer")
+                return real.put_object(**request)
+
+        return Client()
+
+
+def test_ingest_to_s3_stores_objects_with_metadata_and_skips_them_next_time(s3, tmp_path):
+    config = _config(tmp_path)
+    uri = f"s3://{BUCKET}/datasets/dogs"
+    result = ingest(config, Workspace(tmp_path / "ws"), source=str(DOGS), dest=uri)
+    assert result.dataset_uri == uri and (result.uploaded, result.skipped) == (100, 0)
+
+    objects = _objects(s3, "datasets/dogs")
+    manifest = parse_manifest(s3.get_object(Bucket=BUCKET, Key="datasets/dogs/manifest.json")["Body"].read())
+    assert manifest["manifest_sha256"] == result.manifest_sha256
+    assert set(objects) == {f["path"] for f in manifest["files"]} | {"manifest.json"}
+    originals = {sha256(p.read_bytes()): p for p in photos()}
+    for entry in manifest["files"][::17]:
+        head = s3.head_object(Bucket=BUCKET, Key=f"datasets/dogs/{entry['path']}")
+        assert head["Metadata"]["sha256"] == entry["sha256"]
+        assert head["ContentLength"] == entry["size"] and head["ContentType"] == "image/jpeg"
+        body = s3.get_object(Bucket=BUCKET, Key=f"datasets/dogs/{entry['path']}")["Body"].read()
+        assert body == originals[entry["sha256"]].read_bytes()
+
+    again = ingest(config, Workspace(tmp_path / "ws"), source=str(DOGS), dest=uri)
+    assert (again.uploaded, again.skipped) == (0, 100)
+
+    # What is really there counts, not just the manifest: a deleted object is uploaded again.
+    gone = manifest["files"][5]["path"]
+    s3.delete_object(Bucket=BUCKET, Key=f"datasets/dogs/{gone}")
+    third = ingest(config, Workspace(tmp_path / "ws"), source=str(DOGS), dest=uri)
+    assert (third.uploaded, third.skipped) == (1, 99)
+    assert gone in _objects(s3, "datasets/dogs")
+
+
+def test_interrupted_upload_is_completed_by_the_next_run(s3, tmp_path):
+    config = _config(tmp_path)
+    uri = f"s3://{BUCKET}/interrupted"
+    with pytest.raises(DogbreedError, match="run the same command again"):
+        ingest(config, Workspace(tmp_path / "ws"), source=str(DOGS), dest=uri, aws=FailingSession(config.sagemaker, 30))
+    present = _objects(s3, "interrupted")
+    assert "manifest.json" not in present  # no manifest may describe a half-stored dataset
+    assert len(present) == 30
+
+    result = ingest(config, Workspace(tmp_path / "ws"), source=str(DOGS), dest=uri)
+    assert (result.uploaded, result.skipped) == (100 - len(present), len(present))
+    assert len(_objects(s3, "interrupted")) == 101
+
+
+def test_an_interrupted_change_removes_the_old_manifest_first(s3, tmp_path):
+    uri = f"s3://{BUCKET}/changing"
+    first = ingest(_config(tmp_path), Workspace(tmp_path / "ws"), source=str(DOGS), dest=uri)
+    before = set(_objects(s3, "changing")) - {"manifest.json"}
+    reseeded = _config(tmp_path, "data.seed=5")  # another split: files move between split folders
+    with pytest.raises(DogbreedError):
+        ingest(reseeded, Workspace(tmp_path / "ws"), source=str(DOGS), dest=uri, aws=FailingSession(reseeded.sagemaker, 3))
+    assert "manifest.json" not in _objects(s3, "changing")
+    done = ingest(reseeded, Workspace(tmp_path / "ws"), source=str(DOGS), dest=uri)
+    assert done.manifest_sha256 != first.manifest_sha256 and done.uploaded + done.skipped == 100
+    after = {f["path"] for f in parse_manifest(s3.get_object(Bucket=BUCKET, Key="changing/manifest.json")["Body"].read())["files"]}
+    # Skipped: every photo that stayed where it was, plus the 3 the failed run stored.
+    assert 0 < len(before & after) < 100
+    assert done.skipped == len(before & after) + 3
+
+
+def test_cli_sagemaker_backend_defaults_to_the_bucket_prefix(s3, tmp_path):
+    result = dogbreed_cli(
+        "ingest", str(DOGS), "--backend", "sagemaker", "--set", f"sagemaker.bucket={BUCKET}", "--json", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["dataset_uri"] == f"s3://{BUCKET}/dogbreed/data/dogs"
+    assert answer["uploaded"] == 100 and len(_objects(s3, "dogbreed/data/dogs")) == 101
+    dataset = Ledger(tmp_path / ".dogbreed" / "ledger.sqlite").latest("dataset")
+    assert (dataset.backend, dataset.uri) == ("sagemaker", answer["dataset_uri"])
+    assert dataset.meta["manifest_sha256"] == answer["manifest_sha256"]
+
+
+def test_missing_bucket_is_a_one_line_error(aws_env, tmp_path):
+    result = dogbreed_cli("ingest", str(DOGS), "--dest", "s3://no-such-bucket/x", "--json", cwd=tmp_path)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1
+    assert "no-such-bucket" in lines[0] and "does not exist" in lines[0]
