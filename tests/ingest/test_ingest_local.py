@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from dogbreed.cli.app import app
+from dogbreed.cli.app import app, run
 from dogbreed.config import load_config
 from dogbreed.data.manifest import parse_manifest
 from dogbreed.ledger import Ledger
@@ -195,23 +195,42 @@ def test_problems_are_reported_per_file_and_excluded(tmp_path):
     assert not (tmp_path / "strict").exists()
 
 
-def test_wrong_sources_are_one_line_errors(tmp_path):
+@pytest.fixture
+def flat_folder(tmp_path):
     flat = tmp_path / "flat"
     flat.mkdir()
     for photo in photos()[:3]:
         shutil.copyfile(photo, flat / photo.name)
-    for args, code, words in [
-        ([str(flat)], 1, "no class folders"),
-        ([str(DOGS / "n02088364-beagle")], 1, "no class folders"),
-        ([str(tmp_path / "nope")], 2, "no such file or folder"),
-        ([str(photos()[0])], 2, "not a folder or a zip/tar archive"),
-        (["ftp://example.com/x.zip"], 2, "unsupported source"),
-        ([str(DOGS), "--dest", str(DOGS / "inside")], 2, "overlaps the source folder"),
-    ]:
+    return flat
+
+
+def test_wrong_layout_and_missing_source_exit_1_and_2_with_one_line(tmp_path, flat_folder):
+    for args, code, words in [([str(flat_folder)], 1, "no class folders"), ([str(tmp_path / "nope")], 2, "no such file")]:
         result = dogbreed_cli("ingest", *args, "--json", cwd=tmp_path)
         lines = result.stderr.strip().splitlines()
         assert result.returncode == code and result.stdout == "", (args, result.stderr)
         assert len(lines) == 1 and words in lines[0], (args, lines)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "words"),
+    [
+        (["{flat}"], 1, "3 files at the top level and no class folders"),
+        (["{dogs}/n02088364-beagle"], 1, "no class folders"),
+        (["{photo}"], 2, "not a folder or a zip/tar archive"),
+        (["ftp://example.com/x.zip"], 2, "unsupported source"),
+        (["{dogs}", "--dest", "{dogs}/inside"], 2, "overlaps the source folder"),
+        (["{dogs}", "--dest", "gs://bucket/x"], 2, "unsupported destination"),
+    ],
+)
+def test_wrong_sources_are_one_line_errors(tmp_path, flat_folder, capsys, monkeypatch, args, code, words):
+    monkeypatch.chdir(tmp_path)
+    argv = [a.format(flat=flat_folder, dogs=DOGS, photo=photos()[0]) for a in args]
+    assert run(["ingest", *argv, "--json"]) == code
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert out == "" and len(lines) == 1 and words in lines[0], lines
+    assert not (DOGS / "inside").exists()
 
 
 def test_wrapped_dogimages_zip_keeps_its_splits(tmp_path):

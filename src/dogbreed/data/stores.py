@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from dogbreed.data.download import file_sha256
 from dogbreed.data.manifest import MANIFEST_NAME, parse_manifest
 from dogbreed.data.plan import PlannedFile
-from dogbreed.errors import DogbreedError
+from dogbreed.errors import DogbreedError, UsageError
 
 if TYPE_CHECKING:
     from dogbreed.aws.session import AwsSession
@@ -136,5 +136,5 @@ def open_store(uri: str, aws: Callable[[], AwsSession]) -> DatasetStore:
 
         return S3Store.from_uri(uri, aws())
     if "://" in uri and not uri.startswith("file://"):
-        raise DogbreedError(f"{uri}: unsupported destination; use a local folder or s3://bucket/prefix")
+        raise UsageError(f"{uri}: unsupported destination; use a local folder or s3://bucket/prefix")
     return LocalStore(Path(uri.removeprefix("file://")).expanduser().resolve())

@@ -152,6 +152,10 @@ def ingest(
 
     local = resolve_source(given, workspace.downloads(), config.data, reporter)
     mark = lap("fetch", started)
+    # The destination is settled before the slow part, so a wrong --dest fails in a second.
+    dataset_uri = dest or default_dataset_uri(config, workspace, local.name, aws_session)
+    _refuse_nested(local, dataset_uri)
+    store = open_store(dataset_uri, aws_session)
     files, dirs = list_folder(local.folder)
     layout = detect_layout(files, dirs, where=given)
     reporter.info(f"{given}: {layout.kind} layout, {len(layout.folders)} classes, {len(layout.files)} files")
@@ -169,9 +173,6 @@ def ingest(
         reporter.warn(f"{len(plan.problems)} problem(s), excluded from the dataset; first: {first['file']}: {first['problem']}")
     manifest = build_manifest(given, layout.kind, plan.labels, [f.manifest_entry() for f in plan.files])
 
-    dataset_uri = dest or default_dataset_uri(config, workspace, local.name, aws_session)
-    _refuse_nested(local, dataset_uri)
-    store = open_store(dataset_uri, aws_session)
     previous = store.read_manifest()
     to_put = store.missing(plan.files, previous, config.data.workers)
     mark = lap("compare", mark)
