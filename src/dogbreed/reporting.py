@@ -44,7 +44,7 @@ class RichReporter:
 
     @contextmanager
     def task(self, description: str, total: float | None = None) -> Iterator[Advance]:
-        if self.quiet or not self.console.is_terminal and not self.console.force_terminal:
+        if self.quiet or not self.console.is_terminal:  # is_terminal already honours force_terminal
             # Headless: one line at start, none per item.
             if not self.quiet:
                 self.console.print(f"{description}…", highlight=False)

@@ -93,6 +93,7 @@ class EndpointInfo:
 
 class Backend(Protocol):
     name: str
+    config: Config
 
     # Training: one job of source_dir/train.py.
     def plan_training(self, request: TrainingRequest) -> dict[str, Any]: ...

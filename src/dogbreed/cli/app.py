@@ -55,8 +55,12 @@ def _fail(message: str, code: int) -> int:
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit code (main() exits with it)."""
     try:
-        app(args=argv, prog_name="dogbreed", standalone_mode=False)
-        return 0
+        # Without standalone mode typer returns the code of an Exit instead of raising it,
+        # and turns Ctrl-C into Exit(130) on the way.
+        code = app(args=argv, prog_name="dogbreed", standalone_mode=False)
+        if code == 130:
+            return _fail("interrupted; run the same command again to resume", 130)
+        return code if isinstance(code, int) else 0
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:

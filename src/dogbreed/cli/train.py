@@ -59,8 +59,9 @@ def command(
 
     session = Session.start(config, set_, backend, json_out, verbose)
     ledger = session.workspace.ledger
-    plan = workflow.plan(session.config, ledger, name=name, dataset=dataset, from_tuning=from_tuning)
     runner = get_backend(session)
+    workflow.sync(ledger, runner)
+    plan = workflow.plan(session.config, ledger, name=name, dataset=dataset, from_tuning=from_tuning)
     if dry_run:
         session.emit({"dry_run": True, **runner.plan_training(plan.request)})
         return

@@ -51,7 +51,8 @@ def parse_duration(text: str) -> timedelta:
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=False)
+    # Numbers given where text is expected (a sha256 of digits, --set name=2024) stay text.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, coerce_numbers_to_str=True)
 
 
 class SplitRatios(Strict):

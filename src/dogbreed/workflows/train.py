@@ -97,6 +97,7 @@ def _record(ledger: Ledger, backend: Backend, request: TrainingRequest, outcome:
         request.name,
         backend.name,
         state=state,
+        uri=outcome.output_uri,
         meta={"metrics": outcome.metrics, "model_uri": outcome.model_uri, "failure": outcome.failure,
               "output_uri": outcome.output_uri, "log_uri": outcome.log_uri},
     )
@@ -110,6 +111,26 @@ def _record(ledger: Ledger, backend: Backend, request: TrainingRequest, outcome:
             parent=request.name,
             meta={"training_job": request.name, "metrics": outcome.metrics},
         )
+
+
+def sync(ledger: Ledger, backend: Backend) -> list[TrainingOutcome]:
+    """Record the outcome of jobs that ended while no CLI was waiting (`--no-wait`, a killed
+    CLI), so 'the latest model' is found by later commands. Returns the outcomes it recorded."""
+    recorded = []
+    for job in ledger.list("training-job", backend=backend.name, states=["InProgress"]):
+        try:
+            outcome = backend.describe_training(job.name)
+        except NotFoundError:
+            ledger.update("training-job", job.name, backend.name, state="Failed", meta={"failure": "job not found"})
+            continue
+        if outcome.state != "InProgress":
+            request = TrainingRequest(
+                name=job.name, config=backend.config, dataset_uri=job.meta.get("dataset_uri", ""),
+                hyperparameters=job.meta.get("hyperparameters", {}),
+            )
+            _record(ledger, backend, request, outcome)
+            recorded.append(outcome)
+    return recorded
 
 
 def start(ledger: Ledger, backend: Backend, train_plan: TrainPlan) -> None:

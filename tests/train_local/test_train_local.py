@@ -1,0 +1,156 @@
+"""`dogbreed train` on the local backend: the real train.py, real photos, real weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from dogbreed.ledger import Ledger
+from tests.conftest import dogbreed_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def project(tmp_path, dogs_dir, imagenet_weights):
+    """A workspace with the vendored photos ingested, and a config that uses the vendored weights."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"workspace: {tmp_path / '.dogbreed'}\n"
+        f"model:\n  weights: {imagenet_weights}\n"
+        "train:\n  epochs: 3\n  lr: 0.01\n  num_workers: 0\n"
+    )
+    result = dogbreed_cli("ingest", str(dogs_dir), "-c", str(config), "--json")
+    assert result.returncode == 0, result.stderr
+    return tmp_path, config
+
+
+def _ledger(root: Path) -> Ledger:
+    return Ledger(root / ".dogbreed" / "ledger.sqlite")
+
+
+def test_train_runs_the_job_packs_the_model_and_records_it(project):
+    root, config = project
+    result = dogbreed_cli("train", "-c", str(config), "--json")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["state"] == "Completed" and answer["backend"] == "local"
+    metrics = answer["metrics"]
+    assert {"valid_acc", "valid_loss", "test_acc", "test_loss"} <= set(metrics)
+    assert metrics["test_acc"] >= 0.3  # 10 breeds: at least 3x chance with the ImageNet backbone
+    assert len(answer["history"]) == 3
+    # The metrics come from the job's own log lines, through the SageMaker regexes.
+    log = Path(answer["log_uri"]).read_text()
+    assert f"test_acc={metrics['test_acc']:.6g}" in log
+    with tarfile.open(answer["model_uri"]) as archive:
+        names = set(archive.getnames())
+    assert {"model.pth", "classes.json", "hyperparameters.json", "code/inference.py"} <= names
+    # The job saw SageMaker's input config files and environment.
+    job_dir = Path(answer["model_uri"]).parent
+    hps = json.loads((job_dir / "input/config/hyperparameters.json").read_text())
+    assert hps["lr"] == "0.01" and hps["batch-size"] == "32"
+    ledger = _ledger(root)
+    job = ledger.latest("training-job")
+    assert job.name == answer["training_job"] and job.state == "Completed"
+    model = ledger.latest("model")
+    assert model.uri == answer["model_uri"] and model.meta["training_job"] == job.name
+
+
+def test_dry_run_prints_the_command_and_environment_and_runs_nothing(project):
+    root, config = project
+    result = dogbreed_cli("train", "-c", str(config), "--json", "--dry-run", "--set", "train.batch_size=16")
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["dry_run"] is True
+    command = plan["command"]
+    assert command[1].endswith("source_dir/train.py")
+    assert command[command.index("--batch-size") + 1] == "16"
+    assert plan["environment"]["SM_CHANNEL_TRAINING"] == plan["channels"]["training"]
+    assert plan["environment"]["SM_MODEL_DIR"].endswith("/model")
+    assert not (root / ".dogbreed" / "jobs").exists()
+    assert _ledger(root).latest("training-job") is None
+
+
+def test_no_wait_returns_at_once_and_a_later_command_records_the_outcome(project):
+    root, config = project
+    result = dogbreed_cli("train", "-c", str(config), "--json", "--no-wait")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["state"] == "InProgress"
+    name = answer["training_job"]
+    status = root / ".dogbreed" / "jobs" / name / "status.json"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if status.exists() and json.loads(status.read_text()).get("state") in ("Completed", "Failed"):
+            break
+        time.sleep(0.5)
+    assert json.loads(status.read_text())["state"] == "Completed"
+    assert _ledger(root).latest("model") is None  # nobody has looked yet
+    # Any later train (here a dry run) first syncs the ledger with what happened.
+    dogbreed_cli("train", "-c", str(config), "--json", "--dry-run")
+    assert _ledger(root).latest("model").name == name
+
+
+def test_ctrl_c_stops_the_job_and_train_again_resumes_it(project):
+    root, config = project
+    exe = Path(sys.executable).parent / "dogbreed"
+    # Without the feature cache an epoch takes seconds, so the interrupt lands mid-training.
+    slow = ["--set", "train.feature_cache=false"]
+    args = [str(exe), "train", "-c", str(config), *slow]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    jobs = root / ".dogbreed" / "jobs"
+    deadline = time.monotonic() + 300
+    checkpoint = None
+    while time.monotonic() < deadline and checkpoint is None:
+        found = list(jobs.glob("*/checkpoints/*")) if jobs.exists() else []
+        checkpoint = found[0] if found else None
+        time.sleep(0.2)
+    assert checkpoint is not None, "no checkpoint appeared"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "run the same command again to resume" in err
+    job = _ledger(root).latest("training-job")
+    assert job.state == "Stopped"
+    job_dir = jobs / job.name
+    assert json.loads((job_dir / "status.json").read_text())["state"] == "Stopped"
+    # Nothing of the job is left running.
+    pid = json.loads((job_dir / "status.json").read_text())["pid"]
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    epochs_before = (job_dir / "train.log").read_text().count("\nepoch=")
+    assert 1 <= epochs_before < 3
+    result = dogbreed_cli("train", "-c", str(config), "--json", *slow)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["resumed"] is True and answer["training_job"] == job.name
+    # One log holds both runs: had the second started over, it would hold more than 3 epochs.
+    assert answer["state"] == "Completed" and [row["epoch"] for row in answer["history"]] == [1, 2, 3]
+
+
+def test_a_failing_job_is_one_line_with_the_cause_and_the_log(project):
+    _, config = project
+    # resnet18 cannot load mobilenet_v2's state_dict: the job fails inside train.py.
+    result = dogbreed_cli("train", "-c", str(config), "--set", "model.arch=resnet18")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: training job") and "failed" in lines[-1] and "train.log" in lines[-1]
+
+
+def test_missing_dataset_and_weights_are_clear_errors(tmp_path, imagenet_weights):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"workspace: {tmp_path / 'ws'}\n")
+    result = dogbreed_cli("train", "-c", str(config))
+    assert result.returncode == 1 and "run `dogbreed ingest" in result.stderr
+    dataset = tmp_path / "ds"
+    dataset.mkdir()
+    result = dogbreed_cli("train", "-c", str(config), "--dataset", str(dataset), "--set", "model.weights=/no/such.pth")
+    assert result.returncode == 1 and "model.weights: /no/such.pth not found" in result.stderr
