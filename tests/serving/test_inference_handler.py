@@ -1,0 +1,120 @@
+"""inference.py's four hooks, in-process, on a real trained model (no server)."""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+import sys
+
+import pytest
+from sagemaker_inference.errors import GenericInferenceToolkitError
+
+from tests.serving.images import BEAGLE, COLLIE, png_bomb, rotated_with_exif, variants
+from tests.serving.model_factory import torch_threads
+
+
+@pytest.fixture(scope="module")
+def handler(model_dir):
+    """The model's own code/inference.py, imported as the container imports it."""
+    sys.path.insert(0, str(model_dir / "code"))
+    try:
+        sys.modules.pop("inference", None)
+        module = importlib.import_module("inference")
+        with torch_threads(1):
+            yield module, module.model_fn(str(model_dir))
+    finally:
+        sys.path.remove(str(model_dir / "code"))
+        sys.modules.pop("inference", None)
+
+
+def answer(handler, body, content_type="image/jpeg", accept="application/json"):
+    module, model = handler
+    text, reply_type = module.output_fn(module.predict_fn(module.input_fn(body, content_type), model), accept)
+    assert reply_type == "application/json"
+    return json.loads(text)
+
+
+def best(document, image=0):
+    return document["predictions"][image]["top"][0]["label"]
+
+
+@pytest.mark.parametrize("kind", ["jpeg", "png", "grayscale", "rgba", "cmyk", "palette"])
+def test_every_image_mode_is_read_as_rgb_and_named(handler, kind):
+    body, content_type = variants()[kind]
+    document = answer(handler, body, content_type)
+    top = document["predictions"][0]["top"]
+    assert [t["label"] for t in top][:1] == ["beagle"]
+    assert len(top) == 5 and all(set(t) == {"label", "index", "probability"} for t in top)
+    assert top == sorted(top, key=lambda t: -t["probability"])
+    assert 0.99 < sum(t["probability"] for t in answer(handler, body, content_type, "application/json; top_k=10")["predictions"][0]["top"]) < 1.01
+
+
+def test_exif_orientation_is_honoured(handler):
+    module, model = handler
+    upright = module._tensor(BEAGLE.read_bytes(), 0, model.transform)
+    turned = module._tensor(rotated_with_exif(), 0, model.transform)
+    # JPEG re-encoding moves pixels a little; ignoring the tag would move them a lot.
+    assert (upright - turned).abs().mean() < 0.05
+    assert best(answer(handler, rotated_with_exif())) == "beagle"
+
+
+def test_json_batch_with_top_k_keeps_order(handler):
+    images = [base64.b64encode(path.read_bytes()).decode() for path in (COLLIE, BEAGLE)]
+    images[1] = "data:image/jpeg;base64," + images[1]
+    document = answer(handler, json.dumps({"images": images, "top_k": 2}), "application/json")
+    assert [best(document, 0), best(document, 1)] == ["collie", "beagle"]
+    assert [len(p["top"]) for p in document["predictions"]] == [2, 2]
+
+
+def test_top_k_sources_in_order_json_then_accept_then_default(handler, monkeypatch):
+    body = json.dumps({"image": base64.b64encode(BEAGLE.read_bytes()).decode(), "top_k": 1})
+    assert len(answer(handler, body, "application/json", "application/json; top_k=3")["predictions"][0]["top"]) == 1
+    assert len(answer(handler, BEAGLE.read_bytes(), accept="application/json; top_k=3")["predictions"][0]["top"]) == 3
+    monkeypatch.setenv("DOGBREED_TOP_K", "4")
+    assert len(answer(handler, BEAGLE.read_bytes(), accept="*/*")["predictions"][0]["top"]) == 4
+    # More than there are classes: all of them.
+    assert len(answer(handler, BEAGLE.read_bytes(), accept="application/json;top_k=500")["predictions"][0]["top"]) == 10
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "error"),
+    [
+        (b"not an image at all", "image/jpeg", 400, "undecodable_image"),
+        (BEAGLE.read_bytes()[:300], "image/jpeg", 400, "undecodable_image"),  # truncated
+        (b"", "image/png", 400, "bad_request"),
+        (b"hello", "text/plain", 415, "unsupported_content_type"),
+        (b"hello", None, 415, "unsupported_content_type"),
+        (png_bomb(), "image/png", 413, "too_large"),  # Pillow's own bomb error
+        (png_bomb(10000, 10000), "image/png", 413, "too_large"),  # under Pillow's, over ours
+        ("{not json", "application/json", 400, "bad_request"),
+        ('{"images": "abc"}', "application/json", 400, "bad_request"),
+        ('{"images": ["@@@"]}', "application/json", 400, "bad_request"),
+        ('{"images": []}', "application/json", 400, "bad_request"),
+        ('{"pictures": []}', "application/json", 400, "bad_request"),
+        (json.dumps({"images": ["AAAA"] * 65}), "application/json", 413, "too_large"),
+        (json.dumps({"image": "AAAA", "top_k": 0}), "application/json", 400, "bad_request"),
+        (json.dumps({"image": "AAAA", "top_k": True}), "application/json", 400, "bad_request"),
+    ],
+)
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_bad_requests_raise_typed_errors_the_toolkit_understands(handler, body, content_type, status, error):
+    with pytest.raises(GenericInferenceToolkitError) as raised:
+        answer(handler, body, content_type)
+    assert raised.value.status_code == status
+    assert json.loads(raised.value.message) == {"error": error, "detail": raised.value.detail}
+
+
+def test_a_bomb_is_refused_before_decoding(handler):
+    module, _ = handler
+    # input_fn alone refuses it: no pixel is decoded, so this takes no memory to speak of.
+    with pytest.raises(module.TooLarge):
+        module.input_fn(png_bomb(), "image/png")
+
+
+def test_unacceptable_accept_is_406_and_bad_accept_top_k_is_400(handler):
+    module, _ = handler
+    with pytest.raises(module.NotAcceptable):
+        answer(handler, BEAGLE.read_bytes(), accept="text/csv")
+    with pytest.raises(module.BadRequest):
+        answer(handler, BEAGLE.read_bytes(), accept="application/json; top_k=many")
