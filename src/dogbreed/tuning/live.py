@@ -1,0 +1,92 @@
+"""The table of trials people watch while a study runs (stderr; stdout stays for --json).
+
+On a terminal it is a rich Live table redrawn a few times a second from the ledger; in a
+log (CI, a pipe) it prints one line whenever a trial starts or ends instead of redrawing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from dogbreed.ledger import Resource
+
+
+def format_params(params: dict[str, Any]) -> str:
+    return " ".join(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}" for key, value in params.items())
+
+
+def _number(value: Any) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def row(trial: Resource) -> dict[str, str]:
+    meta = trial.meta
+    epochs = meta.get("epochs")
+    progress = f"{meta.get('epoch', 0)}/{epochs}" if epochs else ""
+    state = trial.state + (" (retried)" if meta.get("retried") else "")
+    return {
+        "trial": trial.name.rsplit("-", 1)[-1],
+        "params": format_params(meta.get("params") or {}),
+        "epoch": progress,
+        "objective": _number(meta.get("objective")),
+        "test_acc": _number(meta.get("test_acc")),
+        "state": state,
+        "failure": (meta.get("failure") or "")[:80],
+    }
+
+
+def table(title: str, metric: str, trials: Iterable[Resource]) -> Any:
+    from rich.table import Table
+
+    styles = {"Completed": "green", "Failed": "red", "Stopped": "yellow", "InProgress": "cyan"}
+    out = Table(title=title, title_justify="left")
+    for header in ("trial", "params", "epoch", metric, "test_acc", "state"):
+        out.add_column(header, justify="right" if header in (metric, "test_acc", "epoch") else "left")
+    for trial in trials:
+        cells = row(trial)
+        state = f"[{styles.get(trial.state, 'white')}]{cells['state']}[/]"
+        if cells["failure"] and trial.state == "Failed":
+            state += f" [dim]{cells['failure']}[/]"
+        out.add_row(cells["trial"], cells["params"], cells["epoch"], cells["objective"], cells["test_acc"], state)
+    return out
+
+
+class TrialView:
+    """`with TrialView(console, ...) as view: view.show(trials)`; quiet shows nothing."""
+
+    def __init__(self, console: Any, title: str, metric: str, quiet: bool = False) -> None:
+        self.console, self.title, self.metric, self.quiet = console, title, metric, quiet
+        self.live_mode = not quiet and (console.is_terminal or console.force_terminal)
+        self._live: Any = None
+        self._seen: dict[str, str] = {}
+
+    def __enter__(self) -> TrialView:
+        if self.live_mode:
+            from rich.live import Live
+
+            self._live = Live(table(self.title, self.metric, []), console=self.console, refresh_per_second=4)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc)
+
+    def show(self, trials: list[Resource]) -> None:
+        if self.quiet:
+            return
+        if self._live is not None:
+            self._live.update(table(self.title, self.metric, trials))
+            return
+        for trial in trials:
+            if self._seen.get(trial.name) == trial.state:
+                continue
+            self._seen[trial.name] = trial.state
+            cells = row(trial)
+            line = f"{trial.name} {cells['state']} {cells['params']}"
+            if trial.state == "Completed":
+                line += f" {self.metric}={cells['objective']} test_acc={cells['test_acc']}"
+            elif trial.state == "Failed":
+                line += f": {cells['failure']}"
+            self.console.print(line, highlight=False, markup=False)

@@ -1,0 +1,150 @@
+"""One trial: a real training job of train.py through the local backend, pruned per epoch.
+
+The trial's params go through config.flags.with_params (validated and typed), become the
+job's flags, and the job runs exactly as `dogbreed train` runs it: its own folder, log,
+checkpoints and model.tar.gz under <workspace>/jobs/<tuning>-tNNN. Its epoch lines are read
+with the SageMaker metric regexes (jobspec), reported to the study, and when the pruner
+says so the job is stopped through the backend, as SageMaker's early stopping would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dogbreed.backends.base import TrainingOutcome, TrainingRequest
+from dogbreed.backends.local_training import LocalTraining
+from dogbreed.config import Config
+from dogbreed.config.flags import hyperparameters
+from dogbreed.errors import DogbreedError
+from dogbreed.jobspec import metric_spec
+from dogbreed.ledger import Ledger
+from dogbreed.reporting import NullReporter, Reporter
+from dogbreed.tuning import trials as book
+from dogbreed.tuning.space import apply, suggest
+from dogbreed.tuning.study import TuningSetup
+from dogbreed.workspace import Workspace
+
+
+class TrialBackend(LocalTraining):
+    """The local backend's training half: trials need no endpoints."""
+
+    name = "local"
+
+    def __init__(self, config: Config, workspace: Workspace, reporter: Reporter | None = None) -> None:
+        self.config = config
+        self.workspace = workspace
+        self.reporter = reporter or NullReporter()
+
+
+def job_request(setup: TuningSetup, name: str, config: Config) -> TrainingRequest:
+    return TrainingRequest(
+        name=name,
+        config=config,
+        dataset_uri=setup.dataset_uri,
+        hyperparameters=hyperparameters(config),
+        manifest_sha256=setup.manifest_sha256,
+        parent=setup.name,
+    )
+
+
+def record(ledger: Ledger, setup: TuningSetup, summary: book.TrialSummary, **extra: Any) -> None:
+    """The trial as the ledger keeps it: kind 'trial', parent = the tuning job."""
+    meta = {
+        "number": summary.number,
+        "params": summary.params,
+        "metric": setup.metric,
+        "objective": summary.objective,
+        "test_acc": summary.test_acc,
+        "state": summary.status,
+        "failure": summary.failure,
+        "retried": summary.retried,
+        **extra,
+    }
+    if ledger.get("trial", summary.name, "local") is None:
+        ledger.record("trial", summary.name, "local", state=summary.status, parent=setup.name, meta=meta)
+    else:
+        ledger.update("trial", summary.name, "local", state=summary.status, meta=meta)
+
+
+def objective_of(outcome: TrainingOutcome, metric: str) -> float | None:
+    value = outcome.metrics.get(metric)
+    return None if value is None else float(value)
+
+
+class EpochFollower:
+    """The job's log sink: reports each epoch's objective and stops the job when pruned."""
+
+    def __init__(self, trial: Any, setup: TuningSetup, summary: book.TrialSummary, epochs: int,
+                 backend: TrialBackend, ledger: Ledger) -> None:
+        self.trial, self.setup, self.summary, self.epochs = trial, setup, summary, epochs
+        self.backend, self.ledger = backend, ledger
+        self.spec = metric_spec()
+        self.last_epoch = 0
+        self.pruned = False
+
+    def __call__(self, line: str) -> None:
+        found = self.spec.parse_line(line)
+        epoch = found.get(self.spec.epoch_key)
+        value = found.get(self.setup.metric)
+        # A resumed job may repeat an epoch; Optuna takes one report per step.
+        if epoch is None or value is None or int(epoch) <= self.last_epoch:
+            return
+        self.last_epoch = int(epoch)
+        self.trial.report(value, self.last_epoch)
+        self.summary.objective = value
+        record(self.ledger, self.setup, self.summary, epoch=self.last_epoch, epochs=self.epochs)
+        if not self.pruned and self.last_epoch < self.epochs and self.trial.should_prune():
+            self.pruned = True
+            self.backend.stop_training(self.summary.name)
+
+
+def run_trial(setup: TuningSetup, study: Any, trial: Any, backend: TrialBackend, ledger: Ledger) -> book.TrialSummary:
+    """Run the trial's job to its end and tell the study. A failure is recorded, not raised;
+    KeyboardInterrupt (Ctrl-C, SIGTERM) stops the job and propagates: the trial stays
+    RUNNING in the study and the next `tune` retries it (recovery.py)."""
+    from optuna.trial import TrialState
+
+    summary = book.TrialSummary(number=trial.number, name=book.trial_name(setup.name, trial.number), status="InProgress")
+    try:
+        params = suggest(trial, setup.space)
+        summary.params = params
+        trial.set_user_attr(book.ATTR_PARAMS, params)
+        config = apply(setup.config, params)
+        record(ledger, setup, summary, epoch=0, epochs=config.train.epochs)
+        backend.start_training(job_request(setup, summary.name, config))
+        follower = EpochFollower(trial, setup, summary, config.train.epochs, backend, ledger)
+        outcome = backend.wait_training(summary.name, follower)
+    except DogbreedError as exc:
+        return fail(setup, study, trial, summary, ledger, str(exc))
+
+    summary.test_acc = outcome.metrics.get("test_acc")
+    summary.epochs = follower.last_epoch
+    trial.set_user_attr(book.ATTR_EPOCHS, follower.last_epoch)
+    if summary.test_acc is not None:
+        trial.set_user_attr(book.ATTR_TEST_ACC, summary.test_acc)
+    objective = objective_of(outcome, setup.metric)
+    if outcome.state == "Completed" and objective is not None:
+        summary.status, summary.objective = "Completed", objective
+        trial.set_user_attr(book.ATTR_OBJECTIVE, objective)
+        study.tell(trial, objective)
+    elif outcome.state == "Stopped" and follower.pruned:
+        summary.status = "Stopped"
+        trial.set_user_attr(book.ATTR_OBJECTIVE, summary.objective)
+        study.tell(trial, state=TrialState.PRUNED)
+    elif outcome.state == "Completed":
+        return fail(setup, study, trial, summary, ledger, f"the job printed no {setup.metric}; see {outcome.log_uri}")
+    else:
+        return fail(setup, study, trial, summary, ledger, outcome.failure or f"the job ended {outcome.state}")
+    record(ledger, setup, summary, model_uri=outcome.model_uri, log_uri=outcome.log_uri)
+    return summary
+
+
+def fail(setup: TuningSetup, study: Any, trial: Any, summary: book.TrialSummary, ledger: Ledger,
+         failure: str) -> book.TrialSummary:
+    from optuna.trial import TrialState
+
+    summary.status, summary.failure = "Failed", failure.splitlines()[0] if failure else "failed"
+    trial.set_user_attr(book.ATTR_FAILURE, summary.failure)
+    study.tell(trial, state=TrialState.FAIL)
+    record(ledger, setup, summary)
+    return summary

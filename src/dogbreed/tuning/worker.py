@@ -1,0 +1,66 @@
+"""A worker process of a local tuning job: asks for trials and runs them until the budget is spent.
+
+    python -m dogbreed.tuning.worker <tuning folder> <worker index>
+
+tune.max_parallel_jobs workers run side by side, each with its own handle on the study
+(JournalStorage is safe across processes). They count and ask under one file lock, so the
+study never starts more than its budget. SIGTERM stops the running trial's job and exits;
+the trial is picked up by recovery on the next `tune`.
+
+The frozen backbone's feature cache needs no warm-up step: the first job to need it
+extracts it under train.py's cache lock while the others start up and wait on that lock,
+then read it. Holding the other workers back until the first trial ended was measured no
+faster (their torch start-up no longer overlapped the extraction).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+from dogbreed.tuning import trials as book
+from dogbreed.tuning.runner import TrialBackend, run_trial
+from dogbreed.tuning.study import TuningSetup, ask_lock, open_study
+
+
+def _share_cpus(parallel: int) -> None:
+    # Each job's torch would otherwise start one thread per core in every worker at once.
+    if "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // parallel))
+
+
+def work(folder: Path, worker: int) -> int:
+    setup = TuningSetup.load(folder)
+    _share_cpus(setup.config.tune.max_parallel_jobs)
+    study = open_study(setup, worker)
+    backend = TrialBackend(setup.config, setup.workspace)
+    ledger = setup.workspace.ledger
+    while True:
+        with ask_lock(folder):
+            trials = book.summarize_all(setup.name, study.get_trials(deepcopy=False))
+            if book.budget_left(trials, setup.budget) == 0:
+                return 0
+            trial = study.ask()
+        summary = run_trial(setup, study, trial, backend, ledger)
+        print(f"{summary.name} {summary.status} objective={summary.objective} {summary.failure or ''}", flush=True)
+
+
+def _stop(signum: int, _frame: object) -> None:
+    # wait_training turns KeyboardInterrupt into a clean stop of the running job.
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m dogbreed.tuning.worker TUNING_DIR WORKER_INDEX")
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        sys.exit(work(Path(sys.argv[1]), int(sys.argv[2])))
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
