@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from dogbreed.cli.options import BackendOpt, ConfigOpt, JsonOpt, SetOpt, VerboseOpt
 from dogbreed.cli.session import Session
-from dogbreed.errors import NotBuiltError
 
 NAME = "report"
+
+_STYLES = {"ok": "green", "issue": "bold red", "not-applicable": "dim", "no-data": "yellow"}
+
+
+def _render(answer: dict[str, Any]):
+    def render(console) -> None:
+        from rich.table import Table
+
+        table = Table(title=f"{answer['kind']} {answer['job']} · rules", title_justify="left")
+        table.add_column("rule", no_wrap=True)
+        table.add_column("verdict", no_wrap=True)
+        table.add_column("what it saw", overflow="fold")
+        table.add_column("what to do", overflow="fold")
+        for rule in answer["rules"]:
+            style = _STYLES.get(rule["status"], "white")
+            table.add_row(rule["name"], f"[{style}]{rule['status']}[/]", rule["detail"], rule["advice"])
+        if answer["rules"]:
+            console.print(table)
+        for note in answer["notes"]:
+            console.print(f"[dim]note:[/] {note}", highlight=False)
+        console.print(f"report: {answer['report_uri']}", highlight=False, soft_wrap=True)
+
+    return render
 
 
 def command(
@@ -23,5 +45,25 @@ def command(
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    Session.start(config, set_, backend, json_out, verbose)
-    raise NotBuiltError("`dogbreed report` is not built yet")
+    from dogbreed.errors import DogbreedError, UsageError
+    from dogbreed.workflows import report as workflow
+
+    session = Session.start(config, set_, backend, json_out, verbose)
+    if job and tuning:
+        raise UsageError("give a training JOB or --tuning NAME, not both")
+
+    def aws():
+        from dogbreed.aws.session import AwsSession
+
+        return AwsSession(session.config.sagemaker)
+
+    options = {"aws": aws, "reporter": session.reporter}
+    if tuning:
+        result = workflow.tuning_report(session.config, session.workspace, tuning, **options)
+    else:
+        result = workflow.training_report(session.config, session.workspace, job, **options)
+    answer = result.to_json()
+    session.emit(answer, _render(answer))
+    if fail_on_rules and result.issues:
+        names = ", ".join(rule.name for rule in result.issues)
+        raise DogbreedError(f"{len(result.issues)} rule(s) found issues in {result.job}: {names}; see {result.html}")

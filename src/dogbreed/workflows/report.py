@@ -1,0 +1,346 @@
+"""`report`: find a job in the ledger, read its records, judge them, write the HTML page.
+
+Backend-agnostic: a local job's records are in its job folder; a SageMaker job's are inside
+its output.tar.gz on S3, fetched through the AwsSession the caller injects (tests give one
+aimed at moto). Output goes to <workspace>/reports/<job>/: report.html (self-contained) and
+the same figures as PNG files, for people who want to paste one into a ticket.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from dogbreed.config import Config
+from dogbreed.errors import DogbreedError, NotFoundError
+from dogbreed.ledger import Ledger, Resource
+from dogbreed.report import page, plots, rules, sagemaker_job
+from dogbreed.report.records import RECORDS_FILE, Run, read_records
+from dogbreed.report.tuning import TuningSummary, log_scaled, summarize
+from dogbreed.reporting import NullReporter, Reporter
+from dogbreed.workspace import Workspace
+
+REPORT_FILE = "report.html"
+LIST_JOBS = "list jobs with `dogbreed status`"
+
+AwsFactory = Callable[[], Any]  # () -> dogbreed.aws.session.AwsSession
+
+
+@dataclass
+class Report:
+    job: str
+    kind: str  # training-job | tuning-job
+    backend: str
+    html: Path
+    pngs: list[Path]
+    rules: list[rules.RuleResult]
+    records: str | None = None
+    notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def issues(self) -> list[rules.RuleResult]:
+        return [r for r in self.rules if r.status == rules.ISSUE]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "report_uri": str(self.html),
+            "rules": [r.to_json() for r in self.rules],
+            "pngs": [str(p) for p in self.pngs],
+            "job": self.job,
+            "kind": self.kind,
+            "backend": self.backend,
+            "records": self.records,
+            "issues": len(self.issues),
+            "notes": self.notes,
+            **self.extra,
+        }
+
+
+# --- finding things ----------------------------------------------------------------------
+
+
+def find_training_job(ledger: Ledger, name: str | None, backend: str) -> Resource:
+    """The named training job (a tuning trial's job counts too), or the latest one,
+    preferring the configured backend's."""
+    if name is None:
+        found = ledger.latest("training-job", backend=backend) or ledger.latest("training-job")
+        if found is None:
+            raise NotFoundError(f"no training job in the ledger {ledger.path}: run `dogbreed train` first")
+        return found
+    found = ledger.get("training-job", name) or ledger.get("trial", name)
+    if found is None:
+        raise NotFoundError(f"training job {name!r} not found in the ledger {ledger.path}; {LIST_JOBS}")
+    return found
+
+
+def find_tuning_job(ledger: Ledger, name: str) -> Resource:
+    found = ledger.latest("tuning-job") if name == "latest" else ledger.get("tuning-job", name)
+    if found is None:
+        what = "no tuning job in the ledger" if name == "latest" else f"tuning job {name!r} not found in the ledger"
+        raise NotFoundError(f"{what} {ledger.path}; run `dogbreed tune` first or {LIST_JOBS}")
+    return found
+
+
+def local_records_path(workspace: Workspace, job: Resource) -> Path:
+    # The local backend's job folder (backends/job_layout.py): jobs/<name>/output/data.
+    default = workspace.root / "jobs" / job.name / "output" / "data" / RECORDS_FILE
+    output = job.meta.get("output_uri")
+    if output and not str(output).startswith("s3://"):
+        recorded = Path(output) / RECORDS_FILE
+        # A relative workspace makes the recorded path relative to where `train` ran.
+        if recorded.is_file() or not default.is_file():
+            return recorded
+    return default
+
+
+@dataclass
+class Loaded:
+    run: Run
+    source: str | None
+    debugger: list[rules.RuleResult] = field(default_factory=list)
+    links: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    status: str | None = None
+
+
+def load_job(workspace: Workspace, job: Resource, out_dir: Path, aws: AwsFactory | None) -> Loaded:
+    """The job's records (and Debugger's verdicts for a SageMaker job)."""
+    if job.backend == "sagemaker":
+        if aws is None:
+            raise DogbreedError(f"training job {job.name} ran on SageMaker, and no AWS session was given")
+        found = sagemaker_job.fetch(aws(), job.name, out_dir, job.meta.get("output_uri"))
+        run = read_records(found.records) if found.records else Run()
+        if found.records is None and not found.debugger_rules:
+            detail = "; ".join(found.notes) or "nothing found"
+            raise DogbreedError(f"SageMaker training job {job.name} has no records and no Debugger results yet: {detail}")
+        links = [("Debugger ProfilerReport", found.profiler_report.name)] if found.profiler_report else []
+        return Loaded(run, found.output_uri, found.debugger_rules, links, found.notes, found.status)
+    path = local_records_path(workspace, job)
+    if not path.is_file():
+        raise DogbreedError(
+            f"training job {job.name} has no records at {path} (not started yet, or trained before records existed)"
+        )
+    return Loaded(read_records(path), str(path), status=job.state)
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+def _write(path: Path, data: bytes) -> None:
+    # Write beside and rename, so a reader (or a browser refresh) never sees half a file.
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _write_outputs(out_dir: Path, html: str, figures: dict[str, bytes]) -> tuple[Path, list[Path]]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pngs = []
+    for name, png in figures.items():
+        path = out_dir / f"{name}.png"
+        _write(path, png)
+        pngs.append(path)
+    for stale in out_dir.glob("*.png"):  # figures an earlier report had and this one has not
+        if stale not in pngs:
+            stale.unlink()
+    html_path = out_dir / REPORT_FILE
+    _write(html_path, html.encode("utf-8"))
+    return html_path, pngs
+
+
+def _record(ledger: Ledger, report: Report) -> None:
+    ledger.record(
+        "report",
+        report.job,
+        "local",
+        uri=str(report.html),
+        state="created",
+        parent=report.job,
+        meta={"kind": report.kind, "issues": [r.name for r in report.issues], "pngs": [str(p) for p in report.pngs]},
+    )
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+CAPTIONS = {
+    "loss": "Training loss per step (batch and rolling median) with the validation loss at the end of each epoch; both per epoch.",
+    "accuracy": "Training and validation accuracy at the end of each epoch, against steps and epochs.",
+    "learning_rate": "Learning rate per step.",
+    "gradient_norms": "L2 norm of the gradients of each trainable parameter group, per step (log axis).",
+    "step_time": "Seconds per step spent waiting for the next batch and computing, and images per second.",
+    "utilisation": "CPU and memory of the training process over time (and the GPU when there is one).",
+    "objective": "The objective of each trial, and the best so far.",
+    "hyperparameters": "Each hyperparameter against the objective (log axis where the range is searched on a log scale).",
+}
+
+
+def _images(figures: dict[str, bytes]) -> list[page.Image]:
+    return [page.Image(name, CAPTIONS.get(name, name), png) for name, png in figures.items()]
+
+
+def _training_facts(job: Resource, loaded: Loaded) -> list[tuple[str, str]]:
+    run, meta = loaded.run, loaded.run.meta
+    hps = meta.get("hyperparameters") or job.meta.get("hyperparameters") or {}
+    facts = [
+        ("training job", job.name),
+        ("backend", job.backend),
+        ("state", loaded.status or job.state),
+        ("model", _fmt(meta.get("arch") or hps.get("arch"))),
+        ("device", f"{_fmt(meta.get('device'))} x {_fmt(meta.get('world_size') or 1)} process(es)" if meta else ""),
+        ("images", ", ".join(f"{s} {meta[f'num_{s}']}" for s in ("train", "valid", "test") if f"num_{s}" in meta)),
+        ("hyperparameters", ", ".join(f"{k}={_fmt(hps[k])}" for k in ("epochs", "batch_size", "lr", "weight_decay", "freeze") if k in hps)),
+    ]
+    if run.final:
+        facts += [(key, _fmt(run.final.get(key))) for key in ("best_epoch", "test_acc", "test_loss", "train_seconds")]
+    if run.starts > 1:
+        facts.append(("resumed", f"{run.starts - 1} time(s)"))
+    facts += [("records", loaded.source or "none"), ("generated", datetime.now(timezone.utc).isoformat(timespec="seconds"))]
+    return [(k, v) for k, v in facts if v]
+
+
+def training_report(
+    config: Config,
+    workspace: Workspace,
+    job_name: str | None = None,
+    *,
+    aws: AwsFactory | None = None,
+    reporter: Reporter | None = None,
+) -> Report:
+    reporter = reporter or NullReporter()
+    ledger = workspace.ledger
+    job = find_training_job(ledger, job_name, config.backend)
+    out_dir = workspace.reports() / job.name
+    reporter.info(f"report on training job {job.name} ({job.backend})")
+    loaded = load_job(workspace, job, out_dir, aws)
+    results = rules.evaluate(loaded.run) + loaded.debugger
+    with reporter.task("drawing the plots"):
+        figures = plots.training_figures(loaded.run)
+    notes = loaded.notes + [f"records: {problem}" for problem in loaded.run.problems]
+    if loaded.run.final is None and loaded.run.steps:
+        notes.append("the records have no final record: the job is still running, or stopped before the end")
+    html = page.render(
+        f"Training job {job.name}", _training_facts(job, loaded), results, _images(figures), notes=notes, links=loaded.links
+    )
+    html_path, pngs = _write_outputs(out_dir, html, figures)
+    report = Report(job.name, "training-job", job.backend, html_path, pngs, results, loaded.source, notes)
+    _record(ledger, report)
+    return report
+
+
+# --- tuning ------------------------------------------------------------------------------
+
+
+def _scalings(config: Config, job: Resource) -> dict[str, str]:
+    """How each range was searched: the tuning job's own record first, then the config."""
+    recorded = job.meta.get("ranges") or {}
+    scalings = {name: str(r.get("scaling")) for name, r in recorded.items() if isinstance(r, dict) and r.get("scaling")}
+    for name, searched in config.tune.ranges.items():
+        scalings.setdefault(name, searched.scaling)
+    return {name: scaling for name, scaling in scalings.items() if scaling != "Auto"}
+
+
+def _trial_issues(workspace: Workspace, trials: Sequence[Resource]) -> dict[str, str]:
+    """Rules flagged per local trial, from the records its job left (cheap: no network)."""
+    flagged = {}
+    for trial in trials:
+        if trial.backend != "local":
+            continue
+        path = local_records_path(workspace, trial)
+        if path.is_file():
+            issues = [r.name for r in rules.evaluate(read_records(path)) if r.status == rules.ISSUE]
+            flagged[trial.name] = ", ".join(issues) or "none"
+    return flagged
+
+
+def _trials_table(summary: TuningSummary, flagged: dict[str, str]) -> page.Table:
+    names = summary.param_names
+    columns = ["#", "trial", "state", *names, summary.metric, "rule issues", "failure"]
+    best = summary.best.get("name")
+    rows = []
+    for trial in summary.trials:
+        marker = " (best)" if trial.name == best else ""
+        rows.append(
+            [
+                str(trial.number),
+                trial.name + marker,
+                trial.state,
+                *[_fmt(trial.params.get(name)) for name in names],
+                _fmt(trial.objective),
+                flagged.get(trial.name, ""),
+                (trial.failure or "")[:200],
+            ]
+        )
+    return page.Table(f"Trials ({len(summary.trials)})", columns, rows)
+
+
+def tuning_report(
+    config: Config,
+    workspace: Workspace,
+    tuning: str = "latest",
+    *,
+    aws: AwsFactory | None = None,
+    reporter: Reporter | None = None,
+) -> Report:
+    reporter = reporter or NullReporter()
+    ledger = workspace.ledger
+    job = find_tuning_job(ledger, tuning)
+    trials = ledger.list("trial", parent=job.name)
+    trials.sort(key=lambda t: (t.meta.get("number") if isinstance(t.meta.get("number"), int) else 1 << 30))
+    summary = summarize(job, trials)
+    out_dir = workspace.reports() / job.name
+    reporter.info(f"report on tuning job {job.name} ({len(trials)} trials)")
+    log_params = log_scaled(summary, _scalings(config, job))
+    with reporter.task("drawing the plots"):
+        figures = plots.tuning_figures(summary, log_params)
+    notes, results, links, source = [], [], [], None
+    best_name = summary.best.get("name")
+    best = next((t for t in trials if t.name == best_name), None)
+    if best is not None:
+        try:
+            loaded = load_job(workspace, best, out_dir, aws)
+        except DogbreedError as exc:
+            notes.append(f"no rules for the best trial: {exc}")
+        else:
+            results = rules.evaluate(loaded.run) + loaded.debugger
+            notes += loaded.notes
+            links, source = loaded.links, loaded.source
+    elif best_name:
+        notes.append(f"the best trial {best_name} is not in the ledger")
+    else:
+        notes.append("no trial has completed yet, so there is no best trial to judge")
+    objective = f"{summary.metric} ({'maximize' if summary.maximize else 'minimize'})"
+    completed = sum(1 for t in summary.trials if t.state == "Completed")
+    facts = [
+        ("tuning job", job.name),
+        ("backend", job.backend),
+        ("state", job.state),
+        ("strategy", _fmt(summary.strategy)),
+        ("objective", objective),
+        ("trials", f"{len(summary.trials)} ({completed} completed)"),
+        ("best trial", f"{best_name} {summary.metric}={_fmt(summary.best.get('objective'))}" if best_name else "none yet"),
+        ("best params", ", ".join(f"{k}={_fmt(v)}" for k, v in (summary.best.get("params") or {}).items())),
+        ("log axes", ", ".join(sorted(log_params)) or "none"),
+        ("generated", datetime.now(timezone.utc).isoformat(timespec="seconds")),
+    ]
+    if results:
+        notes.insert(0, f"the rules judge the best trial, {best_name}")
+    table = _trials_table(summary, _trial_issues(workspace, trials))
+    html = page.render(
+        f"Tuning job {job.name}", [(k, v) for k, v in facts if v], results, _images(figures), [table], notes, links
+    )
+    html_path, pngs = _write_outputs(out_dir, html, figures)
+    report = Report(
+        job.name, "tuning-job", job.backend, html_path, pngs, results, source, notes,
+        extra={"best": summary.best, "trials": len(summary.trials)},
+    )
+    _record(ledger, report)
+    return report
