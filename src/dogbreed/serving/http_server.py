@@ -116,6 +116,7 @@ class EndpointServer(ThreadingHTTPServer):
         Call from a thread other than the one running serve_forever(). True if nothing was cut off."""
         self.draining = True  # answers from now on carry Connection: close
         self.shutdown()
+        self.server_close()  # close the listener now: new clients are refused, not left waiting
         with self._state:
             finished = self._state.wait_for(lambda: self._in_flight == 0, timeout=grace_s)
             idle = list(self._connections)
@@ -124,7 +125,6 @@ class EndpointServer(ThreadingHTTPServer):
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        self.server_close()
         self.pool.shutdown(wait=False, cancel_futures=True)
         return finished
 

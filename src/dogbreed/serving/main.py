@@ -94,13 +94,14 @@ def _seconds_left(expires_at: datetime | None) -> float | None:
 
 
 def _wait_for_stop(stop: threading.Event, expires_at: datetime | None) -> str:
-    """Block until a signal or the TTL. Re-reads the wall clock each minute, so a laptop that
-    slept through the expiry still notices it when it wakes."""
+    """Block until a signal or the TTL, re-reading the wall clock (a laptop that slept through
+    the expiry notices it on waking). Short waits: a timed lock wait in the main thread is not
+    woken by a signal on every platform, so the handler's stop.set() is seen within 0.25 s."""
     while True:
         left = _seconds_left(expires_at)
         if left is not None and left <= 0:
             return "ttl expired"
-        if stop.wait(timeout=60 if left is None else min(60, left)):
+        if stop.wait(timeout=0.25 if left is None else min(0.25, left)):
             return "stopped by signal"
 
 
