@@ -8,9 +8,27 @@ import typer
 
 from dogbreed.cli.options import BackendOpt, ConfigOpt, DryRunOpt, JsonOpt, SetOpt, VerboseOpt, WaitOpt
 from dogbreed.cli.session import Session
-from dogbreed.errors import NotBuiltError
 
 NAME = "deploy"
+
+
+def _render(answer: dict):
+    def render(console) -> None:
+        if answer.get("dry_run"):
+            from rich.pretty import Pretty
+
+            console.print(f"[bold]Plan[/] (nothing started) for endpoint [bold]{answer['endpoint']}[/]:")
+            console.print(Pretty(answer["plan"]))
+            return
+        where = answer.get("url") or answer.get("arn")
+        console.print(
+            f"Endpoint [bold]{answer['endpoint']}[/] ({answer['backend']}) is {answer['state']} at {where}; "
+            f"expires {answer.get('expires_at') or 'never'}.",
+            highlight=False,
+        )
+        console.print(f"Try it: dogbreed predict IMAGE --endpoint {answer['endpoint']}", highlight=False)
+
+    return render
 
 
 def command(
@@ -26,7 +44,12 @@ def command(
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    Session.start(
+    session = Session.start(
         config, set_, backend, json_out, verbose, {"deploy.endpoint_name": endpoint, "deploy.port": port, "deploy.ttl": ttl}
     )
-    raise NotBuiltError("`dogbreed deploy` is not built yet")
+    from dogbreed.backends import get_backend
+    from dogbreed.workflows.deploy import deploy
+
+    result = deploy(session.config, get_backend(session), session.workspace.ledger, model, wait=wait, dry_run=dry_run)
+    answer = result.to_json()
+    session.emit(answer, _render(answer))

@@ -1,4 +1,8 @@
-"""Ask an endpoint which breeds are in these photos."""
+"""Ask an endpoint which breeds are in these photos.
+
+Exit code 1 when any image failed (after every answer is printed), so scripts and CI notice;
+the failures are listed in the table and under "errors" in --json.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,29 @@ import typer
 
 from dogbreed.cli.options import BackendOpt, ConfigOpt, JsonOpt, SetOpt, VerboseOpt
 from dogbreed.cli.session import Session
-from dogbreed.errors import NotBuiltError
+from dogbreed.errors import DogbreedError
 
 NAME = "predict"
+
+
+def _render(answer: dict):
+    def render(console) -> None:
+        from rich.table import Table
+
+        table = Table(title=f"Endpoint {answer['endpoint']} ({answer['backend']})", title_justify="left")
+        table.add_column("image", overflow="fold")
+        table.add_column("breed")
+        table.add_column("probability", justify="right")
+        table.add_column("also")
+        for row in answer["predictions"]:
+            best, *rest = row["top"] or [{"label": "?", "probability": 0.0}]
+            also = ", ".join(f"{t['label']} {t['probability']:.0%}" for t in rest)
+            table.add_row(row["image"], best["label"], f"{best['probability']:.1%}", also)
+        for row in answer["errors"]:
+            table.add_row(row["image"], "[red]error[/]", "", row["error"], style="red")
+        console.print(table)
+
+    return render
 
 
 def command(
@@ -23,5 +47,21 @@ def command(
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    Session.start(config, set_, backend, json_out, verbose, {"deploy.top_k": top_k})
-    raise NotBuiltError("`dogbreed predict` is not built yet")
+    session = Session.start(config, set_, backend, json_out, verbose, {"deploy.top_k": top_k})
+    from dogbreed.backends import get_backend
+    from dogbreed.workflows.predict import predict
+
+    result = predict(
+        get_backend(session),
+        session.workspace.ledger,
+        images,
+        endpoint=endpoint,
+        top_k=session.config.deploy.top_k,
+        concurrency=session.config.deploy.workers,
+        reporter=session.reporter,
+    )
+    session.emit(result.to_json(), _render(result.to_json()))
+    if result.errors:
+        failed, total = len(result.errors), len(result.errors) + len(result.predictions)
+        where = "under \"errors\" in the JSON" if json_out else "in the table"
+        raise DogbreedError(f"{failed} of {total} images failed; see {where}")

@@ -1,12 +1,47 @@
-"""List what is live: endpoints, running jobs; their age, expiry and cost per hour."""
+"""List what is live: endpoints, running jobs; their age, expiry and cost per hour.
+
+Each resource of the configured backend is checked against reality (and the ledger
+corrected); resources of the other backend are listed from the ledger as unchecked.
+"""
 
 from __future__ import annotations
 
 from dogbreed.cli.options import BackendOpt, ConfigOpt, JsonOpt, SetOpt, VerboseOpt
 from dogbreed.cli.session import Session
-from dogbreed.errors import NotBuiltError
 
 NAME = "status"
+
+
+def _duration(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 0:
+        return "expired"
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def _render(answer: dict):
+    def render(console) -> None:
+        from rich.table import Table
+
+        if not answer["resources"]:
+            console.print("Nothing is running.")
+            return
+        table = Table(title_justify="left")
+        for column in ("kind", "name", "backend", "state", "age", "expires in", "$/hour", "where"):
+            table.add_column(column, justify="right" if column == "$/hour" else "left")
+        for r in answer["resources"]:
+            state = r["state"] if r.get("checked") else f"{r['state']} (unchecked)"
+            table.add_row(
+                r["kind"], r["name"], r["backend"], state, _duration(r["age_s"]), _duration(r["expires_in_s"]),
+                f"{r['est_cost_per_hour']:.3f}", r.get("url") or r.get("arn") or "",
+            )
+        console.print(table)
+        total = sum(r["est_cost_per_hour"] for r in answer["resources"] if r["state"] not in ("gone", "deleted"))
+        console.print(f"Estimated total: ${total:.2f}/hour", highlight=False)
+
+    return render
 
 
 def command(
@@ -16,5 +51,10 @@ def command(
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    Session.start(config, set_, backend, json_out, verbose)
-    raise NotBuiltError("`dogbreed status` is not built yet")
+    session = Session.start(config, set_, backend, json_out, verbose)
+    from dogbreed.backends import get_backend
+    from dogbreed.workflows.status import status
+
+    backend_ = get_backend(session)
+    result = status(session.config, session.workspace.ledger, {backend_.name: backend_})
+    session.emit(result.to_json(), _render(result.to_json()))

@@ -1,0 +1,77 @@
+"""deploy: put a trained model behind an endpoint that expires, or print the plan.
+
+Backend-agnostic: the backend starts the endpoint and records it in the ledger; this step
+finds the model ("latest" is the newest model the ledger knows), computes the expiry from
+deploy.ttl, and makes sure the ledger knows the endpoint even if a backend forgot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from dogbreed.backends.base import Backend, DeployRequest, EndpointInfo
+from dogbreed.config import Config
+from dogbreed.config.schema import parse_duration
+from dogbreed.errors import NotFoundError
+from dogbreed.ledger import Ledger, now
+
+
+@dataclass
+class DeployResult:
+    endpoint: EndpointInfo | None = None
+    plan: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.plan is not None:
+            keys = ("endpoint", "backend", "url", "arn", "expires_at")
+            return {"dry_run": True, **{key: self.plan.get(key) for key in keys}, "plan": self.plan}
+        assert self.endpoint is not None
+        return self.endpoint.to_json()
+
+
+def resolve_model(ledger: Ledger, model: str | None) -> tuple[str, str | None]:
+    """(model URI, training job) for --model: a URI as given, or 'latest' from the ledger."""
+    if model and model != "latest":
+        return model, None
+    found = [record for record in ledger.list("model") if record.live and record.uri]
+    if not found:
+        raise NotFoundError(
+            "no trained model in the ledger; run `dogbreed train` first, or pass --model PATH (model.tar.gz or model dir)"
+        )
+    latest = found[-1]
+    return latest.uri, latest.parent or latest.meta.get("training_job")
+
+
+def build_request(config: Config, ledger: Ledger, model: str | None, at: datetime | None = None) -> DeployRequest:
+    model_uri, training_job = resolve_model(ledger, model)
+    return DeployRequest(
+        endpoint_name=config.deploy.endpoint_name,
+        model_uri=model_uri,
+        config=config,
+        expires_at=(at or now()) + parse_duration(config.deploy.ttl),
+        training_job=training_job,
+    )
+
+
+def deploy(
+    config: Config, backend: Backend, ledger: Ledger, model: str | None = "latest", wait: bool = True, dry_run: bool = False
+) -> DeployResult:
+    request = build_request(config, ledger, model)
+    if dry_run:
+        return DeployResult(plan=backend.plan_deploy(request))
+    info = backend.deploy(request, wait=wait)
+    recorded = ledger.get("endpoint", info.name, backend.name)
+    if recorded is None or not recorded.live:
+        ledger.record(
+            "endpoint",
+            info.name,
+            backend.name,
+            uri=info.url or info.arn,
+            state=info.state,
+            parent=request.training_job,
+            expires_at=info.expires_at or request.expires_at,
+            meta={"model_uri": request.model_uri, "instance_type": info.instance_type, **info.extra},
+        )
+    return DeployResult(endpoint=info)

@@ -1,0 +1,143 @@
+"""predict: send image files to an endpoint and collect its top-k breeds per image.
+
+Backend-agnostic: everything goes through backend.invoke. Files, folders (searched
+recursively for image files) and globs are expanded here; each image is one request, sent
+as raw bytes (shrunk client-side when over 6 MB) from a bounded thread pool, with k in the
+Accept header so the same request works on every server. A bad file gets its own error row
+and the others go on; an endpoint that does not answer at all stops the run with one line.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dogbreed.backends.base import Backend
+from dogbreed.errors import DogbreedError, NotFoundError
+from dogbreed.ledger import Ledger
+from dogbreed.reporting import NullReporter, Reporter
+from dogbreed.serving.errors import EndpointUnavailableError
+from dogbreed.serving.upload import IMAGE_SUFFIXES, prepare
+
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass
+class PredictResult:
+    endpoint: str
+    backend: str
+    predictions: list[dict[str, Any]] = field(default_factory=list)  # {"image", "top"}
+    errors: list[dict[str, str]] = field(default_factory=list)  # {"image", "error"}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint,
+            "backend": self.backend,
+            "predictions": self.predictions,
+            "errors": self.errors,
+        }
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def expand_images(arguments: Sequence[str]) -> tuple[list[Path], list[dict[str, str]]]:
+    """Files as given, folders' image files, glob matches; (paths in order, error rows)."""
+    paths: list[Path] = []
+    errors: list[dict[str, str]] = []
+    for argument in arguments:
+        path = Path(argument).expanduser()
+        if path.is_file():
+            found = [path]
+        elif path.is_dir():
+            found = _images_in(path)
+        elif _GLOB_CHARS & set(argument):
+            found = []
+            for match in sorted(glob.glob(str(path), recursive=True)):
+                found += _images_in(Path(match)) if Path(match).is_dir() else [Path(match)]
+        else:
+            errors.append({"image": argument, "error": "file not found"})
+            continue
+        if not found:
+            errors.append({"image": argument, "error": f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) match"})
+        paths += found
+    unique = list(dict.fromkeys(paths))
+    return unique, errors
+
+
+def pick_endpoint(ledger: Ledger, backend_name: str, name: str | None) -> str:
+    """The named endpoint, else the newest live one of this backend in the ledger."""
+    if name:
+        return name
+    records = ledger.list("endpoint", backend=backend_name)
+    live = [record for record in records if record.live]
+    if live:
+        return live[-1].name
+    if records:
+        last = records[-1]
+        raise EndpointUnavailableError(
+            f"the latest endpoint, {last.name} ({backend_name}), is {last.state}; "
+            f"redeploy it with `dogbreed deploy --endpoint {last.name}`"
+        )
+    raise NotFoundError(
+        f"no endpoint on the {backend_name} backend in the ledger; run `dogbreed deploy` first, or name one with --endpoint"
+    )
+
+
+def _top(answer: bytes) -> list[dict[str, Any]]:
+    try:
+        return json.loads(answer)["predictions"][0]["top"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise DogbreedError(f"unexpected answer from the endpoint: {answer[:200]!r}") from None
+
+
+def predict(
+    backend: Backend,
+    ledger: Ledger,
+    images: Sequence[str],
+    endpoint: str | None = None,
+    top_k: int = 5,
+    concurrency: int = 4,
+    reporter: Reporter | None = None,
+) -> PredictResult:
+    reporter = reporter or NullReporter()
+    name = pick_endpoint(ledger, backend.name, endpoint)
+    info = backend.describe_endpoint(name)
+    if info.state in ("gone", "failed"):
+        what = "is gone (stopped, expired or never deployed)" if info.state == "gone" else "is not answering"
+        raise EndpointUnavailableError(
+            f"endpoint {name} ({backend.name}) {what}; redeploy it with `dogbreed deploy --endpoint {name}`"
+        )
+    result = PredictResult(endpoint=name, backend=backend.name)
+    paths, result.errors = expand_images(images)
+    accept = f"application/json; top_k={top_k}"
+
+    def one(path: Path) -> list[dict[str, Any]]:
+        upload = prepare(path)
+        return _top(backend.invoke(name, upload.body, upload.content_type, accept))
+
+    order = {str(path): i for i, path in enumerate(paths)}
+    pool = ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(paths))))
+    try:
+        with reporter.task(f"Asking endpoint {name} about {len(paths)} images", total=len(paths)) as advance:
+            futures = {pool.submit(one, path): path for path in paths}
+            for future in as_completed(futures):
+                image = str(futures[future])
+                try:
+                    result.predictions.append({"image": image, "top": future.result()})
+                except EndpointUnavailableError:
+                    raise
+                except (DogbreedError, OSError, ValueError) as exc:
+                    result.errors.append({"image": image, "error": str(exc)})
+                advance(1)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    result.predictions.sort(key=lambda row: order[row["image"]])
+    result.errors.sort(key=lambda row: order.get(row["image"], -1))
+    return result

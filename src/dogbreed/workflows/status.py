@@ -1,0 +1,103 @@
+"""status: what is running or billing now, checked against reality, with its cost per hour.
+
+Lists endpoints (until deleted or gone) and training/tuning jobs in progress, from the
+ledger. Each resource on a backend we were given is checked there (endpoint: process and
+/ping or DescribeEndpoint; training job: the job's own status) and the ledger is corrected
+to what was seen, so a server killed with `kill -9` shows as gone. Resources of other
+backends are listed from the ledger, unchecked (`checked: false`), so a forgotten
+SageMaker endpoint still shows up, with its price, on a machine set up for local work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from dogbreed.backends.base import Backend
+from dogbreed.config import Config
+from dogbreed.errors import NotFoundError
+from dogbreed.ledger import Ledger, Resource, now
+
+JOB_KINDS = ("training-job", "tuning-job")
+ACTIVE_JOB_STATES = ("InProgress", "Stopping", "Starting", "creating", "running", "stopping")
+
+
+@dataclass
+class StatusResult:
+    resources: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"resources": self.resources}
+
+
+def hourly_cost(config: Config, record: Resource, instance_type: str | None = None) -> float:
+    """Estimated USD per hour from sagemaker.prices; local resources cost nothing."""
+    if record.backend == "local":
+        return 0.0
+    sm, meta = config.sagemaker, record.meta
+    if record.kind == "endpoint":
+        if meta.get("serverless"):
+            return sm.prices.get("serverless", 0.0)
+        kind = instance_type or meta.get("instance_type") or sm.instance_type.endpoint
+        count = meta.get("instance_count") or sm.endpoint_instance_count
+    elif record.kind == "tuning-job":
+        kind = meta.get("instance_type") or sm.instance_type.tune
+        count = meta.get("max_parallel_jobs") or config.tune.max_parallel_jobs
+    else:
+        kind = meta.get("instance_type") or sm.instance_type.train
+        count = meta.get("instance_count") or sm.instance_count
+    return round(sm.prices.get(kind, 0.0) * int(count), 4)
+
+
+def _seconds(later: datetime | None, earlier: datetime | None) -> int | None:
+    return int((later - earlier).total_seconds()) if later and earlier else None
+
+
+def _observe(record: Resource, backend: Backend | None, ledger: Ledger) -> tuple[str, dict[str, Any]]:
+    """(state seen, extra fields); updates the ledger when reality differs from it."""
+    if backend is None:
+        return record.state, {"checked": False}
+    if record.kind == "endpoint":
+        info = backend.describe_endpoint(record.name)
+        if info.state != record.state:
+            fresh = ledger.get(record.kind, record.name, record.backend)
+            if fresh is not None and fresh.state != info.state:
+                ledger.update(record.kind, record.name, record.backend, state=info.state)
+        extra = {"checked": True, "url": info.url, "arn": info.arn, "instance_type": info.instance_type}
+        return info.state, extra
+    describe = getattr(backend, "describe_training", None) if record.kind == "training-job" else None
+    if describe is None:
+        return record.state, {"checked": False}
+    try:
+        state = describe(record.name).state
+    except NotFoundError:
+        state = "gone"
+    if state != record.state:
+        ledger.update(record.kind, record.name, record.backend, state=state)
+    return state, {"checked": True}
+
+
+def status(config: Config, ledger: Ledger, backends: Mapping[str, Backend], at: datetime | None = None) -> StatusResult:
+    moment = at or now()
+    result = StatusResult()
+    records = [r for r in ledger.list("endpoint") if r.live]
+    records += [r for kind in JOB_KINDS for r in ledger.list(kind, states=ACTIVE_JOB_STATES)]
+    for record in sorted(records, key=lambda r: r.created_at):
+        state, extra = _observe(record, backends.get(record.backend), ledger)
+        result.resources.append(
+            {
+                "kind": record.kind,
+                "name": record.name,
+                "backend": record.backend,
+                "created_at": record.created_at.isoformat(),
+                "expires_at": record.expires_at.isoformat() if record.expires_at else None,
+                "state": state,
+                "est_cost_per_hour": hourly_cost(config, record, extra.get("instance_type")),
+                "age_s": _seconds(moment, record.created_at),
+                "expires_in_s": _seconds(record.expires_at, moment),
+                **{k: v for k, v in extra.items() if k != "instance_type" or v},
+            }
+        )
+    return result
