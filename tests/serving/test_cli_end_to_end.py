@@ -1,0 +1,121 @@
+"""deploy -> predict -> status -> teardown through the real console script, as users and CI
+run it: subprocesses, --json, headless (stdin is not a terminal), a real model.tar.gz."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dogbreed.ledger import Ledger
+
+pytestmark = pytest.mark.usefixtures("no_server_left")
+
+# Udacity file names of examples/predict -> the Stanford Dogs labels the model was trained on.
+EXPECTED = {
+    "Basenji": "basenji",
+    "Basset_hound": "basset",
+    "Beagle": "beagle",
+    "Boston_terrier": "Boston bull",
+    "Boxer": "boxer",
+    "Collie": "collie",
+    "German_shepherd_dog": "German shepherd",
+    "Golden_retriever": "golden retriever",
+    "Great_pyrenees": "Great Pyrenees",
+    "Saint_bernard": "Saint Bernard",
+}
+DOGBREED = str(Path(sys.executable).parent / "dogbreed")
+
+
+def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [DOGBREED, *args], cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600
+    )
+
+
+def answer(run: subprocess.CompletedProcess) -> dict:
+    return json.loads(run.stdout)  # exactly one JSON document, or this fails
+
+
+def expected_label(image: str) -> str | None:
+    return EXPECTED.get(Path(image).stem.rsplit("_", 1)[0])
+
+
+def test_deploy_predict_status_teardown(tmp_path, model_tar, predict_dir):
+    # The training step records its model; "latest" finds it.
+    Ledger(tmp_path / ".dogbreed" / "ledger.sqlite").record(
+        "model", "train-1", "local", uri=str(model_tar), parent="train-1", meta={"training_job": "train-1"}
+    )
+    plan = cli(tmp_path, "deploy", "--port", "0", "--ttl", "20m", "--dry-run", "--json")
+    assert plan.returncode == 0, plan.stderr
+    assert answer(plan)["dry_run"] is True and answer(plan)["plan"]["model_uri"] == str(model_tar)
+
+    deployed = cli(tmp_path, "deploy", "--port", "0", "--ttl", "20m", "--json")
+    assert deployed.returncode == 0, deployed.stderr
+    endpoint = answer(deployed)
+    assert (endpoint["endpoint"], endpoint["backend"], endpoint["state"]) == ("dogbreed", "local", "in-service")
+    assert endpoint["url"].startswith("http://127.0.0.1:") and endpoint["expires_at"]
+    assert Path(endpoint["model_dir"]).is_relative_to(tmp_path / ".dogbreed" / "endpoints" / "dogbreed")
+
+    predicted = cli(tmp_path, "predict", str(predict_dir), "--top-k", "3", "--json")
+    assert predicted.returncode == 0, predicted.stderr
+    result = answer(predicted)
+    assert result["endpoint"] == "dogbreed" and result["errors"] == []
+    assert len(result["predictions"]) == 11 and all(len(p["top"]) == 3 for p in result["predictions"])
+    dogs = [p for p in result["predictions"] if expected_label(p["image"])]
+    right = sum(p["top"][0]["label"] == expected_label(p["image"]) for p in dogs)
+    assert len(dogs) == 10 and right >= 8
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"this is not a photo")
+    partial = cli(tmp_path, "predict", str(broken), str(predict_dir / "Beagle_01141.jpg"), "--json")
+    assert partial.returncode == 1  # any failed image fails the command, after printing everything
+    rows = answer(partial)
+    assert [p["top"][0]["label"] for p in rows["predictions"]] == ["beagle"]
+    assert rows["errors"][0]["image"] == str(broken) and "HTTP 400" in rows["errors"][0]["error"]
+    assert "1 of 2 images failed" in partial.stderr
+
+    live = answer(cli(tmp_path, "status", "--json"))["resources"]
+    assert [(r["kind"], r["name"], r["state"], r["est_cost_per_hour"]) for r in live] == [
+        ("endpoint", "dogbreed", "in-service", 0.0)
+    ]
+
+    first = cli(tmp_path, "teardown", "--json")  # stdin is not a terminal: no question asked
+    assert first.returncode == 0, first.stderr
+    assert (answer(first)["deleted"], answer(first)["not_found"]) == (["dogbreed"], [])
+    again = cli(tmp_path, "teardown", "dogbreed", "--json")
+    assert again.returncode == 0 and (answer(again)["deleted"], answer(again)["not_found"]) == ([], ["dogbreed"])
+    assert answer(cli(tmp_path, "status", "--json"))["resources"] == []
+
+    dead = cli(tmp_path, "predict", str(predict_dir / "Beagle_01141.jpg"), "--endpoint", "dogbreed", "--json")
+    assert dead.returncode == 1
+    assert "endpoint dogbreed (local) is gone" in dead.stderr and "dogbreed deploy --endpoint dogbreed" in dead.stderr
+
+
+def test_predict_client_imports_no_torch(tmp_path, served, predict_dir):
+    """The CLI's predict path, run in a fresh interpreter against a live endpoint."""
+    Ledger(tmp_path / ".dogbreed" / "ledger.sqlite").record(
+        "endpoint", "test-endpoint", "local", uri=served.url, state="in-service", meta={"pid": served.process.pid}
+    )
+    script = (
+        "import sys\n"
+        "from dogbreed.cli.app import run\n"
+        f"code = run(['predict', {str(predict_dir / 'Beagle_01141.jpg')!r}, '--json'])\n"
+        "heavy = sorted(m for m in ('torch', 'torchvision', 'boto3', 'sagemaker') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+        "sys.exit(code)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                         stdin=subprocess.DEVNULL, env={**os.environ})
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["predictions"][0]["top"][0]["label"] == "beagle"
+
+
+def test_deploy_without_any_model_is_one_line(tmp_path):
+    run = cli(tmp_path, "deploy", "--json")
+    assert run.returncode == 1 and run.stdout == ""
+    assert "no trained model in the ledger" in run.stderr and len(run.stderr.strip().splitlines()) == 1

@@ -1,0 +1,185 @@
+"""The pure and client-side pieces: HTTP client over an injected transport, uploads under the
+payload limit, safe model archives, image expansion, teardown selection, status costs."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from dogbreed.config import load_config
+from dogbreed.errors import DogbreedError, NotFoundError
+from dogbreed.ledger import Ledger
+from dogbreed.serving import runtime_api
+from dogbreed.serving.client import EndpointClient, HttpResponse
+from dogbreed.serving.errors import EndpointUnavailableError, InvocationError
+from dogbreed.serving.model_archive import prepare_model_dir
+from dogbreed.serving.model_handler import Reply
+from dogbreed.serving.upload import prepare
+from dogbreed.workflows.deploy import resolve_model
+from dogbreed.workflows.predict import expand_images
+from dogbreed.workflows.status import hourly_cost
+from dogbreed.workflows.teardown import select
+from tests.serving.images import BEAGLE, encode, photo
+
+
+class ScriptedTransport:
+    """Answers from a list; records what was sent."""
+
+    def __init__(self, *outcomes) -> None:
+        self.outcomes = list(outcomes)
+        self.sent: list[tuple] = []
+
+    def request(self, method, url, headers, body, timeout):
+        self.sent.append((method, url, dict(headers), body))
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+
+def test_client_sends_the_contract_headers_and_returns_the_body():
+    transport = ScriptedTransport(HttpResponse(200, {}, b'{"predictions": []}'))
+    client = EndpointClient("http://127.0.0.1:1234/", "ep", transport)
+    assert client.invoke(b"jpeg", "image/jpeg", "application/json; top_k=2") == b'{"predictions": []}'
+    assert transport.sent == [
+        ("POST", "http://127.0.0.1:1234/invocations", {"Content-Type": "image/jpeg", "Accept": "application/json; top_k=2"}, b"jpeg")
+    ]
+
+
+def test_client_turns_answers_and_failures_into_typed_errors():
+    refused = EndpointClient("http://127.0.0.1:1", "ep", ScriptedTransport(ConnectionRefusedError(111, "refused")))
+    with pytest.raises(EndpointUnavailableError, match=r"endpoint ep at http://127.0.0.1:1 is not answering.*dogbreed deploy --endpoint ep"):
+        refused.invoke(b"x", "image/jpeg")
+    bad = json.dumps({"error": "undecodable_image", "detail": "image 0 is not a readable image"}).encode()
+    client = EndpointClient("http://h:1", "ep", ScriptedTransport(HttpResponse(400, {}, bad), TimeoutError()))
+    with pytest.raises(InvocationError) as raised:
+        client.invoke(b"x", "image/jpeg")
+    assert (raised.value.status, raised.value.error) == (400, "undecodable_image")
+    assert "image 0 is not a readable image (HTTP 400 undecodable_image)" in str(raised.value)
+    with pytest.raises(InvocationError) as timed_out:
+        client.invoke(b"x", "image/jpeg")
+    assert timed_out.value.status == 504
+
+
+def test_runtime_api_paths_and_model_error_shape():
+    assert runtime_api.endpoint_in_path("/endpoints/my-ep/invocations") == "my-ep"
+    assert runtime_api.endpoint_in_path("/endpoints/my%2Dep/invocations") == "my-ep"
+    assert runtime_api.endpoint_in_path("/invocations") is None
+    wrapped = runtime_api.model_error("ep", Reply.error(415, "unsupported_content_type", "send image/jpeg"))
+    body = json.loads(wrapped.body)
+    assert (wrapped.status, wrapped.headers["x-amzn-ErrorType"]) == (424, "ModelError")
+    assert body["OriginalStatusCode"] == 415 and json.loads(body["OriginalMessage"])["detail"] == "send image/jpeg"
+
+
+def test_small_files_go_as_they_are_with_a_sniffed_type(tmp_path):
+    as_is = prepare(BEAGLE)
+    assert (as_is.body, as_is.content_type, as_is.shrunk) == (BEAGLE.read_bytes(), "image/jpeg", False)
+    misnamed = tmp_path / "really-a-png.jpg"
+    misnamed.write_bytes(encode(photo(), "PNG"))
+    assert prepare(misnamed).content_type == "image/png"
+
+
+def test_big_files_are_shrunk_under_the_limit_and_kept_upright(tmp_path):
+    # Noise does not compress: a 1600x1200 PNG of it is ~5.8 MB; limit it at 1 MB here.
+    noise = Image.effect_noise((1600, 1200), 120).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display rotated 90 degrees
+    big = tmp_path / "big.jpg"
+    big.write_bytes(encode(noise, "JPEG", quality=100, exif=exif.tobytes()))
+    upload = prepare(big, limit=1_000_000)
+    assert upload.shrunk and upload.content_type == "image/jpeg" and len(upload.body) <= 1_000_000
+    width, height = Image.open(io.BytesIO(upload.body)).size
+    assert height > width  # the orientation was applied before re-encoding
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"\0" * 2_000_000)
+    with pytest.raises(ValueError, match="not an image Pillow can shrink"):
+        prepare(junk, limit=1_000_000)
+
+
+def _tar_with(path: Path, *members: tuple[tarfile.TarInfo, bytes | None]) -> Path:
+    with tarfile.open(path, "w:gz") as archive:
+        for info, data in members:
+            archive.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def _file(name: str, data: bytes = b"x") -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    return info, data
+
+
+@pytest.mark.parametrize("evil", ["../escape.txt", "ABSOLUTE", "link"])
+def test_unsafe_archive_entries_never_land_outside(tmp_path, evil):
+    """PEP 706's data filter refuses `..` and links out, and re-roots absolute names inside."""
+    outside = tmp_path / "escape.txt"
+    if evil == "link":
+        member = tarfile.TarInfo("code/link")
+        member.type, member.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        entry = (member, None)
+    else:
+        entry = _file(str(outside) if evil == "ABSOLUTE" else evil)
+    archive = _tar_with(tmp_path / "model.tar.gz", _file("model.pth"), entry)
+    with pytest.raises(DogbreedError):
+        prepare_model_dir(str(archive), tmp_path / "out" / "model")
+    assert not outside.exists() and not (tmp_path / "out" / "escape.txt").exists()
+
+
+def test_model_dirs_are_checked_and_s3_is_sent_to_the_right_backend(tmp_path, model_tar):
+    extracted = prepare_model_dir(str(model_tar), tmp_path / "out")
+    assert (extracted / "code" / "inference.py").is_file() and (extracted / "model.pth").is_file()
+    incomplete = _tar_with(tmp_path / "incomplete.tar.gz", _file("model.pth"))
+    with pytest.raises(DogbreedError, match="missing classes.json, hyperparameters.json, code/inference.py"):
+        prepare_model_dir(str(incomplete), tmp_path / "out2")
+    with pytest.raises(DogbreedError, match="--backend sagemaker"):
+        prepare_model_dir("s3://bucket/model.tar.gz", tmp_path / "out3")
+    with pytest.raises(NotFoundError):
+        prepare_model_dir(str(tmp_path / "nothing.tar.gz"), tmp_path / "out4")
+
+
+def test_expand_images_takes_files_folders_and_globs(tmp_path):
+    (tmp_path / "a" / "deeper").mkdir(parents=True)
+    for name in ("a/one.jpg", "a/deeper/two.PNG", "a/notes.txt", "three.jpeg"):
+        (tmp_path / name).write_bytes(b"x")
+    paths, errors = expand_images(
+        [str(tmp_path / "a"), str(tmp_path / "*.jpeg"), str(tmp_path / "a" / "one.jpg"), str(tmp_path / "missing.jpg"), str(tmp_path / "*.gif")]
+    )
+    assert [p.relative_to(tmp_path).as_posix() for p in paths] == ["a/deeper/two.PNG", "a/one.jpg", "three.jpeg"]
+    assert [(Path(e["image"]).name, e["error"].split(" (")[0]) for e in errors] == [
+        ("missing.jpg", "file not found"),
+        ("*.gif", "no image files"),
+    ]
+
+
+def test_teardown_selects_only_ledger_endpoints_of_this_backend(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    for name, backend, state in [("old", "local", "deleted"), ("a", "local", "in-service"), ("b", "local", "gone"), ("sm", "sagemaker", "in-service")]:
+        ledger.record("endpoint", name, backend, state=state)
+    assert select(ledger, "local").targets == ["b"]  # the latest not yet deleted
+    assert select(ledger, "local", all_=True).targets == ["a", "b"]
+    named = select(ledger, "local", ["a", "old", "sm", "never"])
+    assert (named.targets, named.not_found) == (["a"], ["old", "sm", "never"])
+
+
+def test_cost_per_hour_comes_from_the_price_table(tmp_path):
+    config = load_config(sets=["sagemaker.prices={ml.m5.large: 0.5, ml.g4dn.xlarge: 1.0}", "sagemaker.instance_count=2"])
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    endpoint = ledger.record("endpoint", "e", "sagemaker", meta={"instance_type": "ml.m5.large"})
+    job = ledger.record("training-job", "j", "sagemaker", state="InProgress")
+    local = ledger.record("endpoint", "l", "local")
+    assert (hourly_cost(config, endpoint), hourly_cost(config, job), hourly_cost(config, local)) == (0.5, 2.0, 0.0)
+
+
+def test_latest_model_comes_from_the_ledger(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    with pytest.raises(NotFoundError, match="dogbreed train"):
+        resolve_model(ledger, "latest")
+    ledger.record("model", "train-1", "local", uri="/m/1.tar.gz", parent="train-1")
+    ledger.record("model", "train-2", "local", uri="/m/2.tar.gz", parent="train-2")
+    assert resolve_model(ledger, "latest") == ("/m/2.tar.gz", "train-2")
+    assert resolve_model(ledger, "/given/model.tar.gz") == ("/given/model.tar.gz", None)

@@ -1,0 +1,214 @@
+"""Endpoints over their lifetime: deploy, replace, expire, get killed, get torn down.
+
+These run real server processes through LocalBackend and the workflows, with the stub
+handler (tests/serving/stub_model.py) so a request can be held in flight on purpose and a
+server starts without importing torch. No assertion depends on how long anything takes.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from dogbreed.backends.local import LocalBackend
+from dogbreed.config import load_config
+from dogbreed.errors import DogbreedError
+from dogbreed.serving.errors import EndpointUnavailableError
+from dogbreed.serving.process import is_alive
+from dogbreed.workflows import deploy as deploy_step
+from dogbreed.workflows import predict as predict_step
+from dogbreed.workflows import status as status_step
+from dogbreed.workflows import teardown as teardown_step
+from dogbreed.workspace import Workspace
+from tests.serving.images import BEAGLE
+
+pytestmark = pytest.mark.usefixtures("no_server_left")
+
+
+def wait_until(condition, what: str, limit_s: float = 120) -> None:
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting: {what}"
+        time.sleep(0.05)
+
+
+def backend_for(tmp_path: Path, **settings) -> LocalBackend:
+    overrides = {"workspace": str(tmp_path / ".dogbreed"), "deploy.port": 0, "deploy.endpoint_name": "stubby"}
+    overrides.update({f"deploy.{key}": value for key, value in settings.items()})
+    config = load_config(overrides=overrides)
+    return LocalBackend(config, Workspace(Path(config.workspace)))
+
+
+def deploy(backend: LocalBackend, model: Path, wait: bool = True):
+    return deploy_step.deploy(backend.config, backend, backend.workspace.ledger, str(model), wait=wait).endpoint
+
+
+def hold_request(url: str, results: list) -> threading.Thread:
+    def send() -> None:
+        port = int(url.rsplit(":", 1)[1])
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        connection.request("POST", "/invocations", body=b"hold", headers={"Content-Type": "image/jpeg"})
+        response = connection.getresponse()
+        results.append((response.status, response.read()))
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    return thread
+
+
+def test_sigterm_lets_the_request_in_flight_finish(start_server, stub_model_dir):
+    server = start_server(stub_model_dir).wait_ready()
+    results: list = []
+    thread = hold_request(server.url, results)
+    wait_until((stub_model_dir / "held").exists, "the request to reach predict_fn")
+    server.process.send_signal(signal.SIGTERM)
+    # The listener closes at once: new clients are refused while the held request runs.
+    wait_until(lambda: _refuses(server.port), "the listener to close")
+    assert server.process.poll() is None  # still finishing the request in flight
+    (stub_model_dir / "release").touch()
+    thread.join(timeout=120)
+    assert results and results[0][0] == 200
+    assert server.process.wait(timeout=120) == 0
+    assert "stopping (stopped by signal)" in server.log.read_text()
+
+
+def _refuses(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+def test_an_invocation_over_the_time_limit_gets_504_and_the_server_goes_on(start_server, stub_model_dir):
+    server = start_server(stub_model_dir, "--timeout", "1", "--workers", "2").wait_ready()
+    results: list = []
+    hold_request(server.url, results).join(timeout=120)
+    status, body = results[0]
+    assert status == 504 and json.loads(body)["error"] == "timeout"
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    connection.request("POST", "/invocations", body=b"quick", headers={"Content-Type": "image/jpeg"})
+    assert connection.getresponse().status == 200
+    (stub_model_dir / "release").touch()
+
+
+def test_ttl_expiry_stops_the_server_and_marks_it_gone(tmp_path, stub_model_dir):
+    backend = backend_for(tmp_path, ttl="3s")
+    info = deploy(backend, stub_model_dir)
+    wait_until(lambda: not is_alive(info.extra["pid"]), "the server to expire", limit_s=300)
+    record = backend.workspace.ledger.get("endpoint", "stubby", "local")
+    assert record.state == "gone" and record.meta["stopped"] == "ttl expired"
+    assert status_step.status(backend.config, backend.workspace.ledger, {"local": backend}).resources == []
+
+
+def test_kill_9_shows_as_gone_and_teardown_cleans_up_once(tmp_path, stub_model_dir):
+    backend = backend_for(tmp_path, ttl="10m")
+    ledger = backend.workspace.ledger
+    info = deploy(backend, stub_model_dir)
+    assert info.state == "in-service"
+    os.kill(info.extra["pid"], signal.SIGKILL)
+    wait_until(lambda: not is_alive(info.extra["pid"]), "the kill")
+
+    resources = status_step.status(backend.config, ledger, {"local": backend}).resources
+    assert [(r["name"], r["state"], r["checked"]) for r in resources] == [("stubby", "gone", True)]
+    assert ledger.get("endpoint", "stubby", "local").state == "gone"
+    with pytest.raises(EndpointUnavailableError, match="dogbreed deploy --endpoint stubby"):
+        predict_step.predict(backend, ledger, [str(BEAGLE)], endpoint="stubby")
+
+    first = teardown_step.teardown(backend, ledger, teardown_step.select(ledger, "local", ["stubby"]))
+    assert (first.deleted, first.not_found) == (["stubby"], [])
+    assert not (backend.workspace.root / "endpoints" / "stubby").exists()
+    assert ledger.get("endpoint", "stubby", "local").state == "deleted"
+    second = teardown_step.teardown(backend, ledger, teardown_step.select(ledger, "local", ["stubby"]))
+    assert (second.deleted, second.not_found) == ([], ["stubby"])
+
+
+def test_teardown_never_kills_a_process_that_merely_has_the_pid(tmp_path, stub_model_dir):
+    backend = backend_for(tmp_path)
+    stranger = subprocess.Popen(["sleep", "300"])
+    try:
+        backend.workspace.ledger.record(
+            "endpoint", "stubby", "local", uri="http://127.0.0.1:9", state="in-service", meta={"pid": stranger.pid}
+        )
+        assert backend.describe_endpoint("stubby").state == "gone"
+        assert backend.delete_endpoint("stubby") is True
+        assert stranger.poll() is None
+        assert backend.workspace.ledger.get("endpoint", "stubby", "local").state == "deleted"
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_redeploy_replaces_the_server_in_place(tmp_path, stub_model_dir):
+    backend = backend_for(tmp_path, ttl="10m")
+    first = deploy(backend, stub_model_dir)
+    second = deploy(backend, stub_model_dir)
+    assert second.extra["pid"] != first.extra["pid"]
+    assert not is_alive(first.extra["pid"]) and is_alive(second.extra["pid"])
+    record = backend.workspace.ledger.get("endpoint", "stubby", "local")
+    assert record.meta["pid"] == second.extra["pid"] and record.state == "in-service"
+    releases = list((backend.workspace.root / "endpoints" / "stubby").iterdir())
+    assert len(releases) == 1  # the old release folder went with the old server
+    assert json.loads(backend.invoke("stubby", b"abc", "image/jpeg"))["bytes"] == 3
+    backend.delete_endpoint("stubby")
+
+
+def test_redeploy_on_the_same_fixed_port(tmp_path, stub_model_dir):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    backend = backend_for(tmp_path, ttl="10m", port=port)
+    first = deploy(backend, stub_model_dir)
+    second = deploy(backend, stub_model_dir)
+    assert second.url == first.url == f"http://127.0.0.1:{port}"
+    assert not is_alive(first.extra["pid"]) and backend.describe_endpoint("stubby").state == "in-service"
+    backend.delete_endpoint("stubby")
+
+
+def test_a_taken_port_is_one_clear_error(tmp_path, stub_model_dir):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        backend = backend_for(tmp_path, port=taken.getsockname()[1])
+        with pytest.raises(DogbreedError, match=r"in use by another program; deploy with --port N, or --port 0"):
+            deploy(backend, stub_model_dir)
+    assert backend.workspace.ledger.get("endpoint", "stubby", "local") is None
+
+
+def test_a_model_that_fails_to_load_reports_the_log(tmp_path, stub_model_dir):
+    handler = stub_model_dir / "code" / "inference.py"
+    handler.write_text(handler.read_text().replace("return Path(model_dir)", "raise RuntimeError('weights are corrupt')"))
+    backend = backend_for(tmp_path)
+    with pytest.raises(DogbreedError, match="weights are corrupt") as raised:
+        deploy(backend, stub_model_dir)
+    assert "exited with code 1 while loading" in str(raised.value)
+    assert backend.workspace.ledger.get("endpoint", "stubby", "local") is None
+
+
+def test_dry_run_plans_and_starts_nothing(tmp_path, stub_model_dir):
+    backend = backend_for(tmp_path, ttl="30m")
+    result = deploy_step.deploy(backend.config, backend, backend.workspace.ledger, str(stub_model_dir), dry_run=True)
+    plan = result.to_json()
+    assert plan["dry_run"] is True and plan["endpoint"] == "stubby"
+    assert plan["plan"]["command"][1:3] == ["-m", "dogbreed.serving"]
+    assert plan["plan"]["ttl"] == "30m" and plan["plan"]["model_dir"] == str(stub_model_dir.resolve())
+    assert backend.workspace.ledger.get("endpoint", "stubby", "local") is None
+    assert not (backend.workspace.root / "endpoints").exists()
+
+
+def test_no_wait_returns_while_creating_and_status_catches_up(tmp_path, stub_model_dir):
+    backend = backend_for(tmp_path, ttl="10m")
+    info = deploy(backend, stub_model_dir, wait=False)
+    assert info.state == "creating" and info.url
+    wait_until(lambda: backend.describe_endpoint("stubby").state == "in-service", "the model to load")
+    assert backend.workspace.ledger.get("endpoint", "stubby", "local").state == "in-service"
+    backend.delete_endpoint("stubby")
