@@ -1,0 +1,252 @@
+"""Checks that run before anything billable (sagemaker.preflight, on by default).
+
+A failed SageMaker job costs minutes of instance start-up before it says what was wrong;
+these checks say it in seconds, one clear line per problem:
+- region, instance type names and the framework image, from the SDK's and botocore's own
+  tables (no call);
+- the role's account is the caller's (STS), the bucket exists, is reachable and in the
+  region (HeadBucket), the dataset's manifest.json can be read;
+- a rehearsal: train.py runs one batch per split locally (the local backend's runner,
+  `--max-batches 1`) with the very flags the job will get, on a few files of the dataset,
+  and every metric regex the job will be judged by must match that run's output.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from dogbreed.aws.session import AwsSession, import_sdk
+from dogbreed.aws.staging import split_s3_uri
+from dogbreed.backends.base import TrainingOutcome, TrainingRequest
+from dogbreed.config import Config
+from dogbreed.errors import DogbreedError
+from dogbreed.jobspec import metric_spec
+from dogbreed.reporting import NullReporter, Reporter
+from dogbreed.workspace import Workspace
+
+MANIFEST = "manifest.json"
+SKIP_HINT = "skip the checks with --set sagemaker.preflight=false"
+# botocore's enums of instance types each API accepts.
+_INSTANCE_ENUMS = {"train": "TrainingInstanceType", "tune": "TrainingInstanceType", "endpoint": "ProductionVariantInstanceType"}
+
+# Runs a TrainingRequest to its end locally; the default is the local backend's runner.
+Rehearse = Callable[[TrainingRequest], TrainingOutcome]
+
+
+class PreflightError(DogbreedError):
+    """One or more pre-flight problems; the message has one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        head = f"pre-flight found {len(problems)} problem(s); fix them or {SKIP_HINT}:"
+        super().__init__("\n".join([head, *(f"  - {p}" for p in problems)]))
+
+
+def _code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def check_region(aws: AwsSession) -> list[str]:
+    region = aws.region
+    known = aws.boto.get_available_regions("sagemaker")
+    if known and region not in known:
+        return [f"region {region!r} has no SageMaker; pick one of {', '.join(sorted(known)[:6])}, ... (sagemaker.region)"]
+    return []
+
+
+def check_instance_types(aws: AwsSession, uses: dict[str, str]) -> list[str]:
+    """uses: {'train': 'ml.g4dn.xlarge', ...}; names checked against the API's enums."""
+    model = aws.client("sagemaker").meta.service_model  # botocore's bundled model: no call
+    problems = []
+    for use, name in uses.items():
+        if name == "serverless":
+            continue
+        allowed = model.shape_for(_INSTANCE_ENUMS[use]).enum
+        if name not in allowed:
+            family = name.split(".")[1] if name.count(".") == 2 else None
+            close = [a for a in allowed if a.split(".")[1] == family][:4]
+            hint = f" (e.g. {', '.join(close)})" if close else ""
+            problems.append(f"sagemaker.instance_type.{use}: {name!r} is not a SageMaker instance type{hint}")
+    return problems
+
+
+def check_image(config: Config, aws: AwsSession, scope: str, instance_type: str) -> list[str]:
+    """The PyTorch container exists for this version, Python, processor and region."""
+    import_sdk()
+    from sagemaker import image_uris
+    from sagemaker.serverless import ServerlessInferenceConfig
+
+    sm = config.sagemaker
+    version = sm.framework_version if scope == "training" else sm.inference_framework_version
+    serverless = instance_type == "serverless"
+    try:
+        image_uris.retrieve(
+            "pytorch",
+            aws.region,
+            version=version,
+            py_version=sm.py_version,
+            instance_type=None if serverless else instance_type,
+            image_scope=scope,
+            serverless_inference_config=ServerlessInferenceConfig() if serverless else None,
+        )
+    except ValueError as exc:
+        reason = " ".join(str(exc).split())
+        return [f"no PyTorch {version} {sm.py_version} {scope} image for {instance_type} in {aws.region}: {reason}"]
+    return []
+
+
+def check_role(aws: AwsSession) -> list[str]:
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    if not aws.config.role:
+        return ["sagemaker.role is not set: give the full ARN of the IAM role SageMaker assumes"]
+    try:
+        caller = aws.client("sts").get_caller_identity()["Account"]
+    except NoCredentialsError:
+        return ["no AWS credentials: set sagemaker.profile or the AWS_* environment variables"]
+    except (BotoCoreError, ClientError) as exc:
+        return [f"cannot ask STS who you are ({_code(exc) or exc}); check the credentials"]
+    if caller != aws.account_id:
+        return [f"sagemaker.role is in account {aws.account_id} but your credentials are for {caller}"]
+    return []
+
+
+def check_bucket(aws: AwsSession) -> list[str]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket = aws.bucket
+    try:
+        head = aws.client("s3").head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        code = _code(exc)
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            return [f"bucket {bucket!r} does not exist: create it (aws s3 mb s3://{bucket}) or set sagemaker.bucket"]
+        if code in ("403", "AccessDenied", "Forbidden"):
+            return [f"no access to bucket {bucket!r}: check the bucket policy and your credentials"]
+        return [f"bucket {bucket!r}: S3 said {code or exc}"]
+    except BotoCoreError as exc:
+        return [f"bucket {bucket!r}: cannot reach S3 ({exc})"]
+    where = head.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region")
+    if where and where != aws.region:
+        return [f"bucket {bucket!r} is in {where} but SageMaker runs in {aws.region}; use a bucket in {aws.region}"]
+    return []
+
+
+def read_manifest(aws: AwsSession, dataset_uri: str) -> dict[str, Any]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, prefix = split_s3_uri(dataset_uri.rstrip("/"))
+    key = f"{prefix}/{MANIFEST}" if prefix else MANIFEST
+    try:
+        return json.loads(aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+    except ClientError as exc:
+        code = _code(exc)
+        if code in ("NoSuchKey", "404"):
+            raise DogbreedError(f"{dataset_uri}: no {MANIFEST}; ingest the dataset there first (dogbreed ingest)") from None
+        raise DogbreedError(f"{dataset_uri}/{MANIFEST}: S3 said {code or exc}") from None
+    except (BotoCoreError, ValueError) as exc:
+        raise DogbreedError(f"{dataset_uri}/{MANIFEST}: cannot read it ({exc})") from None
+
+
+def rehearsal_dataset(aws: AwsSession, dataset_uri: str, manifest: dict[str, Any], per_split: int, dest: Path) -> Path:
+    """A local copy of the first `per_split` files of each split, with a manifest of its own."""
+    bucket, prefix = split_s3_uri(dataset_uri.rstrip("/"))
+    chosen: list[dict[str, Any]] = []
+    for split in ("train", "valid", "test"):
+        chosen += [f for f in manifest.get("files", []) if f.get("split") == split][:per_split]
+    s3 = aws.client("s3")
+    for entry in chosen:
+        target = dest / entry["path"]
+        if target.is_file() and target.stat().st_size == entry.get("size"):
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(bucket, f"{prefix}/{entry['path']}" if prefix else entry["path"], str(target))
+    subset = {key: value for key, value in manifest.items() if key != "manifest_sha256"}
+    subset["files"] = chosen
+    (dest / MANIFEST).write_text(json.dumps(subset, indent=1))
+    return dest
+
+
+def local_rehearsal(config: Config, workspace: Workspace, reporter: Reporter) -> Rehearse:
+    """The local backend's runner (train.py as a subprocess with the SM_* environment)."""
+    from dogbreed.backends.local_training import LocalTraining
+
+    class Rehearsal(LocalTraining):
+        pass
+
+    runner = Rehearsal()
+    runner.config, runner.workspace, runner.reporter = config, workspace, reporter
+
+    def run(request: TrainingRequest) -> TrainingOutcome:
+        runner.start_training(request)
+        return runner.wait_training(request.name)
+
+    return run
+
+
+def unmatched_metrics(log_text: str) -> list[str]:
+    """Names of the job's metric definitions whose regex matches no line of `log_text`."""
+    import re
+
+    return [
+        d["Name"] for d in metric_spec().metric_definitions() if not re.search(d["Regex"], log_text, flags=re.MULTILINE)
+    ]
+
+
+def rehearse_training(
+    config: Config,
+    aws: AwsSession,
+    workspace: Workspace,
+    request: TrainingRequest,
+    hyperparameters: dict[str, str],
+    rehearse: Rehearse,
+) -> list[str]:
+    """Run train.py for one batch with the job's flags; problems if it fails or a regex misses.
+
+    `hyperparameters`: the job's flags as strings, weights still as configured (a path or
+    s3:// URI, not yet the channel's file name)."""
+    try:
+        manifest = read_manifest(aws, request.dataset_uri)
+    except DogbreedError as exc:
+        return [str(exc)]
+    flags = dict(hyperparameters)
+    weights = flags.get("weights", "none")
+    if weights not in ("imagenet", "none"):
+        flags["weights"] = str(_local_weights(aws, workspace, weights))
+    batch = int(flags.get("batch-size", config.train.batch_size))
+    key = (manifest.get("manifest_sha256") or "dataset")[:16]
+    data = rehearsal_dataset(aws, request.dataset_uri, manifest, batch, workspace.cache("preflight") / key)
+    name = f"{request.name[:50]}-preflight"
+    shutil.rmtree(workspace.root / "jobs" / name, ignore_errors=True)  # no resuming an old rehearsal
+    local = replace(request, name=name, dataset_uri=str(data), hyperparameters=flags, max_batches=1)
+    outcome = rehearse(local)
+    if outcome.state != "Completed":
+        return [f"train.py failed its one-batch rehearsal ({outcome.failure or outcome.state}); log: {outcome.log_uri}"]
+    text = Path(outcome.log_uri).read_text(errors="replace") if outcome.log_uri else ""
+    missing = unmatched_metrics(text)
+    if missing:
+        return [f"metric regexes for {', '.join(missing)} matched nothing train.py printed; log: {outcome.log_uri}"]
+    return []
+
+
+def _local_weights(aws: AwsSession, workspace: Workspace, weights: str) -> Path:
+    if not weights.startswith("s3://"):
+        return Path(weights).expanduser().resolve()
+    bucket, key = split_s3_uri(weights)
+    target = workspace.cache("weights") / bucket / key
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        aws.client("s3").download_file(bucket, key, str(target))
+    return target
+
+
+def raise_if(problems: Iterable[str], reporter: Reporter | None = None, what: str = "") -> None:
+    found = list(problems)
+    if found:
+        raise PreflightError(found)
+    (reporter or NullReporter()).info(f"pre-flight passed{f' ({what})' if what else ''}")

@@ -1,0 +1,584 @@
+"""The SageMaker backend: the Backend protocol (plus tuning, status and teardown) on the
+SageMaker Python SDK v2.
+
+Every operation is built by the pure builders in dogbreed/aws (estimators, tuner, models)
+and sent through one SDK session whose client records each request (aws/requests.py):
+- `plan_*` uses an offline session whose client answers instead of sending, so a dry run
+  returns the exact Create* requests and calls nothing at all;
+- the real operation uses the same builders, so what runs is what the plan showed.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from dogbreed.aws import inventory, naming, preflight, pricing
+from dogbreed.aws.estimators import JobInputs, build_estimator, job_hyperparameters, job_inputs
+from dogbreed.aws.models import build_model, deploy_arguments
+from dogbreed.aws.requests import RecordingClient
+from dogbreed.aws.session import AwsSession
+from dogbreed.aws.staging import StagedObject, local_file, source_bundle, upload_if_missing
+from dogbreed.aws.tags import EXPIRES_AT, RUN, resource_tags
+from dogbreed.aws.tuner import build_tuner, trial_count
+from dogbreed.aws.tuning import TuningRequest, tuning_answer
+from dogbreed.aws.watch import LogTail, follow_endpoint, follow_training_job, follow_tuning_job
+from dogbreed.backends.base import DeployRequest, EndpointInfo, LogSink, TrainingOutcome, TrainingRequest
+from dogbreed.config import Config
+from dogbreed.config.flags import hyperparameters
+from dogbreed.errors import ConfigError, DogbreedError, NotFoundError
+from dogbreed.jobspec import metric_spec
+from dogbreed.reporting import NullReporter, Reporter
+from dogbreed.workspace import Workspace
+
+_ENDPOINT_STATES = {
+    "Creating": "creating",
+    "Updating": "creating",
+    "SystemUpdating": "creating",
+    "RollingBack": "creating",
+    "InService": "in-service",
+    "Deleting": "deleting",
+    "Failed": "failed",
+    "OutOfService": "failed",
+}
+
+
+def _error(exc: Exception) -> tuple[str, str]:
+    error = getattr(exc, "response", {}).get("Error", {})
+    return str(error.get("Code", "")), str(error.get("Message", exc))
+
+
+def _is_missing(exc: Exception) -> bool:
+    code, message = _error(exc)
+    lowered = message.lower()
+    return code in ("ValidationException", "ResourceNotFound") and any(
+        words in lowered for words in ("not found", "could not find", "does not exist")
+    )
+
+
+def _log_console_url(region: str, job: str) -> str:
+    return (
+        f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
+        f"#logStream:group=/aws/sagemaker/TrainingJobs;prefix={job};streamFilter=typeLogStreamPrefix"
+    )
+
+
+class SageMakerBackend:
+    name = "sagemaker"
+    # Seconds between Describe* polls while waiting; SageMaker's own states change slowly.
+    poll_seconds = 15.0
+
+    def __init__(
+        self,
+        config: Config,
+        workspace: Workspace,
+        reporter: Reporter | None = None,
+        *,
+        aws: AwsSession | None = None,
+        rehearse: preflight.Rehearse | None = None,
+    ) -> None:
+        self.config = config
+        self.workspace = workspace
+        self.reporter = reporter or NullReporter()
+        self.aws = aws or AwsSession(config.sagemaker)
+        self._rehearse = rehearse
+        # The exact requests the last real operation sent (CreateTrainingJob, ...).
+        self.last_requests: dict[str, dict[str, Any]] = {}
+
+    @classmethod
+    def from_config(cls, config: Config, workspace: Workspace, reporter: Reporter | None = None) -> SageMakerBackend:
+        return cls(config, workspace, reporter)
+
+    # ------------------------------------------------------------------ plumbing
+
+    @cached_property
+    def _sagemaker(self) -> Any:
+        return self.aws.client("sagemaker")
+
+    @cached_property
+    def _runtime(self) -> Any:
+        return self.aws.client("sagemaker-runtime")
+
+    def _sdk(self, dry_run: bool) -> tuple[AwsSession, Any, RecordingClient]:
+        """(AWS session, SDK session, recorder): offline and answering when dry."""
+        if dry_run:
+            aws = AwsSession(self.config.sagemaker, offline=True)
+            recorder = RecordingClient(aws.client("sagemaker"), dry_run=True, account_id=aws.account_id)
+        else:
+            aws = self.aws
+            recorder = RecordingClient(self._sagemaker, dry_run=False)
+        return aws, aws.sagemaker_session(recorder), recorder
+
+    def _sent(self, name: str, recorder: RecordingClient) -> None:
+        """Keep the exact Create* requests of a real operation, in memory and on disk."""
+        self.last_requests = {op: params for op, params in recorder.requests().items() if op.startswith("Create")}
+        folder = self.workspace.root / "sagemaker" / "requests"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.json").write_text(json.dumps(self.last_requests, indent=2, default=str))
+
+    def _upload(self, staged: list[StagedObject]) -> None:
+        s3 = self.aws.client("s3")
+        for item in staged:
+            if upload_if_missing(s3, item):
+                self.reporter.info(f"uploaded {item.source} to {item.uri}")
+
+    def _send(self, what: str, action: Any) -> None:
+        """Run an SDK call that sends a request; the SDK's ValueErrors are config problems."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            action()
+        except ValueError as exc:
+            raise ConfigError(f"{what}: the SageMaker SDK refused it: {' '.join(str(exc).split())}") from None
+        except ClientError as exc:
+            code, message = _error(exc)
+            raise DogbreedError(f"{what}: SageMaker said {code}: {message}") from None
+        except BotoCoreError as exc:
+            raise DogbreedError(f"{what}: cannot reach SageMaker ({exc}); check the network and credentials") from None
+
+    def _describe(self, method: str, **key: str) -> dict[str, Any] | None:
+        """A Describe* call; None when the resource does not exist."""
+        from botocore.exceptions import ClientError
+
+        try:
+            return getattr(self._sagemaker, method)(**key)
+        except ClientError as exc:
+            if _is_missing(exc):
+                return None
+            code, message = _error(exc)
+            raise DogbreedError(f"{method}: SageMaker said {code}: {message}") from None
+
+    # ------------------------------------------------------------------ training
+
+    def _training_job(self, request: TrainingRequest, dry_run: bool) -> tuple[Any, JobInputs, StagedObject, RecordingClient]:
+        aws, session, recorder = self._sdk(dry_run)
+        config = request.config
+        s3_root = aws.s3_uri()
+        bundle = source_bundle(s3_root)
+        inputs = job_inputs(config, request.dataset_uri, s3_root, request.hyperparameters)
+        estimator = build_estimator(
+            config,
+            session,
+            role=aws.role,
+            code_uri=bundle.uri,
+            s3_root=s3_root,
+            hyperparameters=inputs.hyperparameters,
+            tags=resource_tags(config.sagemaker, run=request.name, kind="training-job"),
+            instance_type=config.sagemaker.instance_type.train,
+            checkpoint_job=request.name,
+        )
+        return estimator, inputs, bundle, recorder
+
+    def plan_training(self, request: TrainingRequest) -> dict[str, Any]:
+        """The exact CreateTrainingJob request and the cost estimate; nothing is called."""
+        estimator, inputs, bundle, recorder = self._training_job(request, dry_run=True)
+        self._send(f"training job {request.name}", lambda: estimator.fit(inputs.channels, wait=False, job_name=request.name))
+        estimate = pricing.training_estimate(request.config)
+        return {
+            "backend": self.name,
+            "training_job": request.name,
+            "requests": recorder.requests(),
+            "uploads": [item.to_json(uploaded=None) for item in (bundle, *inputs.staged)],
+            "preflight": request.config.sagemaker.preflight,
+            "est_cost": estimate["estimated_usd"],
+            "cost": estimate,
+        }
+
+    def preflight_training(self, request: TrainingRequest, instance_use: str = "train") -> None:
+        config = request.config
+        instance_type = getattr(config.sagemaker.instance_type, instance_use)
+        problems = [
+            *preflight.check_region(self.aws),
+            *preflight.check_instance_types(self.aws, {instance_use: instance_type}),
+            *preflight.check_image(config, self.aws, "training", instance_type),
+            *preflight.check_role(self.aws),
+            *preflight.check_bucket(self.aws),
+        ]
+        if not problems:
+            self.reporter.info("pre-flight: rehearsing train.py on one batch per split, locally")
+            rehearse = self._rehearse or preflight.local_rehearsal(config, self.workspace, self.reporter)
+            flags = job_hyperparameters(config, request.hyperparameters)
+            problems += preflight.rehearse_training(config, self.aws, self.workspace, request, flags, rehearse)
+        preflight.raise_if(problems, self.reporter, f"training job {request.name}")
+
+    def start_training(self, request: TrainingRequest) -> None:
+        existing = self._describe("describe_training_job", TrainingJobName=request.name)
+        if existing is not None:
+            state = existing["TrainingJobStatus"]
+            if state in ("InProgress", "Stopping", "Completed"):
+                self.reporter.info(f"training job {request.name} already exists on SageMaker ({state}); following it")
+                return
+            raise DogbreedError(
+                f"training job {request.name} ended {state} on SageMaker, and SageMaker never reuses a job name; "
+                "start a new one with --name NEW_NAME"
+            )
+        if request.config.sagemaker.preflight:
+            self.preflight_training(request)
+        estimator, inputs, bundle, recorder = self._training_job(request, dry_run=False)
+        self._upload([bundle, *inputs.staged])
+        self._send(f"training job {request.name}", lambda: estimator.fit(inputs.channels, wait=False, job_name=request.name))
+        self._sent(request.name, recorder)
+        self.reporter.info(f"training job {request.name} started on {request.config.sagemaker.instance_type.train}")
+
+    def _outcome(self, describe: dict[str, Any], history: list[dict[str, float]] | None = None) -> TrainingOutcome:
+        name = describe["TrainingJobName"]
+        state = describe["TrainingJobStatus"]
+        epoch_key = metric_spec().epoch_key
+        metrics = {
+            m["MetricName"]: float(m["Value"])
+            for m in describe.get("FinalMetricDataList", [])
+            if m["MetricName"] != epoch_key
+        }
+        output = describe.get("OutputDataConfig", {}).get("S3OutputPath", "").rstrip("/")
+        return TrainingOutcome(
+            name=name,
+            state="InProgress" if state == "Stopping" else state,
+            model_uri=describe.get("ModelArtifacts", {}).get("S3ModelArtifacts") if state == "Completed" else None,
+            output_uri=f"{output}/{name}/output/output.tar.gz" if output else None,
+            metrics=metrics,
+            history=history or [],
+            failure=describe.get("FailureReason"),
+            log_uri=_log_console_url(self.aws.region, name),
+        )
+
+    def describe_training(self, name: str) -> TrainingOutcome:
+        describe = self._describe("describe_training_job", TrainingJobName=name)
+        if describe is None:
+            raise NotFoundError(f"training job {name} not found on SageMaker in {self.aws.region}")
+        return self._outcome(describe)
+
+    def wait_training(self, name: str, on_log: LogSink | None = None) -> TrainingOutcome:
+        """Stream the job's CloudWatch logs and status until it ends. Ctrl-C stops the job."""
+        if self._describe("describe_training_job", TrainingJobName=name) is None:
+            raise NotFoundError(f"training job {name} not found on SageMaker in {self.aws.region}")
+        spec = metric_spec()
+        history: list[dict[str, float]] = []
+
+        def line(text: str) -> None:
+            found = spec.parse_line(text)
+            if spec.epoch_key in found:
+                history.append(found)
+            if on_log:
+                on_log(text)
+
+        try:
+            describe = follow_training_job(
+                self._sagemaker,
+                LogTail(self.aws.client("logs"), name),
+                name,
+                on_log=line,
+                on_status=self.reporter.info,
+                poll_seconds=self.poll_seconds,
+            )
+        except KeyboardInterrupt:
+            self.stop_training(name)
+            raise
+        return self._outcome(describe, history)
+
+    def stop_training(self, name: str) -> None:
+        self.reporter.warn(f"stopping training job {name} on SageMaker")
+        self._sagemaker.stop_training_job(TrainingJobName=name)
+
+    # ------------------------------------------------------------------ tuning
+
+    def _tuning_job(self, request: TuningRequest, dry_run: bool) -> tuple[Any, JobInputs, StagedObject, RecordingClient]:
+        aws, session, recorder = self._sdk(dry_run)
+        config = request.config
+        name = naming.tuning_job_name(request.name)
+        s3_root = aws.s3_uri()
+        bundle = source_bundle(s3_root)
+        inputs = job_inputs(config, request.dataset_uri, s3_root)
+        tags = resource_tags(config.sagemaker, run=name, kind="tuning-job")
+        estimator = build_estimator(
+            config,
+            session,
+            role=aws.role,
+            code_uri=bundle.uri,
+            s3_root=s3_root,
+            hyperparameters=inputs.hyperparameters,
+            tags=tags,
+            instance_type=config.sagemaker.instance_type.tune,
+        )
+        return build_tuner(config, estimator, tags=tags), inputs, bundle, recorder
+
+    def _fit_tuner(self, tuner: Any, inputs: JobInputs, name: str) -> None:
+        self._send(
+            f"tuning job {name}",
+            lambda: tuner.fit(inputs.channels, job_name=name, include_cls_metadata=False, wait=False),
+        )
+
+    def plan_tuning(self, request: TuningRequest) -> dict[str, Any]:
+        """The exact CreateHyperParameterTuningJob request and the cost estimate; nothing is called."""
+        tuner, inputs, bundle, recorder = self._tuning_job(request, dry_run=True)
+        self._fit_tuner(tuner, inputs, request.name)
+        jobs = trial_count(request.config)
+        estimate = pricing.tuning_estimate(request.config, jobs)
+        return {
+            "backend": self.name,
+            "tuning_job": request.name,
+            "strategy": request.config.tune.strategy,
+            "trials": jobs,
+            "requests": recorder.requests(),
+            "uploads": [item.to_json(uploaded=None) for item in (bundle, *inputs.staged)],
+            "preflight": request.config.sagemaker.preflight,
+            "est_cost": estimate["estimated_usd"],
+            "cost": estimate,
+        }
+
+    def start_tuning(self, request: TuningRequest) -> None:
+        name = naming.tuning_job_name(request.name)
+        existing = self._describe("describe_hyper_parameter_tuning_job", HyperParameterTuningJobName=name)
+        if existing is not None:
+            state = existing["HyperParameterTuningJobStatus"]
+            if state in ("InProgress", "Stopping", "Completed"):
+                self.reporter.info(f"tuning job {name} already exists on SageMaker ({state}); following it")
+                return
+            raise DogbreedError(
+                f"tuning job {name} ended {state} on SageMaker, and names are never reused; "
+                "start a new one with --name NEW_NAME (tune.warm_start_from can build on it)"
+            )
+        if request.config.sagemaker.preflight:
+            # Trials differ only in the tuned values: rehearse with the config's own.
+            rehearsal = TrainingRequest(
+                name=name,
+                config=request.config,
+                dataset_uri=request.dataset_uri,
+                hyperparameters=hyperparameters(request.config),
+                manifest_sha256=request.manifest_sha256,
+            )
+            self.preflight_training(rehearsal, instance_use="tune")
+        tuner, inputs, bundle, recorder = self._tuning_job(request, dry_run=False)
+        self._upload([bundle, *inputs.staged])
+        self._fit_tuner(tuner, inputs, name)
+        self._sent(name, recorder)
+        self.reporter.info(f"tuning job {name} started: {trial_count(request.config)} trials")
+
+    def describe_tuning(self, name: str) -> dict[str, Any]:
+        describe = self._describe("describe_hyper_parameter_tuning_job", HyperParameterTuningJobName=name)
+        if describe is None:
+            raise NotFoundError(f"tuning job {name} not found on SageMaker in {self.aws.region}")
+        return self._tuning_answer(describe)
+
+    def _tuning_answer(self, describe: dict[str, Any]) -> dict[str, Any]:
+        name = describe["HyperParameterTuningJobName"]
+        pages = self._sagemaker.get_paginator("list_training_jobs_for_hyper_parameter_tuning_job").paginate(
+            HyperParameterTuningJobName=name
+        )
+        summaries = [s for page in pages for s in page.get("TrainingJobSummaries", [])]
+        return tuning_answer(describe, summaries)
+
+    def wait_tuning(self, name: str, on_log: LogSink | None = None) -> dict[str, Any]:
+        """Follow the tuning job's trial counters until it ends; the tune answer. Ctrl-C stops it."""
+        if self._describe("describe_hyper_parameter_tuning_job", HyperParameterTuningJobName=name) is None:
+            raise NotFoundError(f"tuning job {name} not found on SageMaker in {self.aws.region}")
+        say = on_log or self.reporter.info
+        try:
+            describe = follow_tuning_job(self._sagemaker, name, on_status=say, poll_seconds=self.poll_seconds)
+        except KeyboardInterrupt:
+            self.reporter.warn(f"stopping tuning job {name} on SageMaker")
+            self._sagemaker.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+            raise
+        return self._tuning_answer(describe)
+
+    # ------------------------------------------------------------------ serving
+
+    def _deployment(self, request: DeployRequest, dry_run: bool) -> tuple[Any, dict[str, Any], list[StagedObject], RecordingClient]:
+        aws, session, recorder = self._sdk(dry_run)
+        config = request.config
+        s3_root = aws.s3_uri()
+        staged: list[StagedObject] = []
+        model_uri = request.model_uri
+        if not model_uri.startswith("s3://"):
+            path = Path(model_uri).expanduser().resolve()
+            if not path.is_file():
+                raise DogbreedError(f"{model_uri}: expected a model.tar.gz (a file or an s3:// URI) to deploy on SageMaker")
+            staged.append(local_file(s3_root, path))
+            model_uri = staged[0].uri
+        model = build_model(
+            config,
+            session,
+            model_uri=model_uri,
+            name=naming.model_name(request.endpoint_name),
+            role=aws.role,
+            s3_root=s3_root,
+        )
+        tags = resource_tags(config.sagemaker, run=request.endpoint_name, kind="endpoint", expires_at=request.expires_at)
+        return model, deploy_arguments(config, endpoint=request.endpoint_name, tags=tags), staged, recorder
+
+    def plan_deploy(self, request: DeployRequest) -> dict[str, Any]:
+        """The exact CreateModel, CreateEndpointConfig and CreateEndpoint requests; nothing is called."""
+        model, kwargs, staged, recorder = self._deployment(request, dry_run=True)
+        self._send(f"endpoint {request.endpoint_name}", lambda: model.deploy(**kwargs))
+        estimate = pricing.endpoint_estimate(request.config)
+        return {
+            "backend": self.name,
+            "endpoint": request.endpoint_name,
+            "model": model.name,
+            "requests": recorder.requests(),
+            "uploads": [item.to_json(uploaded=None) for item in staged],
+            "expires_at": request.expires_at.isoformat(),
+            "est_cost_per_hour": estimate["usd_per_hour"],
+            "cost": estimate,
+        }
+
+    def preflight_deploy(self, request: DeployRequest) -> None:
+        config = request.config
+        instance_type = "serverless" if config.deploy.serverless else config.sagemaker.instance_type.endpoint
+        problems = [
+            *preflight.check_region(self.aws),
+            *preflight.check_instance_types(self.aws, {"endpoint": instance_type}),
+            *preflight.check_image(config, self.aws, "inference", instance_type),
+            *preflight.check_role(self.aws),
+        ]
+        if not request.model_uri.startswith("s3://"):
+            problems += preflight.check_bucket(self.aws)
+        preflight.raise_if(problems, self.reporter, f"endpoint {request.endpoint_name}")
+
+    def deploy(self, request: DeployRequest, wait: bool = True) -> EndpointInfo:
+        endpoint = request.endpoint_name
+        existing = self._describe("describe_endpoint", EndpointName=endpoint)
+        if existing is not None:
+            raise DogbreedError(
+                f"endpoint {endpoint} already exists on SageMaker ({existing['EndpointStatus']}); "
+                f"take it down first (dogbreed teardown {endpoint}) or set deploy.endpoint_name"
+            )
+        if request.config.sagemaker.preflight:
+            self.preflight_deploy(request)
+        model, kwargs, staged, recorder = self._deployment(request, dry_run=False)
+        self._upload(staged)
+        self._send(f"endpoint {endpoint}", lambda: model.deploy(**kwargs))
+        self._sent(endpoint, recorder)
+        if wait:
+            settled = follow_endpoint(self._sagemaker, endpoint, on_status=self.reporter.info, poll_seconds=self.poll_seconds)
+            if settled["EndpointStatus"] != "InService":
+                raise DogbreedError(
+                    f"endpoint {endpoint} {settled['EndpointStatus']}: {settled.get('FailureReason', 'no reason given')}; "
+                    f"`dogbreed teardown {endpoint}` removes what was created"
+                )
+        return self.describe_endpoint(endpoint)
+
+    def invoke(self, endpoint: str, body: bytes, content_type: str, accept: str = "application/json") -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = self._runtime.invoke_endpoint(
+                EndpointName=endpoint, Body=body, ContentType=content_type, Accept=accept
+            )
+        except ClientError as exc:
+            code, message = _error(exc)
+            if code == "ModelError":
+                detail = exc.response.get("OriginalMessage") or message
+                raise DogbreedError(f"endpoint {endpoint} refused the request: {detail}") from None
+            if code == "ValidationError" and "not found" in message.lower():
+                raise NotFoundError(f"endpoint {endpoint} not found on SageMaker; deploy it first (dogbreed deploy)") from None
+            raise DogbreedError(f"endpoint {endpoint}: SageMaker said {code}: {message}") from None
+        except BotoCoreError as exc:
+            raise DogbreedError(f"endpoint {endpoint}: cannot reach SageMaker runtime ({exc})") from None
+        return response["Body"].read()
+
+    def describe_endpoint(self, endpoint: str) -> EndpointInfo:
+        describe = self._describe("describe_endpoint", EndpointName=endpoint)
+        if describe is None:
+            return EndpointInfo(name=endpoint, backend=self.name, state="gone")
+        variants = describe.get("ProductionVariants") or []
+        config = self._describe("describe_endpoint_config", EndpointConfigName=describe["EndpointConfigName"]) or {}
+        planned = (config.get("ProductionVariants") or [{}])[0]
+        instance_type = planned.get("InstanceType")
+        count = (variants[0].get("CurrentInstanceCount") if variants else None) or planned.get("InitialInstanceCount") or 1
+        tags = {t["Key"]: t["Value"] for t in self._sagemaker.list_tags(ResourceArn=describe["EndpointArn"]).get("Tags", [])}
+        model_name = planned.get("ModelName")
+        model = self._describe("describe_model", ModelName=model_name) if model_name else None
+        expires = tags.get(EXPIRES_AT)
+        return EndpointInfo(
+            name=endpoint,
+            backend=self.name,
+            state=_ENDPOINT_STATES.get(describe["EndpointStatus"], describe["EndpointStatus"].lower()),
+            model_uri=(model or {}).get("PrimaryContainer", {}).get("ModelDataUrl"),
+            arn=describe["EndpointArn"],
+            expires_at=datetime.fromisoformat(expires) if expires else None,
+            created_at=describe.get("CreationTime"),
+            instance_type=instance_type or "serverless",
+            est_cost_per_hour=pricing.endpoint_hourly(self.config, instance_type, count),
+            extra={"model": model_name, "endpoint_config": describe["EndpointConfigName"], "failure": describe.get("FailureReason")},
+        )
+
+    def delete_endpoint(self, endpoint: str) -> bool:
+        """Delete the endpoint, its endpoint config and its models; False if none existed."""
+        config_name, models = inventory.serving_chain(self._sagemaker, endpoint)
+        if config_name is None:
+            return False
+        chain = [("model", m) for m in models] + [("endpoint-config", config_name), ("endpoint", endpoint)]
+        deleted = [inventory.delete(self._sagemaker, kind, name) for kind, name in inventory.teardown_order(chain)]
+        self.reporter.info(f"deleted endpoint {endpoint}, its endpoint config and {len(models)} model(s)")
+        return any(deleted)
+
+    # ------------------------------------------------------------------ status and teardown
+
+    def list_resources(self) -> list[dict[str, Any]]:
+        """What this project has on SageMaker now, by its tags: the `status` rows."""
+        now = datetime.now(timezone.utc)
+        rows = []
+        for found in inventory.tagged(self._sagemaker, self.config.sagemaker):
+            per_hour = 0.0
+            if found.kind == "endpoint":
+                info = self.describe_endpoint(found.name)
+                per_hour, state = info.est_cost_per_hour, info.state
+            elif found.kind == "training-job":
+                job = self._describe("describe_training_job", TrainingJobName=found.name) or {}
+                resources = job.get("ResourceConfig", {})
+                per_hour = pricing.hourly(self.config, resources.get("InstanceType", ""), resources.get("InstanceCount", 1)) or 0.0
+                state = found.state
+            elif found.kind == "tuning-job":
+                job = self._describe("describe_hyper_parameter_tuning_job", HyperParameterTuningJobName=found.name) or {}
+                resources = job.get("TrainingJobDefinition", {}).get("HyperParameterTuningResourceConfig", {})
+                running = job.get("TrainingJobStatusCounters", {}).get("InProgress", 0)
+                unit = pricing.hourly(self.config, resources.get("InstanceType", ""), resources.get("InstanceCount", 1))
+                per_hour, state = (unit or 0.0) * running, found.state
+            else:
+                state = found.state
+            expires = found.tags.get(EXPIRES_AT)
+            created = found.created_at
+            rows.append(
+                {
+                    "kind": found.kind,
+                    "name": found.name,
+                    "backend": self.name,
+                    "created_at": created.isoformat() if created else None,
+                    "age_s": int((now - created).total_seconds()) if created else None,
+                    "expires_at": expires,
+                    "state": state,
+                    "est_cost_per_hour": round(per_hour, 6),
+                    "arn": found.arn,
+                    "run": found.tags.get(RUN),
+                }
+            )
+        return rows
+
+    def teardown(self, names: list[str] | None = None, dry_run: bool = False) -> dict[str, list[str]]:
+        """Delete this project's models, endpoint configs and endpoints found by their tags:
+        all of them, or those of the named endpoints (runs). Items are 'kind/name'."""
+        serving = list(inventory.tagged(self._sagemaker, self.config.sagemaker, inventory.SERVING_KINDS))
+        wanted: list[tuple[str, str]] = []
+        not_found: list[str] = []
+        for name in names or [None]:  # type: ignore[list-item]
+            matched = [r for r in serving if name is None or name in (r.name, r.tags.get(RUN))]
+            if name is not None:
+                # The ledger may name an endpoint whose tags were never written (or another's).
+                config_name, models = inventory.serving_chain(self._sagemaker, name)
+                if config_name is not None:
+                    matched += [inventory.LiveResource("endpoint", name, "", None, "")]
+                    matched += [inventory.LiveResource("endpoint-config", config_name, "", None, "")]
+                    matched += [inventory.LiveResource("model", m, "", None, "") for m in models]
+                if not matched:
+                    not_found.append(name)
+            wanted += [(r.kind, r.name) for r in matched]
+        deleted = []
+        for kind, name in inventory.teardown_order(wanted):
+            if dry_run or inventory.delete(self._sagemaker, kind, name):
+                deleted.append(f"{kind}/{name}")
+            else:
+                not_found.append(f"{kind}/{name}")
+        return {"deleted": deleted, "not_found": not_found}
