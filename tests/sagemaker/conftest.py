@@ -1,0 +1,88 @@
+"""Fixtures of the SageMaker backend tests: a config, a backend on the moto server, a dataset on S3."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from dogbreed.backends.sagemaker import SageMakerBackend
+from dogbreed.config import load_config
+from dogbreed.reporting import NullReporter
+from dogbreed.workspace import Workspace
+
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"  # moto's default account
+BUCKET = "dogbreed-test-bucket"
+DATASET = f"s3://{BUCKET}/dogbreed/data/dogs"
+REGION = "us-east-1"
+TRAINING_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.8.0-gpu-py312"
+INFERENCE_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.6.0-cpu-py312"
+
+
+def sm_config(tmp_path: Path, *sets: str, files: tuple[Path, ...] = ()):
+    """A sagemaker-backend config; pre-flight off unless a test turns it on."""
+    base = [
+        "backend=sagemaker",
+        f"sagemaker.role={ROLE}",
+        f"sagemaker.bucket={BUCKET}",
+        f"sagemaker.region={REGION}",
+        "sagemaker.preflight=false",
+        f"workspace={tmp_path / 'ws'}",
+    ]
+    return load_config(files, sets=[*base, *sets])
+
+
+class RecordingReporter(NullReporter):
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def info(self, message: str) -> None:
+        self.lines.append(message)
+
+    def warn(self, message: str) -> None:
+        self.lines.append(f"warning: {message}")
+
+
+def make_backend(config, **kwargs) -> SageMakerBackend:
+    backend = SageMakerBackend(config, Workspace(Path(config.workspace)), RecordingReporter(), **kwargs)
+    backend.poll_seconds = 0  # moto finishes everything at once
+    return backend
+
+
+@pytest.fixture
+def s3(aws_env):
+    import boto3
+
+    client = boto3.client("s3", region_name=REGION)
+    client.create_bucket(Bucket=BUCKET)
+    return client
+
+
+@pytest.fixture
+def sagemaker_client(aws_env):
+    import boto3
+
+    return boto3.client("sagemaker", region_name=REGION)
+
+
+def upload_dataset(s3, dogs_dir: Path, per_breed: tuple[int, int, int] = (2, 1, 1), breeds: int = 3) -> dict:
+    """A tiny dataset as `dogbreed ingest --dest s3://` stores it: files + manifest.json."""
+    folders = sorted(p.name for p in dogs_dir.iterdir() if p.is_dir())[:breeds]
+    classes = [{"index": i, "folder": f, "label": f.split("-", 1)[1].replace("_", " ")} for i, f in enumerate(folders)]
+    files = []
+    splits = ["train"] * per_breed[0] + ["valid"] * per_breed[1] + ["test"] * per_breed[2]
+    for cls in classes:
+        for split, photo in zip(splits, sorted((dogs_dir / cls["folder"]).iterdir())):
+            data = photo.read_bytes()
+            path = f"{split}/{cls['folder']}/{photo.name}"
+            s3.put_object(Bucket=BUCKET, Key=f"dogbreed/data/dogs/{path}", Body=data)
+            files.append(
+                {"path": path, "split": split, "label": cls["label"], "index": cls["index"],
+                 "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            )
+    manifest = {"version": 1, "source": str(dogs_dir), "layout": "stanford", "classes": classes, "files": files,
+                "manifest_sha256": "0" * 64}
+    s3.put_object(Bucket=BUCKET, Key="dogbreed/data/dogs/manifest.json", Body=json.dumps(manifest).encode())
+    return manifest
