@@ -32,10 +32,11 @@ from torch.nn.parallel import DistributedDataParallel
 from breedkit import checkpoints, debugger, distributed, engine, models
 from breedkit.artifacts import write_model_dir
 from breedkit.atomic import atomic_write_json
-from breedkit.data import DatasetError, DatasetIndex, ImageDataset, load_index
-from breedkit.feature_cache import CacheKey, SplitFeatures, load_or_extract
+from breedkit.data import DatasetError, DatasetIndex, load_index
+from breedkit.feature_cache import CacheKey, load_or_extract
 from breedkit.metric_lines import load_metric_names
-from breedkit.presets import DEFAULT_CROP, DEFAULT_RESIZE, eval_transform, train_transform
+from breedkit.presets import DEFAULT_CROP, DEFAULT_RESIZE
+from breedkit.sources import CachedFeatures, DecodedImages
 from breedkit.recorder import RECORDS_FILE, Recorder
 
 SAGEMAKER_CHECKPOINTS = Path("/opt/ml/checkpoints")
@@ -52,13 +53,45 @@ def str2bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+ENVIRONMENT_HELP = """\
+environment (read after parsing; flags win, every variable is optional):
+  SM_CHANNEL_TRAINING   dataset root: manifest.json + train|valid|test/<breed>/<image>
+  SM_CHANNEL_WEIGHTS    folder where a --weights file name is looked up first
+  SM_MODEL_DIR          model.pth, classes.json, hyperparameters.json, code/ (model.tar.gz)
+  SM_OUTPUT_DATA_DIR    metrics.json and records.jsonl
+  SM_NUM_GPUS           GPUs SageMaker gave the job (a note when torch sees none)
+  SM_HOSTS, SM_CURRENT_HOST
+                        the cluster; without torch.distributed only the first host writes
+  RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT
+                        set by torchrun / SageMaker torch_distributed: data parallel
+                        (gloo on CPU, nccl on CUDA); rank 0 prints and writes
+
+output lines (stdout; the tuner's regexes read them, see breedkit/metrics.json):
+  epoch=1 train_loss=... train_acc=... valid_loss=... valid_acc=...   (every epoch)
+  test_loss=... test_acc=...                                          (once, best epoch on valid)
+"""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Each flag's default in its help (paths say their own), the epilog kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is argparse.SUPPRESS or not action.option_strings:
+            return action.help or ""
+        return f"{action.help} (default: %(default)s)"
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Fine-tune a torchvision classifier on dog breeds (SageMaker script mode or by hand).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
+        epilog=ENVIRONMENT_HELP,
     )
     hp = parser.add_argument_group("hyperparameters")
-    hp.add_argument("--arch", default="mobilenet_v2", choices=models.ARCHS, help="torchvision classifier")
+    hp.add_argument(
+        "--arch", default="mobilenet_v2", choices=models.ARCHS, metavar="ARCH",
+        help=f"torchvision classifier: {', '.join(models.ARCHS)}",
+    )
     hp.add_argument(
         "--weights",
         default="imagenet",
@@ -79,6 +112,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     hp.add_argument(
         "--feature-cache",
         type=str2bool,
+        metavar="true|false",
         default=True,
         help="with --freeze backbone: compute backbone features once (cached in --cache-dir) and train the "
         "head on them; false runs the backbone every step",
@@ -95,6 +129,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     hp.add_argument(
         "--freeze-bn-stats",
         type=str2bool,
+        metavar="true|false",
         default=False,
         help="keep every BatchNorm in eval mode even when it trains (fine-tuning folded weights); "
         "frozen BatchNorm layers are always in eval mode",
@@ -108,7 +143,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("run")
     run.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes")
     run.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"), help="auto: cuda > mps > cpu")
-    run.add_argument("--debugger", type=str2bool, default=False, help="register the smdebug hook when installed")
+    run.add_argument("--debugger", type=str2bool, default=False, metavar="true|false", help="register the smdebug hook when installed")
     paths = parser.add_argument_group("paths (flags override SageMaker's environment)")
     paths.add_argument("--data-dir", default=None, help="dataset root; default $SM_CHANNEL_TRAINING")
     paths.add_argument("--weights-dir", default=None, help="where weight file names resolve; default $SM_CHANNEL_WEIGHTS")
@@ -224,23 +259,48 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def cached_batches(features: SplitFeatures, index_batches: list[list[int]], view_of: torch.Tensor | None):
-    """(feature, label) batches from the cache; `view_of[i]` picks item i's augmented view."""
-    device = features.views.device
-    for batch in index_batches:
-        idx = torch.tensor(batch, device=device)
-        views = view_of[idx] if view_of is not None else torch.zeros_like(idx)
-        yield features.views[views, idx], features.labels[idx]
+@dataclass
+class Network:
+    model: nn.Module
+    backbone: nn.Module  # shares modules with model: what the feature cache runs
+    head: nn.Module
+    trainable: list[nn.Parameter]
+    groups: dict[str, list[nn.Parameter]]  # layer group -> trainable parameters, for grad norms
 
 
-def image_batches(dataset: ImageDataset, index_batches, num_workers: int, device: torch.device, generator=None):
-    return torch.utils.data.DataLoader(
-        dataset,
-        batch_sampler=index_batches,
-        num_workers=num_workers,
-        pin_memory=device.type == "cuda",
-        generator=generator,  # seeds the workers' RNGs (augmentation) from (seed, epoch)
+def build_network(hp: Hyperparameters, num_classes: int, weights: str, device: torch.device) -> Network:
+    engine.seed_everything(hp.seed)  # the new head's initial weights
+    model = models.build_model(hp.arch, num_classes, weights)
+    models.freeze(model, hp.arch, hp.freeze)
+    model.to(device)
+    backbone, head = models.split_backbone_head(model, hp.arch)
+    head_names = models.head_parameter_names(model, hp.arch)
+    trainable, groups = [], {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            trainable.append(param)
+            groups.setdefault(models.param_group_name(name, head_names), []).append(param)
+    return Network(model, backbone, head, trainable, groups)
+
+
+def make_source(
+    hp: Hyperparameters, use_cache: bool, index: DatasetIndex, net: Network, paths: JobPaths, weights_id: str,
+    *, device: torch.device, world: distributed.World, num_workers: int,
+):
+    """Cached features for the head (computed now when the cache lacks them), or images."""
+    splits = {s: index.splits[s] for s in ("train", "valid", "test") if index.splits[s]}
+    if not use_cache:
+        return DecodedImages(
+            net.model, index.root, splits, resize=hp.resize, crop=hp.crop, batch_size=hp.batch_size,
+            num_workers=num_workers, freeze_bn_stats=hp.freeze_bn_stats, device=device, world=world,
+        )
+    key = CacheKey(index.identity, hp.arch, weights_id, hp.resize, hp.crop)
+    wanted = {s: (samples, 1 + hp.augment_views if s == "train" else 1) for s, samples in splits.items()}
+    features, _ = load_or_extract(
+        paths.cache_dir, key, index.root, wanted, net.backbone,
+        device=device, batch_size=max(hp.batch_size, 64), num_workers=num_workers,
     )
+    return CachedFeatures(net.head, {s: f.to(device) for s, f in features.items()}, hp.batch_size, world)
 
 
 def main(args: argparse.Namespace) -> dict[str, float]:
@@ -252,200 +312,132 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     world = distributed.world_from_env()
     device = distributed.pick_device(world, args.device)
     distributed.init(world, device)
-    if world.size == 1 and len(cluster.hosts) > 1:
-        log(f"note: {len(cluster.hosts)} hosts but one process each; only {cluster.hosts[0]} writes the model")
     writer = world.is_main and cluster.is_first_host
     say = log if world.is_main else (lambda message: None)
+    if world.size == 1 and len(cluster.hosts) > 1:
+        say(f"note: {len(cluster.hosts)} hosts, one process each: only {cluster.hosts[0]} writes the model")
+    if cluster.num_gpus and device.type != "cuda":
+        say(f"note: SageMaker reports {cluster.num_gpus} GPU(s) but torch sees none; training on {device}")
     amp = device.type == "cuda"
     names = load_metric_names()
 
-    index: DatasetIndex = load_index(paths.data_dir)
+    index = load_index(paths.data_dir)
     if hp.max_batches:
         index = index.subset(hp.max_batches * hp.batch_size * world.size, hp.seed)
     weights = resolve_weights(hp.weights, paths.weights_dir)
     weights_id = models.weights_identity(weights)
     use_cache = hp.feature_cache and hp.freeze == "backbone"
     if hp.feature_cache and not use_cache:
-        say(f"note: --freeze {hp.freeze} trains backbone layers, so features cannot be cached; running the backbone every step")
-
-    engine.seed_everything(hp.seed)
-    model = models.build_model(hp.arch, len(index.classes), weights)
-    models.freeze(model, hp.arch, hp.freeze)
-    model.to(device)
-    backbone, head = models.split_backbone_head(model, hp.arch)
-    head_names = models.head_parameter_names(model, hp.arch)
-    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups: dict[str, list[nn.Parameter]] = {}
-    for name, param in trainable:
-        groups.setdefault(models.param_group_name(name, head_names), []).append(param)
+        say(f"note: --freeze {hp.freeze} trains backbone layers, so features cannot be cached")
+    if hp.augment_views and not use_cache:
+        say("note: --augment-views applies to the feature cache; without it every step augments afresh")
+    net = build_network(hp, len(index.classes), weights, device)
 
     # Everything that changes the numbers: a checkpoint written with other values is refused.
-    run_args = {
-        **asdict(hp),
-        "weights": weights_id,
-        "feature_cache": use_cache,
-        "dataset": index.identity,
-        "world_size": world.size,
-    }
-    recorder = Recorder(paths.output_data_dir / RECORDS_FILE if writer else None)
+    run_args = {**asdict(hp), "weights": weights_id, "feature_cache": use_cache, "dataset": index.identity,
+                "world_size": world.size}
     state = checkpoints.load(paths.checkpoint_dir, run_args) if world.is_main else None
     state = distributed.broadcast_object(world, state)
-
-    split_sizes = {split: len(samples) for split, samples in index.splits.items()}
+    sizes = {split: len(samples) for split, samples in index.splits.items()}
+    recorder = Recorder(paths.output_data_dir / RECORDS_FILE if writer else None)
     recorder.meta(
-        arch=hp.arch,
-        hyperparameters=asdict(hp),
-        device=str(device),
-        world_size=world.size,
-        num_train=split_sizes["train"],
-        num_valid=split_sizes["valid"],
-        num_test=split_sizes["test"],
-        num_classes=len(index.classes),
-        torch_version=torch.__version__,
-        feature_cache=use_cache,
-        resumed_from_epoch=state.epoch if state else None,
+        arch=hp.arch, hyperparameters=asdict(hp), device=str(device), world_size=world.size,
+        num_train=sizes["train"], num_valid=sizes["valid"], num_test=sizes["test"], num_classes=len(index.classes),
+        torch_version=torch.__version__, feature_cache=use_cache, resumed_from_epoch=state.epoch if state else None,
     )
     say(
-        f"training {hp.arch} ({weights_id[:23]}) on {split_sizes} images of {len(index.classes)} breeds; "
+        f"training {hp.arch} ({weights_id[:23]}) on {sizes} images of {len(index.classes)} breeds; "
         f"device {device}, {world.size} process(es), feature cache {'on' if use_cache else 'off'}"
     )
-
-    used_splits = [s for s in ("train", "valid", "test") if index.splits[s]]
-    if use_cache:
-        key = CacheKey(index.identity, hp.arch, weights_id, hp.resize, hp.crop)
-        wanted = {s: (index.splits[s], 1 + hp.augment_views if s == "train" else 1) for s in used_splits}
-        features, _ = load_or_extract(
-            paths.cache_dir, key, index.root, wanted, backbone,
-            device=device, batch_size=max(hp.batch_size, 64), num_workers=args.num_workers,
-        )
-        features = {s: f.to(device) for s, f in features.items()}
-        module: nn.Module = head
-    else:
-        if hp.augment_views:
-            say("note: --augment-views applies to the feature cache; without it every step augments afresh")
-        datasets = {
-            s: ImageDataset(
-                index.root,
-                index.splits[s],
-                train_transform(hp.crop) if s == "train" else eval_transform(hp.resize, hp.crop),
-            )
-            for s in used_splits
-        }
-        module = model
-
-    def eval_batches(split: str):
-        n = split_sizes[split]
-        batches = engine.eval_index_batches(n, hp.batch_size, world)
-        if use_cache:
-            return cached_batches(features[split], batches, None)
-        return image_batches(datasets[split], batches, args.num_workers, device)
-
+    source = make_source(
+        hp, use_cache, index, net, paths, weights_id, device=device, world=world, num_workers=args.num_workers)
+    module = source.module
     train_module = DistributedDataParallel(module) if world.distributed else module
-    optimizer = torch.optim.AdamW([p for _, p in trainable], lr=hp.lr, weight_decay=hp.weight_decay)
+    optimizer = torch.optim.AdamW(net.trainable, lr=hp.lr, weight_decay=hp.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     criterion = nn.CrossEntropyLoss()
     debug = debugger.attach(args.debugger, module, criterion, paths.output_data_dir)
-    grad_norms = engine.GradNorms(groups)
+    grad_norms = engine.GradNorms(net.groups)
 
-    best = checkpoints.Best()
-    history: list[dict[str, float]] = []
-    first_epoch, seconds_before = 1, 0.0
+    best, history, first_epoch, seconds_before = checkpoints.Best(), [], 1, 0.0
     if state is not None:
-        model.load_state_dict(state.model)
+        net.model.load_state_dict(state.model)
         optimizer.load_state_dict(state.optimizer)
         scaler.load_state_dict(state.scaler)
         best, history, seconds_before = state.best, state.history, state.train_seconds
         first_epoch = state.epoch + 1
-        say(f"resuming from the checkpoint of epoch {state.epoch} in {paths.checkpoint_dir}")
         if best.state is None and best.epoch:
-            best.state = checkpoints.cpu_copy(model.state_dict())
+            best.state = checkpoints.cpu_copy(net.model.state_dict())  # the last epoch was the best
+        say(f"resuming after epoch {state.epoch} from {paths.checkpoint_dir}")
 
     for epoch in range(first_epoch, hp.epochs + 1):
         seed = engine.epoch_seed(hp.seed, epoch)
-        engine.seed_everything(seed)
-        generator = torch.Generator().manual_seed(seed)
-        batches = engine.train_index_batches(split_sizes["train"], hp.batch_size, generator, world)
-        if use_cache:
-            head.train()
-            views = features["train"].views.shape[0]
-            view_of = torch.randint(views, (split_sizes["train"],), generator=generator).to(device) if views > 1 else None
-            train_batches = cached_batches(features["train"], batches, view_of)
-        else:
-            models.train_mode(model, hp.freeze_bn_stats)
-            train_batches = image_batches(datasets["train"], batches, args.num_workers, device, generator)
+        engine.seed_everything(seed)  # dropout, and augmentation without DataLoader workers
+        source.set_train_mode()
         debug.set_mode("train")
         train = engine.train_epoch(
-            train_module, train_batches, epoch=epoch, criterion=criterion, optimizer=optimizer, scaler=scaler,
-            device=device, amp=amp, grad_norms=grad_norms, recorder=recorder, world=world,
+            train_module, source.train_batches(torch.Generator().manual_seed(seed)), epoch=epoch,
+            criterion=criterion, optimizer=optimizer, scaler=scaler, device=device, amp=amp,
+            grad_norms=grad_norms, recorder=recorder, world=world,
         )
         debug.set_mode("eval")
-        valid = engine.evaluate(module, eval_batches("valid"), device=device, amp=amp, world=world)
+        valid = engine.evaluate(module, source.eval_batches("valid"), device=device, amp=amp, world=world)
         row = {"train_loss": train.loss, "train_acc": train.acc, "valid_loss": valid.loss, "valid_acc": valid.acc}
         history.append({"epoch": epoch, **row})
         if best.beaten_by(valid.acc, valid.loss):
-            best = checkpoints.Best(epoch, valid.acc, valid.loss, checkpoints.cpu_copy(model.state_dict()))
+            best = checkpoints.Best(epoch, valid.acc, valid.loss, checkpoints.cpu_copy(net.model.state_dict()))
         if writer:
             print(names.epoch_line(epoch, row), flush=True)
             recorder.eval(epoch=epoch, **row)
-            checkpoints.save(
-                paths.checkpoint_dir,
-                checkpoints.TrainingState(
-                    epoch, model.state_dict(), optimizer.state_dict(), scaler.state_dict(), best, history,
-                    seconds_before + time.time() - started,
-                ),
-                run_args,
+            state = checkpoints.TrainingState(
+                epoch, net.model.state_dict(), optimizer.state_dict(), scaler.state_dict(), best, history,
+                seconds_before + time.time() - started,
             )
+            checkpoints.save(paths.checkpoint_dir, state, run_args)
         distributed.barrier(world)
 
+    # Test once, with the weights of the epoch chosen on valid.
     if best.state is not None:
-        model.load_state_dict(best.state)
+        net.model.load_state_dict(best.state)
     final = {k: v for k, v in history[best.epoch - 1].items() if k != "epoch"} if best.epoch else {}
-    if index.splits["test"]:
-        debug.set_mode("eval")
-        test = engine.evaluate(module, eval_batches("test"), device=device, amp=amp, world=world)
+    if sizes["test"]:
+        test = engine.evaluate(module, source.eval_batches("test"), device=device, amp=amp, world=world)
         final.update(test_loss=test.loss, test_acc=test.acc)
     else:
-        say("note: the dataset has no test split; no test metrics")
+        say("note: the dataset has no test split, so no test metrics")
     train_seconds = seconds_before + time.time() - started
     if writer:
         if "test_acc" in final:
             print(names.final_line(final), flush=True)
         hyperparameters = {
-            **asdict(hp),
-            "weights": hp.weights,
-            "weights_identity": weights_id,
-            "num_classes": len(index.classes),
-            "feature_cache": use_cache,
-            "preset": {"resize": hp.resize, "crop": hp.crop},
-            "best_epoch": best.epoch,
-            "dataset": index.identity,
-            "world_size": world.size,
-            "torch_version": torch.__version__,
+            **asdict(hp), "weights_identity": weights_id, "num_classes": len(index.classes),
+            "feature_cache": use_cache, "preset": {"resize": hp.resize, "crop": hp.crop}, "best_epoch": best.epoch,
+            "dataset": index.identity, "world_size": world.size, "torch_version": torch.__version__,
             "torchvision_version": torchvision.__version__,
         }
-        write_model_dir(paths.model_dir, model, index.classes, hyperparameters)
+        write_model_dir(paths.model_dir, net.model, index.classes, hyperparameters)
         summary = {"best_epoch": best.epoch, **final, "train_seconds": train_seconds}
         atomic_write_json(paths.output_data_dir / "metrics.json", {"final": summary, "history": history})
-        recorder.final(
-            best_epoch=best.epoch,
-            test_loss=final.get("test_loss"),
-            test_acc=final.get("test_acc"),
-            train_seconds=train_seconds,
-        )
+        recorder.final(best_epoch=best.epoch, test_loss=final.get("test_loss"), test_acc=final.get("test_acc"),
+                       train_seconds=train_seconds)
     recorder.close()
     distributed.barrier(world)
     distributed.shutdown(world)
     return {"best_epoch": best.epoch, **final}
 
 
-if __name__ == "__main__":
-    parsed, unknown = get_args_parser().parse_known_args()
+def cli(argv: list[str] | None = None) -> dict[str, float]:
+    parsed, unknown = get_args_parser().parse_known_args(argv)
     if unknown:
-        # SageMaker tuning adds its own hyperparameters (e.g. _tuning_objective_metric).
+        # SageMaker tuning adds hyperparameters of its own (e.g. _tuning_objective_metric).
         log(f"note: ignoring arguments train.py does not know: {' '.join(unknown)}")
     try:
-        main(parsed)
+        return main(parsed)
     except (DatasetError, models.ModelError, checkpoints.ResumeMismatch) as exc:
         # A problem with the inputs is one clear line, not a traceback (exit 2: usage error).
         print(f"train.py: error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    cli()

@@ -34,8 +34,9 @@ class BreedClass:
 
 
 def label_from_folder(folder: str) -> str:
-    """'001.Affenpinscher' -> 'Affenpinscher'; 'n02096585-Boston_bull' -> 'Boston bull'."""
-    return _FOLDER_PREFIX.sub("", folder).replace("_", " ").strip() or folder
+    """'001.Affenpinscher' -> 'Affenpinscher'; 'n02088364-beagle' -> 'Beagle'."""
+    label = _FOLDER_PREFIX.sub("", folder).replace("_", " ").strip() or folder
+    return label[0].upper() + label[1:]
 
 
 def classes_from_folders(folders: list[str]) -> list[BreedClass]:

@@ -196,12 +196,13 @@ def train_mode(model: nn.Module, freeze_bn_stats: bool = False) -> nn.Module:
 
 
 def param_group_name(name: str, head_names: set[str]) -> str:
-    """Layer group of a parameter for per-group gradient norms: 'head',
-    'backbone.features.17', 'backbone.layer4.1', 'backbone.conv1'."""
+    """Layer group of a parameter for per-group gradient norms: 'head', a stage of the
+    backbone's `features` Sequential ('backbone.features.17': mobilenet, efficientnet,
+    convnext), or a top-level child ('backbone.layer4', 'backbone.conv1': resnet)."""
     if name in head_names:
         return "head"
     parts = name.split(".")
-    keep = parts[:2] if len(parts) > 2 and parts[1].isdigit() else parts[:1]
+    keep = parts[:2] if parts[0] == "features" and len(parts) > 2 else parts[:1]
     return "backbone." + ".".join(keep)
 
 

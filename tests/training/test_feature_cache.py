@@ -1,0 +1,125 @@
+"""The feature cache: the right features, one key per what they depend on, and safe when
+several trials fill the same cache at once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+from PIL import Image
+
+from tests.training.conftest import SOURCE_DIR, THREADS
+
+# Small crops of real photos keep the backbone cheap; the cache does not care about size.
+RESIZE, CROP = 80, 64
+
+
+def _key(breedkit, **changes):
+    fields = {"dataset": "a" * 64, "arch": "mobilenet_v2", "weights": "none", "resize": RESIZE, "crop": CROP}
+    return breedkit.feature_cache.CacheKey(**{**fields, **changes})
+
+
+def test_key_changes_with_everything_the_features_depend_on(breedkit):
+    import breedkit.feature_cache  # noqa: F401
+
+    base = _key(breedkit)
+    changed = [
+        _key(breedkit, dataset="b" * 64),
+        _key(breedkit, arch="resnet18"),
+        _key(breedkit, weights="sha256:" + "0" * 64),
+        _key(breedkit, resize=RESIZE + 1),
+        _key(breedkit, crop=CROP + 1),
+    ]
+    digests = {base.digest(), *(k.digest() for k in changed)}
+    assert len(digests) == 6
+    assert base.digest() == _key(breedkit).digest()  # stable across processes: no hash()
+    assert base.folder(SOURCE_DIR).name.startswith("mobilenet_v2-")
+
+
+@pytest.mark.slow
+def test_cached_features_are_the_backbone_of_the_eval_preset(breedkit, channel, imagenet_weights, tmp_path):
+    from breedkit import data, feature_cache, models, presets
+
+    torch.set_num_threads(int(THREADS))
+    index = data.load_index(channel)
+    samples = index.splits["valid"]
+    model = models.build_model("mobilenet_v2", 10, str(imagenet_weights))
+    backbone, _ = models.split_backbone_head(model, "mobilenet_v2")
+    key = _key(breedkit, dataset=index.identity, weights=models.weights_identity(str(imagenet_weights)))
+    got, report = feature_cache.load_or_extract(
+        tmp_path, key, channel, {"valid": (samples, 3)}, backbone, device=torch.device("cpu"), batch_size=4, num_workers=0
+    )
+    assert report.extracted_files == 3 and report.extracted_images == 30
+    views = got["valid"].views
+    assert views.shape == (3, 10, 1280) and views.dtype == torch.float32
+    assert got["valid"].labels.tolist() == [s.index for s in samples]
+    with Image.open(channel / samples[3].path) as image:
+        x = presets.eval_transform(RESIZE, CROP)(presets.to_rgb(image)).unsqueeze(0)
+    with torch.no_grad():
+        assert torch.allclose(views[0, 3], backbone.eval()(x)[0], atol=1e-5)
+    assert not torch.allclose(views[1], views[0]) and not torch.allclose(views[2], views[1])  # augmented views
+    again, report = feature_cache.load_or_extract(
+        tmp_path, key, channel, {"valid": (samples, 3)}, backbone, device=torch.device("cpu"), batch_size=4, num_workers=0
+    )
+    assert report.extracted_files == 0 and torch.equal(again["valid"].views, views)
+    folder = key.folder(tmp_path)
+    assert sorted(p.name for p in folder.iterdir()) == [".lock", "key.json", "valid.view0.pt", "valid.view1.pt", "valid.view2.pt"]
+    assert json.loads((folder / "key.json").read_text())["dataset"] == index.identity
+
+
+WORKER = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    import torch
+    torch.set_num_threads(1)
+    from breedkit import data, feature_cache, models
+    cache, channel, go = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+    index = data.load_index(channel)
+    torch.manual_seed(0)
+    backbone, _ = models.split_backbone_head(models.build_model("mobilenet_v2", 10, "none"), "mobilenet_v2")
+    key = feature_cache.CacheKey(index.identity, "mobilenet_v2", "none", 80, 64)
+    while not go.exists():  # start together, so the processes really race
+        time.sleep(0.005)
+    got, report = feature_cache.load_or_extract(
+        cache, key, channel, {"valid": (index.splits["valid"], 2), "test": (index.splits["test"], 1)},
+        backbone, device=torch.device("cpu"), batch_size=5, num_workers=0,
+    )
+    print(json.dumps({"extracted": report.extracted_files, "sum": [float(got[s].views.sum()) for s in ("valid", "test")]}))
+    """
+)
+
+
+@pytest.mark.slow
+def test_concurrent_trials_share_one_extraction(tmp_path, channel):
+    """Three processes ask for the same missing features at the same instant: one computes
+    them under the lock, the others wait and read the finished files."""
+    go = tmp_path / "go"
+    cache = tmp_path / "cache"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(cache), str(channel), str(go)],
+            cwd=SOURCE_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for _ in range(3)
+    ]
+    try:
+        time.sleep(1.0)
+        go.touch()
+        outputs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
+    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert sorted(r["extracted"] for r in results) == [0, 0, 3]  # 2 valid views + 1 test view, once
+    assert results[0]["sum"] == results[1]["sum"] == results[2]["sum"]
+    (folder,) = cache.iterdir()
+    assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]  # no partial files left

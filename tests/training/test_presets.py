@@ -1,0 +1,73 @@
+"""breedkit.presets: any photo Pillow opens becomes upright RGB, then the shared transforms."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from PIL import Image
+
+
+@pytest.mark.parametrize("mode", ["L", "1", "P", "CMYK", "RGBA", "LA", "I;16", "I", "F", "YCbCr", "RGB"])
+def test_every_mode_becomes_rgb(breedkit, mode):
+    from breedkit.presets import eval_transform, to_rgb
+
+    image = Image.new(mode, (40, 30))
+    rgb = to_rgb(image)
+    assert rgb.mode == "RGB" and rgb.size == (40, 30)
+    assert eval_transform()(rgb).shape == (3, 224, 224)
+
+
+def test_transparent_pixels_are_composited_on_white(breedkit):
+    from breedkit.presets import to_rgb
+
+    image = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    image.putpixel((0, 0), (255, 0, 0, 255))
+    rgb = to_rgb(image)
+    assert rgb.getpixel((1, 1)) == (255, 255, 255)
+    assert rgb.getpixel((0, 0)) == (255, 0, 0)
+    palette = Image.new("P", (2, 2), 0)
+    palette.putpalette([0, 0, 0, 10, 20, 30])
+    palette.info["transparency"] = 0
+    assert to_rgb(palette).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_exif_orientation_is_applied(breedkit):
+    """A phone photo stored sideways with Orientation=6 (rotate 90 degrees clockwise)."""
+    from breedkit.presets import to_rgb
+
+    image = Image.new("RGB", (60, 20), (0, 0, 255))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", exif=exif.tobytes())
+    with Image.open(io.BytesIO(buffer.getvalue())) as stored:
+        assert stored.size == (60, 20)
+        assert to_rgb(stored).size == (20, 60)
+
+
+def test_16_bit_grayscale_keeps_its_range(breedkit):
+    from breedkit.presets import to_rgb
+
+    image = Image.new("I;16", (2, 1))
+    image.putpixel((0, 0), 32768)
+    assert to_rgb(image).getpixel((0, 0))[0] == pytest.approx(127, abs=1)
+
+
+def test_presets_normalise_with_imagenet_statistics(breedkit, dogs_dir):
+    from breedkit.presets import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
+
+    photo = next(iter(sorted(dogs_dir.glob("*/*.jpg"))))
+    with Image.open(photo) as image:
+        rgb = image.convert("RGB")
+    evaluated = eval_transform(resize=128, crop=112)(rgb)
+    assert evaluated.shape == (3, 112, 112)
+    assert torch.equal(evaluated, eval_transform(resize=128, crop=112)(rgb))  # deterministic
+    white = eval_transform(resize=8, crop=8)(Image.new("RGB", (8, 8), (255, 255, 255)))
+    expected = [(1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]
+    assert white[:, 0, 0].tolist() == pytest.approx(expected, rel=1e-5)
+    torch.manual_seed(0)
+    a = train_transform(crop=96)(rgb)
+    torch.manual_seed(0)
+    assert a.shape == (3, 96, 96) and torch.equal(a, train_transform(crop=96)(rgb))  # seeded
