@@ -1,0 +1,94 @@
+"""train.py --debugger true with the real smdebug: it writes the tensors Debugger's rules read.
+
+smdebug cannot live in the main environment (see requirements.txt beside this file), so these
+tests skip there and run in the debugger environment: `make test-debugger`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+smd = pytest.importorskip(
+    "smdebug",
+    reason="smdebug is not importable in this interpreter: it needs protobuf<=3.20.3 and numpy<2, "
+    "so it has its own environment; run `make test-debugger`",
+)
+
+from tests.conftest import EXAMPLES, REPO  # noqa: E402
+from tests.training.datasets import build_channel  # noqa: E402
+
+# smdebug's generated protobuf modules use descriptor calls protobuf 3.20 marks deprecated.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+SOURCE_DIR = REPO / "src" / "dogbreed" / "source_dir"
+WEIGHTS = EXAMPLES / "weights" / "mobilenet_v2-imagenet1k-from-int8.fp16.pth"
+
+
+@pytest.fixture(scope="module")
+def debugged_job(tmp_path_factory) -> Path:
+    """A real 2-epoch job of train.py with the smdebug hook on; returns SM_OUTPUT_DATA_DIR."""
+    root = tmp_path_factory.mktemp("debugged")
+    dataset = build_channel(EXAMPLES / "dogs", root / "data")
+    output = root / "output" / "data"
+    env = {
+        **os.environ,
+        "SM_CHANNEL_TRAINING": str(dataset),
+        "SM_MODEL_DIR": str(root / "model"),
+        "SM_OUTPUT_DATA_DIR": str(output),
+        "SM_NUM_GPUS": "0",
+    }
+    env.pop("SMDEBUG_CONFIG_FILE_PATH", None)  # by hand: the hook's own defaults, not SageMaker's JSON
+    argv = [
+        sys.executable, "train.py", "--weights", str(WEIGHTS), "--epochs", "2", "--batch-size", "8",
+        "--num-workers", "0", "--checkpoint-dir", str(root / "checkpoints"), "--cache-dir", str(root / "cache"),
+        "--debugger", "true",
+    ]
+    done = subprocess.run(argv, cwd=SOURCE_DIR, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "smdebug is not installed" not in done.stderr
+    return output
+
+
+def _first_step(output: Path) -> dict:
+    for line in (output / "records.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record["type"] == "step":
+            return record
+    raise AssertionError("no step record")
+
+
+def test_smdebug_wrote_the_losses_and_gradients_collections(debugged_job):
+    from smdebug.trials import create_trial
+
+    trial = create_trial(str(debugged_job / "debug-output"))
+    losses = trial.tensor_names(collection="losses")
+    gradients = trial.tensor_names(collection="gradients")
+    assert losses, trial.tensor_names()
+    assert gradients and all(name.startswith("gradient/") for name in gradients)
+    for name in losses + gradients:
+        assert trial.tensor(name).steps(mode=smd.modes.TRAIN), name
+
+
+def test_smdebug_and_our_recorder_saw_the_same_first_step(debugged_job):
+    """The two instruments agree: smdebug's step-0 loss and gradients are what records.jsonl says."""
+    import numpy as np
+    from smdebug.trials import create_trial
+
+    trial = create_trial(str(debugged_job / "debug-output"))
+    train = smd.modes.TRAIN
+    (loss_name,) = trial.tensor_names(collection="losses")
+    loss = float(trial.tensor(loss_name).value(0, mode=train))
+    grads = [trial.tensor(name).value(0, mode=train) for name in trial.tensor_names(collection="gradients")]
+    norm = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads))
+    first = _first_step(debugged_job)
+    assert (first["epoch"], first["step"]) == (1, 1)
+    assert loss == pytest.approx(first["loss"], rel=1e-5)
+    # With a frozen backbone every gradient smdebug saw belongs to the head.
+    assert norm == pytest.approx(first["grad_norm"]["head"], rel=1e-4)
