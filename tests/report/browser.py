@@ -49,7 +49,7 @@ def ensure_chromium() -> str:
     if os.geteuid() != 0:
         pytest.skip("chromium is not installed and installing it with apt-get needs root (see `make browser`)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in ([apt, "update"], [apt, "install", "-y", "--no-install-recommends", "chromium"]):
+    for command in ([apt, "update"], [apt, "install", "-y", "chromium"]):
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
         if done.returncode != 0:
             pytest.fail(f"{' '.join(command)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
