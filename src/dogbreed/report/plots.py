@@ -87,6 +87,11 @@ def loss_figure(run: Run) -> bytes | None:
         by_epoch.plot(epochs, [e.train_loss for e in run.evaluations], "o-", color=TRAIN, label="train")
         by_epoch.plot(epochs, [e.valid_loss for e in run.evaluations], "o-", color=VALID, label="valid")
         _maybe_log(by_epoch, [e.train_loss for e in run.evaluations] + [e.valid_loss for e in run.evaluations])
+        non_finite = [
+            e.epoch for e in run.evaluations
+            if any(v is not None and not math.isfinite(v) for v in (e.train_loss, e.valid_loss))
+        ]
+        _mark_non_finite(by_epoch, non_finite, "nan/inf")
         by_epoch.set_xticks(epochs)
     by_epoch.set(title="Loss per epoch", xlabel="epoch", ylabel="cross-entropy")
     for axis in (by_step, by_epoch):
