@@ -94,13 +94,14 @@ def render(
     tables: Sequence[Table] = (),
     notes: Sequence[str] = (),
     links: Sequence[tuple[str, str]] = (),
+    rules_title: str = "Rules",
 ) -> str:
     """The whole page. `links` are (label, relative path) to files saved beside the page."""
     ours = [r for r in rules if r.source == "dogbreed"]
     theirs = [r for r in rules if r.source != "dogbreed"]
     parts = [f"<h1>{_e(title)}</h1>", _facts(facts)]
     if ours:
-        parts.append(_rules("Rules", ours))
+        parts.append(_rules(rules_title, ours))
     if theirs:
         parts.append(_rules("SageMaker Debugger rules", theirs))
     parts += [_table(table) for table in tables]

@@ -331,11 +331,10 @@ def tuning_report(
         ("log axes", ", ".join(sorted(log_params)) or "none"),
         ("generated", datetime.now(timezone.utc).isoformat(timespec="seconds")),
     ]
-    if results:
-        notes.insert(0, f"the rules judge the best trial, {best_name}")
     table = _trials_table(summary, _trial_issues(workspace, trials))
     html = page.render(
-        f"Tuning job {job.name}", [(k, v) for k, v in facts if v], results, _images(figures), [table], notes, links
+        f"Tuning job {job.name}", [(k, v) for k, v in facts if v], results, _images(figures), [table], notes, links,
+        rules_title=f"Rules on the best trial, {best_name}",
     )
     html_path, pngs = _write_outputs(out_dir, html, figures)
     report = Report(
