@@ -146,17 +146,21 @@ class LocalEndpoints:
         name, deploy = request.endpoint_name, request.config.deploy
         old = self._serving(name)
         same_port = old is not None and deploy.port != 0 and old.meta.get("port") == deploy.port
+        if not same_port and deploy.port != 0 and _port_in_use(deploy.host, deploy.port):
+            raise DogbreedError(self._port_taken(deploy.host, deploy.port))
         release = self._endpoint_root(name) / f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
         release.mkdir(parents=True)
         release = release.resolve()
-        model_dir = prepare_model_dir(request.model_uri, release / "model")
+        try:
+            model_dir = prepare_model_dir(request.model_uri, release / "model")
+        except BaseException:
+            shutil.rmtree(release, ignore_errors=True)
+            raise
         if same_port:
             self.reporter.info(f"stopping endpoint {name} (pid {old.meta['pid']}) first: the new server needs port {deploy.port}")
             stop_server(old.meta["pid"], name)
             self.workspace.ledger.update("endpoint", name, BACKEND, state="gone", meta={"stopped": "replaced"})
             old = None
-        elif deploy.port != 0 and _port_in_use(deploy.host, deploy.port):
-            raise DogbreedError(self._port_taken(deploy.host, deploy.port))
 
         log = release / "server.log"
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "DOGBREED_TOP_K": str(deploy.top_k)}

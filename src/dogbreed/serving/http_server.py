@@ -101,7 +101,7 @@ class EndpointServer(ThreadingHTTPServer):
 
     def invoke(self, body: bytes, content_type: str | None, accept: str | None, started: float) -> Reply:
         assert self.model is not None
-        future = self.pool.submit(self.model.invoke, body, content_type, accept)
+        future = self.pool.submit(self._timed_invoke, body, content_type, accept)
         try:
             return future.result(timeout=max(0.0, self.timeout_s - (time.monotonic() - started)))
         except FutureTimeout:
@@ -109,6 +109,14 @@ class EndpointServer(ThreadingHTTPServer):
             future.cancel()
             log.error("invocation gave up after %.0f s", self.timeout_s)
             return Reply.error(504, "timeout", f"the model did not answer within {self.timeout_s:g} s")
+
+    def _timed_invoke(self, body: bytes, content_type: str | None, accept: str | None) -> Reply:
+        """The model's answer, with its own time in a Server-Timing header (W3C), so clients
+        and the benchmark can tell the model's time from the server's."""
+        started = time.perf_counter()
+        reply = self.model.invoke(body, content_type, accept)
+        timing = f"model;dur={(time.perf_counter() - started) * 1000:.3f}"
+        return Reply(reply.status, reply.body, reply.content_type, {**reply.headers, "Server-Timing": timing})
 
     def drain(self, grace_s: float = INVOCATION_TIMEOUT_S + 5) -> bool:
         """Stop accepting, let in-flight requests finish (up to grace_s), close idle connections.
@@ -217,7 +225,7 @@ class InvocationHandler(BaseHTTPRequestHandler):
         reply = self.server.invoke(body, self.headers.get("Content-Type"), self.headers.get("Accept"), started)
         if runtime_name is not None:
             if reply.status == 200:
-                reply = Reply(200, reply.body, reply.content_type, runtime_api.success_headers())
+                reply = Reply(200, reply.body, reply.content_type, {**reply.headers, **runtime_api.success_headers()})
             else:
                 reply = runtime_api.model_error(runtime_name, reply, self.server.log_file)
         return reply, len(body)
