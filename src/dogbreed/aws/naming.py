@@ -10,10 +10,13 @@ s3://<bucket>/<prefix>/
 
 from __future__ import annotations
 
-from dogbreed.errors import UsageError
-from dogbreed.naming import check_name, unique_name
+import hashlib
+from datetime import datetime, timezone
 
-MODEL_PREFIX_MAX = 38  # unique_name adds '-model-YYMMDD-HHMMSS-abcd' (25 characters) -> 63
+from dogbreed.errors import UsageError
+from dogbreed.naming import check_name
+
+MODEL_PREFIX_MAX = 38  # '-model-YYMMDD-HHMMSS-abcd' adds 25 characters: 63 in all
 
 
 def output_path(s3_root: str) -> str:
@@ -24,9 +27,13 @@ def checkpoint_uri(s3_root: str, job: str) -> str:
     return f"{s3_root}/checkpoints/{job}/"
 
 
-def model_name(endpoint: str) -> str:
-    """A new model name per deploy, readable as the endpoint's: 'dogbreed-model-2611...'."""
-    return unique_name("model", prefix=endpoint[:MODEL_PREFIX_MAX].rstrip("-"))
+def model_name(endpoint: str, model_uri: str, expires_at: datetime) -> str:
+    """'dogbreed-model-261127-221500-9f3a': the endpoint's name, when the deploy's TTL ends and
+    which artifact, so one deploy request always names its model the same (its dry run shows
+    the very name) and two deploys never collide."""
+    digest = hashlib.sha256(model_uri.encode()).hexdigest()[:4]
+    name = f"{endpoint[:MODEL_PREFIX_MAX].rstrip('-')}-model-{expires_at.astimezone(timezone.utc):%y%m%d-%H%M%S}-{digest}"
+    return check_name(name)
 
 
 def tuning_job_name(name: str) -> str:

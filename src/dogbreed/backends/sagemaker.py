@@ -401,7 +401,7 @@ class SageMakerBackend:
             config,
             session,
             model_uri=model_uri,
-            name=naming.model_name(request.endpoint_name),
+            name=naming.model_name(request.endpoint_name, model_uri, request.expires_at),
             role=aws.role,
             s3_root=s3_root,
         )
