@@ -21,7 +21,11 @@ ENDPOINT = "test-endpoint"
 
 
 def servers_under(root: Path) -> list[int]:
-    """Pids of `python -m dogbreed.serving` processes whose arguments point under root."""
+    """Pids of live `python -m dogbreed.serving` processes whose arguments point under root."""
+    if not Path("/proc/self").exists():  # macOS: ps instead of /proc
+        listing = subprocess.run(["ps", "-eo", "pid=,stat=,args="], capture_output=True, text=True).stdout
+        rows = [line.split(None, 2) for line in listing.splitlines() if len(line.split(None, 2)) == 3]
+        return [int(pid) for pid, stat, args in rows if "Z" not in stat and "dogbreed.serving" in args and str(root) in args]
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -29,7 +33,7 @@ def servers_under(root: Path) -> list[int]:
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
             state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
-        except OSError:
+        except (OSError, IndexError):
             continue
         if state != "Z" and b"dogbreed.serving" in argv and any(str(root).encode() in arg for arg in argv):
             found.append(int(entry.name))

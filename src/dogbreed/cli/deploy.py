@@ -15,10 +15,18 @@ NAME = "deploy"
 def _render(answer: dict):
     def render(console) -> None:
         if answer.get("dry_run"):
+            import shlex
+
             from rich.pretty import Pretty
 
-            console.print(f"[bold]Plan[/] (nothing started) for endpoint [bold]{answer['endpoint']}[/]:")
-            console.print(Pretty(answer["plan"]))
+            console.print(f"[bold]Plan[/] for endpoint [bold]{answer['endpoint']}[/] ({answer['backend']}); nothing started:")
+            for key, value in answer["plan"].items():
+                if key == "command":
+                    console.print(f"  command: {shlex.join(value)}", highlight=False)
+                elif isinstance(value, (dict, list)):
+                    console.print(f"  {key}:", Pretty(value), highlight=False)
+                elif value is not None and key not in ("endpoint", "backend"):
+                    console.print(f"  {key}: {value}", highlight=False)
             return
         where = answer.get("url") or answer.get("arn")
         console.print(
