@@ -40,8 +40,30 @@ def spawn(folder: Path, count: int, detached: bool) -> list[subprocess.Popen]:
         )
         log.close()
         (_pid_dir(folder) / f"{index}.pid").write_text(str(proc.pid))
+        _wait_for_exec(proc, folder)
         procs.append(proc)
     return procs
+
+
+def _wait_for_exec(proc: subprocess.Popen, folder: Path, timeout: float = 10.0) -> None:
+    # Until the child has exec'd, its /proc cmdline is still ours, and `alive` would
+    # call a worker that is just starting dead.
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        if _cmdline_names_worker(proc.pid, folder) is not False:
+            return
+        time.sleep(0.01)
+
+
+def _cmdline_names_worker(pid: int, folder: Path) -> bool | None:
+    """Whether pid's command line is a worker of this folder; None without /proc (macOS)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return False if Path("/proc/self").exists() else None
+    except OSError:
+        return None
+    return WORKER_MODULE.encode() in cmdline and str(folder).encode() in cmdline
 
 
 def _is_our_worker(pid: int, folder: Path) -> bool:
@@ -57,11 +79,7 @@ def _is_our_worker(pid: int, folder: Path) -> bool:
             return False
     except ChildProcessError:
         pass
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return True  # no /proc (macOS): trust the pid
-    return WORKER_MODULE.encode() in cmdline and str(folder).encode() in cmdline
+    return _cmdline_names_worker(pid, folder) is not False  # without /proc, trust the pid
 
 
 def alive(folder: Path) -> list[int]:

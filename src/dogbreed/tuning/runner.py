@@ -9,6 +9,7 @@ says so the job is stopped through the backend, as SageMaker's early stopping wo
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from dogbreed.backends.base import TrainingOutcome, TrainingRequest
@@ -64,6 +65,24 @@ def record(ledger: Ledger, setup: TuningSetup, summary: book.TrialSummary, **ext
         ledger.record("trial", summary.name, "local", state=summary.status, parent=setup.name, meta=meta)
     else:
         ledger.update("trial", summary.name, "local", state=summary.status, meta=meta)
+
+
+TRAIN_ERROR = "train.py: error:"
+MAX_FAILURE_CHARS = 300
+
+
+def job_failure(outcome: TrainingOutcome) -> str:
+    """One line saying why the job failed: train.py's own `train.py: error: ...` line when it
+    printed one (its contract for bad inputs), else what the supervisor made of the log."""
+    line = None
+    if outcome.log_uri:
+        try:
+            text = Path(outcome.log_uri).read_text(errors="replace")
+        except OSError:
+            text = ""
+        line = next((ln.strip() for ln in reversed(text.splitlines()) if ln.startswith(TRAIN_ERROR)), None)
+    line = line or outcome.failure or f"the job ended {outcome.state}"
+    return line if len(line) <= MAX_FAILURE_CHARS else line[: MAX_FAILURE_CHARS - 1] + "…"
 
 
 def objective_of(outcome: TrainingOutcome, metric: str) -> float | None:
@@ -134,7 +153,7 @@ def run_trial(setup: TuningSetup, study: Any, trial: Any, backend: TrialBackend,
     elif outcome.state == "Completed":
         return fail(setup, study, trial, summary, ledger, f"the job printed no {setup.metric}; see {outcome.log_uri}")
     else:
-        return fail(setup, study, trial, summary, ledger, outcome.failure or f"the job ended {outcome.state}")
+        return fail(setup, study, trial, summary, ledger, job_failure(outcome))
     record(ledger, setup, summary, model_uri=outcome.model_uri, log_uri=outcome.log_uri)
     return summary
 

@@ -82,8 +82,9 @@ def make_pruner(tune: TuneConfig, max_epochs: int) -> Any:
     if tune.strategy == "Hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs, reduction_factor=3)
     if tune.early_stopping == "Auto":
-        # Judge nobody on the first epoch alone; compare only once two trials have finished.
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+        # Judge nobody on the first epoch alone (steps are epochs, counted from 1, and the
+        # earliest step pruned is n_warmup_steps); compare once two trials have finished.
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2)
     return optuna.pruners.NopPruner()
 
 
@@ -98,7 +99,7 @@ def describe(tune: TuneConfig, space: list[SearchParam], max_epochs: int) -> dic
     if tune.strategy == "Hyperband":
         pruner = f"HyperbandPruner(min_resource=1, max_resource={max_epochs}, reduction_factor=3)"
     elif tune.early_stopping == "Auto":
-        pruner = "MedianPruner(n_startup_trials=2, n_warmup_steps=1)"
+        pruner = "MedianPruner(n_startup_trials=2, n_warmup_steps=2)"
     else:
         pruner = "none"
     return {"sampler": sampler, "pruner": pruner}

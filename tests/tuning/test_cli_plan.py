@@ -1,0 +1,45 @@
+"""`tune --dry-run` and the refusals that come before any job: fast, nothing trains."""
+
+from __future__ import annotations
+
+import json
+
+
+def test_dry_run_prints_the_plan_and_runs_nothing(tune_env):
+    result = tune_env.cli("tune", "--dry-run", "--json")
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["dry_run"] is True and plan["backend"] == "local" and plan["strategy"] == "Random"
+    assert plan["max_jobs"] == 3 and plan["sampler"].startswith("RandomSampler(seed=0")
+    assert plan["search_space"]["lr"] == {"type": "continuous", "min": 0.001, "max": 0.05, "scaling": "Logarithmic", "log": True}
+    assert plan["search_space"]["batch_size"] == {"type": "categorical", "values": [16, 32]}
+    trial = plan["example_trial"]
+    command = trial["command"]
+    assert command[1].endswith("train.py")
+    assert command[command.index("--batch-size") + 1] == str(trial["params"]["batch_size"])
+    assert command[command.index("--cache-dir") + 1].endswith("cache/features")
+    # Nothing ran and nothing was recorded.
+    assert not (tune_env.workspace / "jobs").exists()
+    assert tune_env.ledger.list("tuning-job") == []
+
+
+def test_a_grid_over_a_continuous_range_is_refused_before_anything_runs(tune_env):
+    tune_env.write_config(tune={"strategy": "Grid"})
+    result = tune_env.cli("tune", "--json")
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Grid" in lines[0] and "lr" in lines[0] and "continuous" in lines[0]
+    assert tune_env.ledger.list("tuning-job") == []
+
+
+def test_a_range_the_training_config_would_refuse_is_exit_2(tune_env):
+    tune_env.write_config(tune={"ranges": {"batch_size": {"type": "categorical", "values": [16, 0]}}})
+    result = tune_env.cli("tune", "--json")
+    assert result.returncode == 2
+    assert "tune.ranges.batch_size" in result.stderr and "0 is not a valid train.batch_size" in result.stderr
+
+
+def test_resuming_a_name_with_a_different_search_is_a_usage_error(tune_env):
+    tune_env.ledger.record("tuning-job", "tune-other", "local", state="Stopped", meta={"fingerprint": "0" * 16})
+    result = tune_env.cli("tune", "--name", "tune-other", "--dry-run", "--json")
+    assert result.returncode == 2 and "searched a different space" in result.stderr

@@ -1,0 +1,66 @@
+"""Per-epoch reports and early stopping: a real job below the median is stopped through the
+backend; Hyperband gets its epoch budget from train.epochs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+
+from dogbreed.config import load_config
+from dogbreed.tuning import strategy
+from dogbreed.tuning.runner import TrialBackend, run_trial
+from dogbreed.tuning.space import distributions
+from dogbreed.tuning.study import TuningSetup, open_study
+from dogbreed.workflows.tune import plan
+from tests.conftest import EXAMPLES
+from tests.tuning.conftest import build_dataset
+
+pytestmark = pytest.mark.slow
+
+
+def small_dataset(tmp_path: Path) -> str:
+    """One photo per breed and split: uncached epochs of seconds, not tens of seconds."""
+    source = tmp_path / "three-per-breed"
+    for breed in sorted(p for p in (EXAMPLES / "dogs").iterdir() if p.is_dir()):
+        (source / breed.name).mkdir(parents=True)
+        for photo in sorted(breed.glob("*.jpg"))[:3]:
+            (source / breed.name / photo.name).symlink_to(photo)
+    return build_dataset(source, tmp_path / "small-dataset")[0]
+
+
+def test_a_trial_below_the_median_is_stopped_through_the_backend(tune_env, tmp_path):
+    # Without the feature cache an epoch runs the backbone, so the job is still running when
+    # its second epoch is judged; an lr of 1e-7 keeps its head near random.
+    tune_env.write_config(
+        train={"epochs": 3, "feature_cache": False},
+        tune={"early_stopping": "Auto", "ranges": {"lr": {"type": "continuous", "min": 1e-7, "max": 2e-7}}},
+    )
+    setup: TuningSetup = plan(load_config([tune_env.config]), tune_env.ledger, dataset=small_dataset(tmp_path)).setup
+    study = open_study(setup)
+    for _ in range(2):  # MedianPruner's two finished trials to compare with
+        study.add_trial(optuna.trial.create_trial(
+            params={"lr": 1.5e-7}, distributions=distributions(setup.space), value=0.9,
+            intermediate_values={epoch: 0.9 for epoch in range(1, 4)},
+        ))
+
+    summary = run_trial(setup, study, study.ask(), TrialBackend(setup.config, setup.workspace), tune_env.ledger)
+
+    assert summary.status == "Stopped" and summary.epochs == 2
+    job = tune_env.workspace / "jobs" / summary.name
+    assert json.loads((job / "status.json").read_text())["state"] == "Stopped"
+    log = (job / "train.log").read_text()
+    assert "epoch=2 " in log and "epoch=3 " not in log
+    frozen = study.get_trials()[-1]
+    assert frozen.state == optuna.trial.TrialState.PRUNED and sorted(frozen.intermediate_values) == [1, 2]
+    assert tune_env.ledger.get("trial", summary.name, "local").state == "Stopped"
+
+
+def test_hyperband_budgets_epochs_from_one_to_train_epochs():
+    config = load_config([], ["tune.strategy=Hyperband", "tune.ranges={}", "train.epochs=9"])
+    pruner = strategy.make_pruner(config.tune, config.train.epochs)
+    assert isinstance(pruner, optuna.pruners.HyperbandPruner)
+    assert (pruner._min_resource, pruner._max_resource, pruner._reduction_factor) == (1, 9, 3)
+    assert strategy.make_sampler(config.tune, []).__class__ is optuna.samplers.RandomSampler
