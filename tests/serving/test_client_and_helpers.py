@@ -183,3 +183,34 @@ def test_latest_model_comes_from_the_ledger(tmp_path):
     ledger.record("model", "train-2", "local", uri="/m/2.tar.gz", parent="train-2")
     assert resolve_model(ledger, "latest") == ("/m/2.tar.gz", "train-2")
     assert resolve_model(ledger, "/given/model.tar.gz") == ("/given/model.tar.gz", None)
+
+
+class ListingBackend:
+    """A backend that can list what it runs (as the SageMaker backend does by tags)."""
+
+    name = "sagemaker"
+
+    def describe_endpoint(self, endpoint):
+        from dogbreed.backends.base import EndpointInfo
+
+        return EndpointInfo(name=endpoint, backend=self.name, state="in-service", instance_type="ml.m5.large")
+
+    def list_resources(self):
+        row = {"kind": "endpoint", "backend": "sagemaker", "created_at": None, "expires_at": None, "est_cost_per_hour": 0.1}
+        return [{**row, "name": "a", "state": "in-service"}, {**row, "name": "b", "state": "in-service"},
+                {**row, "name": "c", "state": "gone"}]
+
+
+def test_status_checks_ledger_entries_and_adds_what_only_the_backend_knows(tmp_path):
+    from dogbreed.workflows.status import status
+
+    config = load_config(sets=["sagemaker.prices={ml.m5.large: 0.5}"])
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    ledger.record("endpoint", "a", "sagemaker", state="creating")
+    ledger.record("endpoint", "l", "local", state="in-service")
+    rows = {r["name"]: r for r in status(config, ledger, {"sagemaker": ListingBackend()}).resources}
+    assert sorted(rows) == ["a", "b", "l"]
+    assert (rows["a"]["state"], rows["a"]["checked"], rows["a"]["est_cost_per_hour"]) == ("in-service", True, 0.5)
+    assert ledger.get("endpoint", "a", "sagemaker").state == "in-service"  # corrected from what was seen
+    assert rows["b"]["in_ledger"] is False
+    assert (rows["l"]["state"], rows["l"]["checked"]) == ("in-service", False)  # other backend: from the ledger

@@ -131,8 +131,8 @@ def predict(
                 image = str(futures[future])
                 try:
                     result.predictions.append({"image": image, "top": future.result()})
-                except EndpointUnavailableError:
-                    raise
+                except (EndpointUnavailableError, NotFoundError):
+                    raise  # nothing will get through: stop with the backend's one line
                 except (DogbreedError, OSError, ValueError) as exc:
                     result.errors.append({"image": image, "error": str(exc)})
                 advance(1)

@@ -6,6 +6,8 @@ ledger. Each resource on a backend we were given is checked there (endpoint: pro
 to what was seen, so a server killed with `kill -9` shows as gone. Resources of other
 backends are listed from the ledger, unchecked (`checked: false`), so a forgotten
 SageMaker endpoint still shows up, with its price, on a machine set up for local work.
+A backend that can list what it runs (SageMaker, by this project's tags) adds what the
+ledger does not know, e.g. resources created from another machine (`in_ledger: false`).
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ def status(config: Config, ledger: Ledger, backends: Mapping[str, Backend], at: 
     result = StatusResult()
     records = [r for r in ledger.list("endpoint") if r.live]
     records += [r for kind in JOB_KINDS for r in ledger.list(kind, states=ACTIVE_JOB_STATES)]
+    known = {(r.kind, r.name, r.backend) for r in records}
     for record in sorted(records, key=lambda r: r.created_at):
         state, extra = _observe(record, backends.get(record.backend), ledger)
         result.resources.append(
@@ -100,4 +103,9 @@ def status(config: Config, ledger: Ledger, backends: Mapping[str, Backend], at: 
                 **{k: v for k, v in extra.items() if k != "instance_type" or v},
             }
         )
+    for backend in backends.values():
+        list_resources = getattr(backend, "list_resources", None)
+        for row in list_resources() if list_resources else []:
+            if (row["kind"], row["name"], row["backend"]) not in known and row["state"] not in ("gone", "deleted"):
+                result.resources.append({**row, "checked": True, "in_ledger": False})
     return result
