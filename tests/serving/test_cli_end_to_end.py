@@ -120,3 +120,21 @@ def test_deploy_without_any_model_is_one_line(tmp_path):
     run = cli(tmp_path, "deploy", "--json")
     assert run.returncode == 1 and run.stdout == ""
     assert "no trained model in the ledger" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("reply", "code", "state"), [("n", 130, "gone"), ("y", 0, "deleted")])
+def test_teardown_asks_first_on_a_terminal(tmp_path, reply, code, state):
+    import pty
+
+    Ledger(tmp_path / ".dogbreed" / "ledger.sqlite").record("endpoint", "dogbreed", "local", state="gone")
+    controller, terminal = pty.openpty()
+    try:
+        os.write(controller, f"{reply}\n".encode())  # the terminal buffers the answer for the prompt
+        run = subprocess.run([DOGBREED, "teardown"], cwd=tmp_path, stdin=terminal, capture_output=True, text=True,
+                             timeout=300)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert "Delete 1 local endpoint(s): dogbreed?" in run.stderr
+    assert run.returncode == code
+    assert Ledger(tmp_path / ".dogbreed" / "ledger.sqlite").get("endpoint", "dogbreed", "local").state == state
