@@ -4,8 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The torch wheels on this machine's disk; pip's cap here refuses newer ones.
 TORCH := torch==2.14.1 torchvision==0.29.1
+# smdebug lives in an environment of its own: it pins protobuf<=3.20.3 (sagemaker-training
+# needs >=5.28) and breaks on NumPy 2.
+DEBUGGER_VENV ?= .venv-debugger
+DBIN := $(DEBUGGER_VENV)/bin
 
-.PHONY: setup test demo bench clean
+.PHONY: setup browser test test-debugger demo bench clean
 
 setup: $(VENV)/.installed
 
@@ -16,14 +20,28 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-test: setup
+# Debian's chromium: tests/report open report.html in a real headless browser.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: setup browser
 	$(BIN)/python -m pytest -q
 
+$(DEBUGGER_VENV)/.installed: tests/debugger/requirements.txt
+	$(PYTHON) -m venv $(DEBUGGER_VENV)
+	$(DBIN)/pip install --quiet --upgrade pip
+	$(DBIN)/pip install --quiet $(TORCH)
+	$(DBIN)/pip install --quiet -r tests/debugger/requirements.txt
+	touch $@
+
+test-debugger: $(DEBUGGER_VENV)/.installed
+	$(DBIN)/python -m pytest -q tests/debugger
+
 demo: setup
-	$(BIN)/dogbreed ingest examples/dogs
+	scripts/demo.sh
 
 bench: setup
 	for bench in benchmarks/bench_*.py; do $(BIN)/python $$bench || exit 1; done
 
 clean:
-	rm -rf .dogbreed .pytest_cache build
+	rm -rf .dogbreed .dogbreed-demo .pytest_cache build
