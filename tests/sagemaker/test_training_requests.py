@@ -221,3 +221,15 @@ def test_an_existing_job_is_followed_not_recreated(tmp_path, s3, sagemaker_clien
     again.start_training(_request(config))  # moto says Completed: nothing is sent
     assert again.last_requests == {}
     assert any("already exists" in line for line in again.reporter.lines)
+
+
+def test_without_a_bucket_the_sdks_default_bucket_is_created_and_used(tmp_path, s3):
+    config = sm_config(tmp_path)
+    config = config.model_copy(update={"sagemaker": config.sagemaker.model_copy(update={"bucket": None})})
+    backend = make_backend(config)
+    backend.start_training(_request(config))
+    sent = backend.last_requests["CreateTrainingJob"]
+    default = "sagemaker-us-east-1-123456789012"
+    assert sent["OutputDataConfig"]["S3OutputPath"] == f"s3://{default}/dogbreed/jobs/"
+    code_uri = sent["HyperParameters"]["sagemaker_submit_directory"].strip('"')
+    assert s3.head_object(Bucket=default, Key=code_uri.split(f"s3://{default}/", 1)[1])["ContentLength"] > 0

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
+from dogbreed.aws import pricing
 from dogbreed.aws import tags as tagging
+from dogbreed.aws.client_errors import is_missing
+from dogbreed.config import Config
 from dogbreed.config.schema import SageMakerConfig
 
 # kind -> (paginated List* call, the summaries' key, the name key, the ARN key, extra filters)
@@ -49,14 +52,6 @@ class LiveResource:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-def _not_found(exc: Exception) -> bool:
-    error = getattr(exc, "response", {}).get("Error", {})
-    message = error.get("Message", "")
-    return error.get("Code") in ("ValidationException", "ResourceNotFound") and (
-        "not find" in message.lower() or "does not exist" in message.lower() or "not found" in message.lower()
-    )
-
-
 def _state(kind: str, summary: dict[str, Any]) -> str:
     for key in ("EndpointStatus", "TrainingJobStatus", "HyperParameterTuningJobStatus"):
         if key in summary:
@@ -73,7 +68,7 @@ def tagged(client: Any, config: SageMakerConfig, kinds: tuple[str, ...] = tuple(
                 try:
                     found = tagging.as_dict(client.list_tags(ResourceArn=summary[arn_key]).get("Tags", []))
                 except Exception as exc:  # noqa: BLE001 - deleted between the list and here
-                    if _not_found(exc):
+                    if is_missing(exc):
                         continue
                     raise
                 if tagging.is_ours(found, config):
@@ -92,13 +87,13 @@ def serving_chain(client: Any, endpoint: str) -> tuple[str | None, list[str]]:
     try:
         config_name = client.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
     except Exception as exc:  # noqa: BLE001
-        if _not_found(exc):
+        if is_missing(exc):
             return None, []
         raise
     try:
         variants = client.describe_endpoint_config(EndpointConfigName=config_name)["ProductionVariants"]
     except Exception as exc:  # noqa: BLE001 - the config was deleted under a live endpoint
-        if _not_found(exc):
+        if is_missing(exc):
             return config_name, []
         raise
     return config_name, [v["ModelName"] for v in variants if v.get("ModelName")]
@@ -114,7 +109,7 @@ def delete(client: Any, kind: str, name: str) -> bool:
     try:
         getattr(client, method)(**{argument: name})
     except Exception as exc:  # noqa: BLE001
-        if _not_found(exc):
+        if is_missing(exc):
             return False
         raise
     return True
@@ -130,3 +125,57 @@ def teardown_order(resources: list[tuple[str, str]]) -> list[tuple[str, str]]:
     (which bills, but is listed and tagged) rather than a model no endpoint points to."""
     rank = {kind: i for i, kind in enumerate(SERVING_KINDS)}
     return sorted(dict.fromkeys(resources), key=lambda item: rank[item[0]])
+
+
+def job_hourly_cost(client: Any, config: Config, found: LiveResource) -> float:
+    """USD/hour a running training or tuning job costs now (tuning: per running trial)."""
+    if found.kind == "training-job":
+        resources = client.describe_training_job(TrainingJobName=found.name).get("ResourceConfig", {})
+        running = 1
+    else:
+        job = client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=found.name)
+        resources = job.get("TrainingJobDefinition", {}).get("HyperParameterTuningResourceConfig", {})
+        running = job.get("TrainingJobStatusCounters", {}).get("InProgress", 0)
+    unit = pricing.hourly(config, resources.get("InstanceType", ""), resources.get("InstanceCount", 1))
+    return (unit or 0.0) * running
+
+
+def status_row(found: LiveResource, state: str, per_hour: float, now: datetime | None = None) -> dict[str, Any]:
+    """One row of `status` (DESIGN: kind, name, backend, created_at, expires_at, state,
+    est_cost_per_hour), plus its age, ARN and run."""
+    now = now or datetime.now(timezone.utc)
+    created = found.created_at
+    return {
+        "kind": found.kind,
+        "name": found.name,
+        "backend": "sagemaker",
+        "created_at": created.isoformat() if created else None,
+        "age_s": int((now - created).total_seconds()) if created else None,
+        "expires_at": found.tags.get(tagging.EXPIRES_AT),
+        "state": state,
+        "est_cost_per_hour": round(per_hour, 6),
+        "arn": found.arn,
+        "run": found.tags.get(tagging.RUN),
+    }
+
+
+def teardown_targets(
+    client: Any, config: SageMakerConfig, names: list[str] | None
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """((kind, name) to delete, names that matched nothing). Without names: every serving
+    resource tagged for this project. With names: each name's endpoint chain (tagged or not,
+    since the ledger may name one) and whatever is tagged with it as name or run."""
+    serving = list(tagged(client, config, SERVING_KINDS))
+    if not names:
+        return [(r.kind, r.name) for r in serving], []
+    wanted: list[tuple[str, str]] = []
+    not_found: list[str] = []
+    for name in names:
+        matched = [(r.kind, r.name) for r in serving if name in (r.name, r.tags.get(tagging.RUN))]
+        config_name, models = serving_chain(client, name)
+        if config_name is not None:
+            matched += [("model", m) for m in models] + [("endpoint-config", config_name), ("endpoint", name)]
+        if not matched:
+            not_found.append(name)
+        wanted += matched
+    return teardown_order(wanted), not_found

@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from dogbreed.aws.client_errors import code_of
 from dogbreed.aws.session import AwsSession, import_sdk
 from dogbreed.aws.staging import split_s3_uri
 from dogbreed.backends.base import TrainingOutcome, TrainingRequest
@@ -45,10 +46,6 @@ class PreflightError(DogbreedError):
         self.problems = problems
         head = f"pre-flight found {len(problems)} problem(s); fix them or {SKIP_HINT}:"
         super().__init__("\n".join([head, *(f"  - {p}" for p in problems)]))
-
-
-def _code(exc: Exception) -> str:
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
 
 def check_region(aws: AwsSession) -> list[str]:
@@ -110,7 +107,7 @@ def check_role(aws: AwsSession) -> list[str]:
     except NoCredentialsError:
         return ["no AWS credentials: set sagemaker.profile or the AWS_* environment variables"]
     except (BotoCoreError, ClientError) as exc:
-        return [f"cannot ask STS who you are ({_code(exc) or exc}); check the credentials"]
+        return [f"cannot ask STS who you are ({code_of(exc) or exc}); check the credentials"]
     if caller != aws.account_id:
         return [f"sagemaker.role is in account {aws.account_id} but your credentials are for {caller}"]
     return []
@@ -123,8 +120,10 @@ def check_bucket(aws: AwsSession) -> list[str]:
     try:
         head = aws.client("s3").head_bucket(Bucket=bucket)
     except ClientError as exc:
-        code = _code(exc)
+        code = code_of(exc)
         if code in ("404", "NoSuchBucket", "NotFound"):
+            if not aws.config.bucket:
+                return []  # the SDK's default bucket: created on first use, as the SDK does
             return [f"bucket {bucket!r} does not exist: create it (aws s3 mb s3://{bucket}) or set sagemaker.bucket"]
         if code in ("403", "AccessDenied", "Forbidden"):
             return [f"no access to bucket {bucket!r}: check the bucket policy and your credentials"]
@@ -145,7 +144,7 @@ def read_manifest(aws: AwsSession, dataset_uri: str) -> dict[str, Any]:
     try:
         return json.loads(aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
     except ClientError as exc:
-        code = _code(exc)
+        code = code_of(exc)
         if code in ("NoSuchKey", "404"):
             raise DogbreedError(f"{dataset_uri}: no {MANIFEST}; ingest the dataset there first (dogbreed ingest)") from None
         raise DogbreedError(f"{dataset_uri}/{MANIFEST}: S3 said {code or exc}") from None
@@ -176,10 +175,7 @@ def local_rehearsal(config: Config, workspace: Workspace, reporter: Reporter) ->
     """The local backend's runner (train.py as a subprocess with the SM_* environment)."""
     from dogbreed.backends.local_training import LocalTraining
 
-    class Rehearsal(LocalTraining):
-        pass
-
-    runner = Rehearsal()
+    runner = LocalTraining()
     runner.config, runner.workspace, runner.reporter = config, workspace, reporter
 
     def run(request: TrainingRequest) -> TrainingOutcome:
@@ -203,24 +199,28 @@ def rehearse_training(
     aws: AwsSession,
     workspace: Workspace,
     request: TrainingRequest,
-    hyperparameters: dict[str, str],
+    hyperparameters: dict[str, Any],
     rehearse: Rehearse,
 ) -> list[str]:
     """Run train.py for one batch with the job's flags; problems if it fails or a regex misses.
 
-    `hyperparameters`: the job's flags as strings, weights still as configured (a path or
-    s3:// URI, not yet the channel's file name)."""
+    `hyperparameters`: the job's flags, weights still as configured (a path or s3:// URI,
+    not yet the channel's file name)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    flags = dict(hyperparameters)
     try:
         manifest = read_manifest(aws, request.dataset_uri)
+        weights = str(flags.get("weights", "none"))
+        if weights not in ("imagenet", "none"):
+            flags["weights"] = str(_local_weights(aws, workspace, weights))
+        batch = int(flags.get("batch-size", config.train.batch_size))
+        key = (manifest.get("manifest_sha256") or "dataset")[:16]
+        data = rehearsal_dataset(aws, request.dataset_uri, manifest, batch, workspace.cache("preflight") / key)
     except DogbreedError as exc:
         return [str(exc)]
-    flags = dict(hyperparameters)
-    weights = flags.get("weights", "none")
-    if weights not in ("imagenet", "none"):
-        flags["weights"] = str(_local_weights(aws, workspace, weights))
-    batch = int(flags.get("batch-size", config.train.batch_size))
-    key = (manifest.get("manifest_sha256") or "dataset")[:16]
-    data = rehearsal_dataset(aws, request.dataset_uri, manifest, batch, workspace.cache("preflight") / key)
+    except (BotoCoreError, ClientError) as exc:
+        return [f"cannot fetch a few files of {request.dataset_uri} for the rehearsal ({code_of(exc) or exc})"]
     name = f"{request.name[:50]}-preflight"
     shutil.rmtree(workspace.root / "jobs" / name, ignore_errors=True)  # no resuming an old rehearsal
     local = replace(request, name=name, dataset_uri=str(data), hyperparameters=flags, max_batches=1)

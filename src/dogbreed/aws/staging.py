@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dogbreed.aws.client_errors import code_of
 from dogbreed.errors import DogbreedError
 from dogbreed.jobspec import SOURCE_DIR
 
@@ -69,8 +70,9 @@ class StagedObject:
     source: str  # what it is, for plans: a path or 'source_dir'
     payload: bytes | None = None  # in memory (the bundle); None: read `source` from disk
 
-    def to_json(self, uploaded: bool | None) -> dict[str, Any]:
-        return {"source": self.source, "uri": self.uri, "sha256": self.sha256, "bytes": self.size, "uploaded": uploaded}
+    def to_json(self) -> dict[str, Any]:
+        """For plans: a real run uploads it first, unless this exact object is already there."""
+        return {"source": self.source, "uri": self.uri, "sha256": self.sha256, "bytes": self.size}
 
 
 def source_bundle(s3_root: str, root: Path = SOURCE_DIR) -> StagedObject:
@@ -104,7 +106,7 @@ def upload_if_missing(s3: Any, staged: StagedObject) -> bool:
         if head.get("Metadata", {}).get("sha256") == staged.sha256:
             return False
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+        if code_of(exc) not in ("404", "NoSuchKey", "NotFound"):
             raise DogbreedError(f"{staged.uri}: cannot check the object on S3 ({exc})") from None
     extra = {"Metadata": {"sha256": staged.sha256}}
     try:
@@ -114,4 +116,24 @@ def upload_if_missing(s3: Any, staged: StagedObject) -> bool:
             s3.upload_file(Filename=staged.source, Bucket=bucket, Key=key, ExtraArgs=extra)
     except ClientError as exc:
         raise DogbreedError(f"{staged.uri}: upload failed ({exc}); check the bucket and your access") from None
+    return True
+
+
+def ensure_bucket(s3: Any, bucket: str, region: str) -> bool:
+    """Create `bucket` in `region` unless it exists; True when it created it.
+
+    For the SDK's default bucket (no sagemaker.bucket): Session.default_bucket() would do the
+    same, but it asks STS at a hard-coded regional URL, which AWS_ENDPOINT_URL cannot redirect
+    (sagemaker/session.py, sts_regional_endpoint)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_bucket(Bucket=bucket)
+        return False
+    except ClientError as exc:
+        if code_of(exc) not in ("404", "NoSuchBucket", "NotFound"):
+            raise DogbreedError(f"bucket {bucket!r}: S3 said {code_of(exc) or exc}") from None
+    # us-east-1 is the one region that refuses a LocationConstraint naming itself.
+    where = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+    s3.create_bucket(Bucket=bucket, **where)
     return True

@@ -14,16 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dogbreed.aws.client_errors import code_of
+
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TRAINING_DONE = ("Completed", "Failed", "Stopped")
 TUNING_DONE = ("Completed", "Failed", "Stopped")
 ENDPOINT_SETTLED = ("InService", "Failed", "OutOfService")
 
 Say = Callable[[str], None]
-
-
-def _error_code(exc: Exception) -> str:
-    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
 
 
 @dataclass
@@ -47,10 +45,10 @@ class LogTail:
             for stream in sorted(s["logStreamName"] for s in streams.get("logStreams", [])):
                 lines += self._read_stream(stream)
         except ClientError as exc:
-            if _error_code(exc) == "ResourceNotFoundException":
+            if code_of(exc) == "ResourceNotFoundException":
                 return lines  # no log group or stream yet: the job has not started logging
             self.usable = False
-            warn(f"cannot read the job's CloudWatch logs ({_error_code(exc) or exc}); following its status only")
+            warn(f"cannot read the job's CloudWatch logs ({code_of(exc) or exc}); following its status only")
         except BotoCoreError as exc:
             self.usable = False
             warn(f"cannot read the job's CloudWatch logs ({exc}); following its status only")

@@ -11,18 +11,19 @@ and sent through one SDK session whose client records each request (aws/requests
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from dogbreed.aws import inventory, naming, preflight, pricing
+from dogbreed.aws.client_errors import code_of, is_missing, message_of
+from dogbreed.aws.describe import endpoint_info, training_outcome
 from dogbreed.aws.estimators import JobInputs, build_estimator, job_hyperparameters, job_inputs
 from dogbreed.aws.models import build_model, deploy_arguments
 from dogbreed.aws.requests import RecordingClient
 from dogbreed.aws.session import AwsSession
-from dogbreed.aws.staging import StagedObject, local_file, source_bundle, upload_if_missing
-from dogbreed.aws.tags import EXPIRES_AT, RUN, resource_tags
+from dogbreed.aws.staging import StagedObject, ensure_bucket, local_file, source_bundle, upload_if_missing
+from dogbreed.aws.tags import as_dict, resource_tags
 from dogbreed.aws.tuner import build_tuner, trial_count
 from dogbreed.aws.tuning import TuningRequest, tuning_answer
 from dogbreed.aws.watch import LogTail, follow_endpoint, follow_training_job, follow_tuning_job
@@ -33,37 +34,6 @@ from dogbreed.errors import ConfigError, DogbreedError, NotFoundError
 from dogbreed.jobspec import metric_spec
 from dogbreed.reporting import NullReporter, Reporter
 from dogbreed.workspace import Workspace
-
-_ENDPOINT_STATES = {
-    "Creating": "creating",
-    "Updating": "creating",
-    "SystemUpdating": "creating",
-    "RollingBack": "creating",
-    "InService": "in-service",
-    "Deleting": "deleting",
-    "Failed": "failed",
-    "OutOfService": "failed",
-}
-
-
-def _error(exc: Exception) -> tuple[str, str]:
-    error = getattr(exc, "response", {}).get("Error", {})
-    return str(error.get("Code", "")), str(error.get("Message", exc))
-
-
-def _is_missing(exc: Exception) -> bool:
-    code, message = _error(exc)
-    lowered = message.lower()
-    return code in ("ValidationException", "ResourceNotFound") and any(
-        words in lowered for words in ("not found", "could not find", "does not exist")
-    )
-
-
-def _log_console_url(region: str, job: str) -> str:
-    return (
-        f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
-        f"#logStream:group=/aws/sagemaker/TrainingJobs;prefix={job};streamFilter=typeLogStreamPrefix"
-    )
 
 
 class SageMakerBackend:
@@ -121,6 +91,8 @@ class SageMakerBackend:
 
     def _upload(self, staged: list[StagedObject]) -> None:
         s3 = self.aws.client("s3")
+        if not self.config.sagemaker.bucket and staged and ensure_bucket(s3, self.aws.bucket, self.aws.region):
+            self.reporter.info(f"created the default bucket s3://{self.aws.bucket}")
         for item in staged:
             if upload_if_missing(s3, item):
                 self.reporter.info(f"uploaded {item.source} to {item.uri}")
@@ -134,7 +106,7 @@ class SageMakerBackend:
         except ValueError as exc:
             raise ConfigError(f"{what}: the SageMaker SDK refused it: {' '.join(str(exc).split())}") from None
         except ClientError as exc:
-            code, message = _error(exc)
+            code, message = code_of(exc), message_of(exc)
             raise DogbreedError(f"{what}: SageMaker said {code}: {message}") from None
         except BotoCoreError as exc:
             raise DogbreedError(f"{what}: cannot reach SageMaker ({exc}); check the network and credentials") from None
@@ -146,9 +118,9 @@ class SageMakerBackend:
         try:
             return getattr(self._sagemaker, method)(**key)
         except ClientError as exc:
-            if _is_missing(exc):
+            if is_missing(exc):
                 return None
-            code, message = _error(exc)
+            code, message = code_of(exc), message_of(exc)
             raise DogbreedError(f"{method}: SageMaker said {code}: {message}") from None
 
     # ------------------------------------------------------------------ training
@@ -181,7 +153,7 @@ class SageMakerBackend:
             "backend": self.name,
             "training_job": request.name,
             "requests": recorder.requests(),
-            "uploads": [item.to_json(uploaded=None) for item in (bundle, *inputs.staged)],
+            "uploads": [item.to_json() for item in (bundle, *inputs.staged)],
             "preflight": request.config.sagemaker.preflight,
             "est_cost": estimate["estimated_usd"],
             "cost": estimate,
@@ -223,32 +195,11 @@ class SageMakerBackend:
         self._sent(request.name, recorder)
         self.reporter.info(f"training job {request.name} started on {request.config.sagemaker.instance_type.train}")
 
-    def _outcome(self, describe: dict[str, Any], history: list[dict[str, float]] | None = None) -> TrainingOutcome:
-        name = describe["TrainingJobName"]
-        state = describe["TrainingJobStatus"]
-        epoch_key = metric_spec().epoch_key
-        metrics = {
-            m["MetricName"]: float(m["Value"])
-            for m in describe.get("FinalMetricDataList", [])
-            if m["MetricName"] != epoch_key
-        }
-        output = describe.get("OutputDataConfig", {}).get("S3OutputPath", "").rstrip("/")
-        return TrainingOutcome(
-            name=name,
-            state="InProgress" if state == "Stopping" else state,
-            model_uri=describe.get("ModelArtifacts", {}).get("S3ModelArtifacts") if state == "Completed" else None,
-            output_uri=f"{output}/{name}/output/output.tar.gz" if output else None,
-            metrics=metrics,
-            history=history or [],
-            failure=describe.get("FailureReason"),
-            log_uri=_log_console_url(self.aws.region, name),
-        )
-
     def describe_training(self, name: str) -> TrainingOutcome:
         describe = self._describe("describe_training_job", TrainingJobName=name)
         if describe is None:
             raise NotFoundError(f"training job {name} not found on SageMaker in {self.aws.region}")
-        return self._outcome(describe)
+        return training_outcome(describe, self.aws.region)
 
     def wait_training(self, name: str, on_log: LogSink | None = None) -> TrainingOutcome:
         """Stream the job's CloudWatch logs and status until it ends. Ctrl-C stops the job."""
@@ -276,7 +227,7 @@ class SageMakerBackend:
         except KeyboardInterrupt:
             self.stop_training(name)
             raise
-        return self._outcome(describe, history)
+        return training_outcome(describe, self.aws.region, history)
 
     def stop_training(self, name: str) -> None:
         self.reporter.warn(f"stopping training job {name} on SageMaker")
@@ -322,7 +273,7 @@ class SageMakerBackend:
             "strategy": request.config.tune.strategy,
             "trials": jobs,
             "requests": recorder.requests(),
-            "uploads": [item.to_json(uploaded=None) for item in (bundle, *inputs.staged)],
+            "uploads": [item.to_json() for item in (bundle, *inputs.staged)],
             "preflight": request.config.sagemaker.preflight,
             "est_cost": estimate["estimated_usd"],
             "cost": estimate,
@@ -418,7 +369,7 @@ class SageMakerBackend:
             "endpoint": request.endpoint_name,
             "model": model.name,
             "requests": recorder.requests(),
-            "uploads": [item.to_json(uploaded=None) for item in staged],
+            "uploads": [item.to_json() for item in staged],
             "expires_at": request.expires_at.isoformat(),
             "est_cost_per_hour": estimate["usd_per_hour"],
             "cost": estimate,
@@ -468,7 +419,7 @@ class SageMakerBackend:
                 EndpointName=endpoint, Body=body, ContentType=content_type, Accept=accept
             )
         except ClientError as exc:
-            code, message = _error(exc)
+            code, message = code_of(exc), message_of(exc)
             if code == "ModelError":
                 detail = exc.response.get("OriginalMessage") or message
                 raise DogbreedError(f"endpoint {endpoint} refused the request: {detail}") from None
@@ -480,30 +431,14 @@ class SageMakerBackend:
         return response["Body"].read()
 
     def describe_endpoint(self, endpoint: str) -> EndpointInfo:
-        describe = self._describe("describe_endpoint", EndpointName=endpoint)
-        if describe is None:
+        described = self._describe("describe_endpoint", EndpointName=endpoint)
+        if described is None:
             return EndpointInfo(name=endpoint, backend=self.name, state="gone")
-        variants = describe.get("ProductionVariants") or []
-        config = self._describe("describe_endpoint_config", EndpointConfigName=describe["EndpointConfigName"]) or {}
-        planned = (config.get("ProductionVariants") or [{}])[0]
-        instance_type = planned.get("InstanceType")
-        count = (variants[0].get("CurrentInstanceCount") if variants else None) or planned.get("InitialInstanceCount") or 1
-        tags = {t["Key"]: t["Value"] for t in self._sagemaker.list_tags(ResourceArn=describe["EndpointArn"]).get("Tags", [])}
-        model_name = planned.get("ModelName")
+        endpoint_config = self._describe("describe_endpoint_config", EndpointConfigName=described["EndpointConfigName"])
+        model_name = ((endpoint_config or {}).get("ProductionVariants") or [{}])[0].get("ModelName")
         model = self._describe("describe_model", ModelName=model_name) if model_name else None
-        expires = tags.get(EXPIRES_AT)
-        return EndpointInfo(
-            name=endpoint,
-            backend=self.name,
-            state=_ENDPOINT_STATES.get(describe["EndpointStatus"], describe["EndpointStatus"].lower()),
-            model_uri=(model or {}).get("PrimaryContainer", {}).get("ModelDataUrl"),
-            arn=describe["EndpointArn"],
-            expires_at=datetime.fromisoformat(expires) if expires else None,
-            created_at=describe.get("CreationTime"),
-            instance_type=instance_type or "serverless",
-            est_cost_per_hour=pricing.endpoint_hourly(self.config, instance_type, count),
-            extra={"model": model_name, "endpoint_config": describe["EndpointConfigName"], "failure": describe.get("FailureReason")},
-        )
+        tags = as_dict(self._sagemaker.list_tags(ResourceArn=described["EndpointArn"]).get("Tags", []))
+        return endpoint_info(self.config, described, endpoint_config, model, tags)
 
     def delete_endpoint(self, endpoint: str) -> bool:
         """Delete the endpoint, its endpoint config and its models; False if none existed."""
@@ -518,65 +453,24 @@ class SageMakerBackend:
     # ------------------------------------------------------------------ status and teardown
 
     def list_resources(self) -> list[dict[str, Any]]:
-        """What this project has on SageMaker now, by its tags: the `status` rows."""
-        now = datetime.now(timezone.utc)
+        """What this project has on SageMaker now, found by its tags: the `status` rows."""
         rows = []
         for found in inventory.tagged(self._sagemaker, self.config.sagemaker):
-            per_hour = 0.0
+            state, per_hour = found.state, 0.0
             if found.kind == "endpoint":
                 info = self.describe_endpoint(found.name)
-                per_hour, state = info.est_cost_per_hour, info.state
-            elif found.kind == "training-job":
-                job = self._describe("describe_training_job", TrainingJobName=found.name) or {}
-                resources = job.get("ResourceConfig", {})
-                per_hour = pricing.hourly(self.config, resources.get("InstanceType", ""), resources.get("InstanceCount", 1)) or 0.0
-                state = found.state
-            elif found.kind == "tuning-job":
-                job = self._describe("describe_hyper_parameter_tuning_job", HyperParameterTuningJobName=found.name) or {}
-                resources = job.get("TrainingJobDefinition", {}).get("HyperParameterTuningResourceConfig", {})
-                running = job.get("TrainingJobStatusCounters", {}).get("InProgress", 0)
-                unit = pricing.hourly(self.config, resources.get("InstanceType", ""), resources.get("InstanceCount", 1))
-                per_hour, state = (unit or 0.0) * running, found.state
-            else:
-                state = found.state
-            expires = found.tags.get(EXPIRES_AT)
-            created = found.created_at
-            rows.append(
-                {
-                    "kind": found.kind,
-                    "name": found.name,
-                    "backend": self.name,
-                    "created_at": created.isoformat() if created else None,
-                    "age_s": int((now - created).total_seconds()) if created else None,
-                    "expires_at": expires,
-                    "state": state,
-                    "est_cost_per_hour": round(per_hour, 6),
-                    "arn": found.arn,
-                    "run": found.tags.get(RUN),
-                }
-            )
+                state, per_hour = info.state, info.est_cost_per_hour
+            elif found.kind in ("training-job", "tuning-job"):
+                per_hour = inventory.job_hourly_cost(self._sagemaker, self.config, found)
+            rows.append(inventory.status_row(found, state, per_hour))
         return rows
 
     def teardown(self, names: list[str] | None = None, dry_run: bool = False) -> dict[str, list[str]]:
-        """Delete this project's models, endpoint configs and endpoints found by their tags:
-        all of them, or those of the named endpoints (runs). Items are 'kind/name'."""
-        serving = list(inventory.tagged(self._sagemaker, self.config.sagemaker, inventory.SERVING_KINDS))
-        wanted: list[tuple[str, str]] = []
-        not_found: list[str] = []
-        for name in names or [None]:  # type: ignore[list-item]
-            matched = [r for r in serving if name is None or name in (r.name, r.tags.get(RUN))]
-            if name is not None:
-                # The ledger may name an endpoint whose tags were never written (or another's).
-                config_name, models = inventory.serving_chain(self._sagemaker, name)
-                if config_name is not None:
-                    matched += [inventory.LiveResource("endpoint", name, "", None, "")]
-                    matched += [inventory.LiveResource("endpoint-config", config_name, "", None, "")]
-                    matched += [inventory.LiveResource("model", m, "", None, "") for m in models]
-                if not matched:
-                    not_found.append(name)
-            wanted += [(r.kind, r.name) for r in matched]
+        """Delete this project's models, endpoint configs and endpoints: all those tagged for
+        it, or those of the named endpoints. Items are 'kind/name'; a dry run deletes nothing."""
+        targets, not_found = inventory.teardown_targets(self._sagemaker, self.config.sagemaker, names)
         deleted = []
-        for kind, name in inventory.teardown_order(wanted):
+        for kind, name in targets:
             if dry_run or inventory.delete(self._sagemaker, kind, name):
                 deleted.append(f"{kind}/{name}")
             else:
