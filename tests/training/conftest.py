@@ -19,8 +19,9 @@ from tests.training.datasets import build_channel
 REPO = Path(__file__).resolve().parents[2]
 SOURCE_DIR = REPO / "src" / "dogbreed" / "source_dir"
 TRAIN_PY = SOURCE_DIR / "train.py"
-# Two threads per process: fast enough, and several test processes do not fight over cores.
-THREADS = "2"
+# One thread per process: on a shared 2-core machine, OpenMP threads that wait on each other
+# under load made runs several times slower (benchmarks/bench_feature_cache.py --threads 1 vs 2).
+THREADS = "1"
 
 
 @dataclass
@@ -117,13 +118,19 @@ def reference_run(tmp_path_factory, channel, common_flags) -> JobRun:
 
 @pytest.fixture
 def breedkit(monkeypatch):
-    """The breedkit package, imported as the containers do: with source_dir on sys.path."""
+    """The breedkit package, imported as the containers do: with source_dir on sys.path.
+    torch runs on THREADS threads meanwhile, as the subprocess runs do."""
+    import torch
+
     monkeypatch.syspath_prepend(str(SOURCE_DIR))
     for name in [m for m in sys.modules if m == "breedkit" or m.startswith("breedkit.")]:
         monkeypatch.delitem(sys.modules, name)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(THREADS))
     import breedkit
 
-    return breedkit
+    yield breedkit
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -83,7 +83,6 @@ def test_preflight_runs_one_batch_and_ignores_the_tuners_extra_arguments(
     for key, value in job_env(tmp_path, channel).items():
         if key.startswith("SM_"):
             monkeypatch.setenv(key, value)
-    torch.set_num_threads(2)
     final = train_module.cli(
         [*common_flags, "--epochs", "2", "--max-batches", "1", "--_tuning_objective_metric", "valid_acc"]
     )

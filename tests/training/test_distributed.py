@@ -25,7 +25,7 @@ def test_two_process_gloo_run_writes_one_model(tmp_path, channel, common_flags, 
         sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
         "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
     ]  # fmt: skip
-    env = job_env(tmp_path, channel, {"OMP_NUM_THREADS": "1"})
+    env = job_env(tmp_path, channel)
     proc = subprocess.run(
         [*launcher, str(TRAIN_PY), *common_flags, "--epochs", "3"],
         cwd=SOURCE_DIR, env=env, capture_output=True, text=True, timeout=600, check=False,

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.training.conftest import SOURCE_DIR, THREADS
+from tests.training.conftest import SOURCE_DIR
 
 # Small crops of real photos keep the backbone cheap; the cache does not care about size.
 RESIZE, CROP = 80, 64
@@ -45,7 +45,6 @@ def test_key_changes_with_everything_the_features_depend_on(breedkit):
 def test_cached_features_are_the_backbone_of_the_eval_preset(breedkit, channel, imagenet_weights, tmp_path):
     from breedkit import data, feature_cache, models, presets
 
-    torch.set_num_threads(int(THREADS))
     index = data.load_index(channel)
     samples = index.splits["valid"]
     model = models.build_model("mobilenet_v2", 10, str(imagenet_weights))
@@ -61,7 +60,7 @@ def test_cached_features_are_the_backbone_of_the_eval_preset(breedkit, channel, 
     with Image.open(channel / samples[3].path) as image:
         x = presets.eval_transform(RESIZE, CROP)(presets.to_rgb(image)).unsqueeze(0)
     with torch.no_grad():
-        assert torch.allclose(views[0, 3], backbone.eval()(x)[0], atol=1e-5)
+        assert torch.allclose(views[0, 3], backbone.eval()(x)[0], rtol=1e-4, atol=1e-4)  # TorchScript-fused convs
     assert not torch.allclose(views[1], views[0]) and not torch.allclose(views[2], views[1])  # augmented views
     again, report = feature_cache.load_or_extract(
         tmp_path, key, channel, {"valid": (samples, 3)}, backbone, device=torch.device("cpu"), batch_size=4, num_workers=0

@@ -68,7 +68,6 @@ def test_sigkill_after_first_checkpoint_then_restart_matches_uninterrupted(tmp_p
 def job_module(train_module, monkeypatch, tmp_path, channel):
     """train.py in this process, with SageMaker's variables pointing at tmp_path."""
     env = job_env(tmp_path, channel)
-    torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
     for key, value in env.items():
         if key.startswith("SM_"):
             monkeypatch.setenv(key, value)

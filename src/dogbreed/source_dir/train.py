@@ -33,7 +33,7 @@ from breedkit import checkpoints, debugger, distributed, engine, models
 from breedkit.artifacts import write_model_dir
 from breedkit.atomic import atomic_write_json
 from breedkit.data import DatasetError, DatasetIndex, load_index
-from breedkit.feature_cache import CacheKey, load_or_extract
+from breedkit.feature_cache import CacheKey, extraction_batch_size, load_or_extract
 from breedkit.metric_lines import load_metric_names
 from breedkit.presets import DEFAULT_CROP, DEFAULT_RESIZE
 from breedkit.sources import CachedFeatures, DecodedImages
@@ -272,7 +272,7 @@ def build_network(hp: Hyperparameters, num_classes: int, weights: str, device: t
     engine.seed_everything(hp.seed)  # the new head's initial weights
     model = models.build_model(hp.arch, num_classes, weights)
     models.freeze(model, hp.arch, hp.freeze)
-    model.to(device)
+    model.to(device, memory_format=engine.memory_format(device))
     backbone, head = models.split_backbone_head(model, hp.arch)
     head_names = models.head_parameter_names(model, hp.arch)
     trainable, groups = [], {}
@@ -298,7 +298,7 @@ def make_source(
     wanted = {s: (samples, 1 + hp.augment_views if s == "train" else 1) for s, samples in splits.items()}
     features, _ = load_or_extract(
         paths.cache_dir, key, index.root, wanted, net.backbone,
-        device=device, batch_size=max(hp.batch_size, 64), num_workers=num_workers,
+        device=device, batch_size=extraction_batch_size(device), num_workers=num_workers,
     )
     return CachedFeatures(net.head, {s: f.to(device) for s, f in features.items()}, hp.batch_size, world)
 

@@ -1,0 +1,159 @@
+"""Per-epoch time of training the head with and without the feature cache, and how close
+feature extraction comes to this machine's FLOP-bound limit.
+
+    python benchmarks/bench_feature_cache.py [--epochs 2] [--cached-epochs 20] [--threads N]
+
+Both ways train the same head (mobilenet_v2, vendored ImageNet weights, frozen backbone) on the
+same data (examples/dogs: 80 training photos, 8 per breed), with the code train.py runs
+(breedkit.sources, breedkit.engine), in this one process and thread count:
+  uncached   the seed's way: every step decodes, augments and runs the backbone
+  cached     the backbone ran once (timed separately as extraction); steps run the head only
+Goal: cached >= 20x faster per epoch. Extraction images/s is set against the FLOP-bound
+limit: float32 matmul GFLOP/s measured now with torch, divided by mobilenet_v2's cost at 224
+(0.30 G multiply-adds = 0.60 GFLOP per image; torchvision's model card lists "0.3 GFLOPS",
+counting a multiply-add as one). "backbone only" runs the backbone on ready tensors, so the
+gap between it and extraction is decoding and resizing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCE_DIR = REPO / "src" / "dogbreed" / "source_dir"
+WEIGHTS = REPO / "examples" / "weights" / "mobilenet_v2-imagenet1k-from-int8.fp16.pth"
+DOGS = REPO / "examples" / "dogs"
+MACS_PER_IMAGE = 0.30e9  # mobilenet_v2 at 224x224 (torchvision: MobileNet_V2_Weights, _ops=0.301)
+
+sys.path.insert(0, str(SOURCE_DIR))
+sys.path.insert(0, str(REPO))  # tests.training.datasets: the channel layout train.py reads
+
+
+def matmul_gflops(seconds: float = 2.0, n: int = 1024) -> float:
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm up
+    runs, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        a @ b
+        runs += 1
+    return runs * 2 * n**3 / (time.perf_counter() - started) / 1e9
+
+
+def backbone_only_images_per_sec(backbone, batch: int, seconds: float = 3.0) -> float:
+    import torch
+
+    from breedkit import engine
+
+    x = engine.to_device(torch.randn(batch, 3, 224, 224), torch.device("cpu"))
+    with torch.no_grad():
+        backbone(x)
+        runs, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            backbone(x)
+            runs += 1
+    return runs * batch / (time.perf_counter() - started)
+
+
+def time_epochs(source, epochs: int, optimizer, grad_norms, world, device, recorder) -> float:
+    """Mean seconds of a training epoch, the way train.py runs one."""
+    import torch
+    from torch import nn
+
+    from breedkit import engine
+
+    criterion = nn.CrossEntropyLoss()
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    times = []
+    for epoch in range(1, epochs + 1):
+        engine.seed_everything(engine.epoch_seed(0, epoch))
+        source.set_train_mode()
+        started = time.perf_counter()
+        engine.train_epoch(
+            source.module, source.train_batches(torch.Generator().manual_seed(epoch)), epoch=epoch,
+            criterion=criterion, optimizer=optimizer, scaler=scaler, device=device, amp=False,
+            grad_norms=grad_norms, recorder=recorder, world=world,
+        )  # fmt: skip
+        times.append(time.perf_counter() - started)
+    return sum(times) / len(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=2, help="uncached epochs to time")
+    parser.add_argument("--cached-epochs", type=int, default=20, help="cached epochs to time")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
+    opts = parser.parse_args()
+
+    import torch
+
+    from breedkit import data, engine, feature_cache, models
+    from breedkit.distributed import World
+    from breedkit.recorder import Recorder
+    from breedkit.sources import CachedFeatures, DecodedImages
+    from tests.training.datasets import build_channel
+
+    torch.set_num_threads(opts.threads)
+    device, world = torch.device("cpu"), World()
+    with tempfile.TemporaryDirectory(prefix="bench-feature-cache-") as tmp:
+        channel = build_channel(DOGS, Path(tmp) / "data")
+        index = data.load_index(channel)
+
+        def network():
+            engine.seed_everything(0)
+            model = models.build_model("mobilenet_v2", len(index.classes), str(WEIGHTS))
+            models.freeze(model, "mobilenet_v2", "backbone")
+            model.to(memory_format=engine.memory_format(device))  # as train.py does
+            backbone, head = models.split_backbone_head(model, "mobilenet_v2")
+            params = [p for p in model.parameters() if p.requires_grad]
+            optimizer = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-2)
+            return model, backbone, head, optimizer, engine.GradNorms({"head": params})
+
+        gflops = matmul_gflops()
+        model, backbone, head, optimizer, norms = network()
+        no_records = Recorder(None)
+        uncached = DecodedImages(
+            model, channel, index.splits, resize=256, crop=224, batch_size=32, num_workers=0,
+            freeze_bn_stats=False, device=device, world=world,
+        )  # fmt: skip
+        uncached_epoch = time_epochs(uncached, opts.epochs, optimizer, norms, world, device, no_records)
+
+        model, backbone, head, optimizer, norms = network()
+        key = feature_cache.CacheKey(index.identity, "mobilenet_v2", models.weights_identity(str(WEIGHTS)), 256, 224)
+        wanted = {split: (samples, 1) for split, samples in index.splits.items()}
+        features, report = feature_cache.load_or_extract(
+            Path(tmp) / "cache", key, channel, wanted, backbone, device=device,
+            batch_size=feature_cache.extraction_batch_size(device), num_workers=0,
+        )
+        cached = CachedFeatures(head, features, batch_size=32, world=world)
+        cached_epoch = time_epochs(cached, opts.cached_epochs, optimizer, norms, world, device, no_records)
+        backbone_rate = backbone_only_images_per_sec(backbone.eval(), feature_cache.extraction_batch_size(device))
+
+    extract_rate = report.extracted_images / report.extract_seconds
+    limit = gflops * 1e9 / (2 * MACS_PER_IMAGE)
+    rows = [
+        ("torch threads", f"{opts.threads}"),
+        ("uncached epoch (80 images, backbone every step)", f"{uncached_epoch * 1e3:10.1f} ms"),
+        ("cached epoch (head on cached features)", f"{cached_epoch * 1e3:10.2f} ms"),
+        ("per-epoch speed-up (goal >= 20x)", f"{uncached_epoch / cached_epoch:10.0f} x"),
+        ("one-off extraction (100 images, all splits)", f"{report.extract_seconds:10.2f} s"),
+        ("extraction, decode + backbone", f"{extract_rate:10.1f} images/s"),
+        ("backbone only, ready tensors", f"{backbone_rate:10.1f} images/s"),
+        ("matmul float32, measured now", f"{gflops:10.1f} GFLOP/s"),
+        ("FLOP-bound limit (0.60 GFLOP/image)", f"{limit:10.1f} images/s"),
+        ("extraction / limit", f"{100 * extract_rate / limit:10.0f} %"),
+        ("backbone only / limit", f"{100 * backbone_rate / limit:10.0f} %"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()
