@@ -23,6 +23,10 @@ from dogbreed.config.schema import SageMakerConfig
 from dogbreed.errors import ConfigError, DogbreedError
 
 _ROLE_ACCOUNT = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/")
+MISSING_ROLE = (
+    "sagemaker.role is not set: give the full ARN of the IAM role SageMaker jobs assume, "
+    "e.g. --set sagemaker.role=arn:aws:iam::123456789012:role/SageMakerRole"
+)
 
 # The SDK's own defaults file (~/.config/sagemaker/config.yaml, or one on S3) can add VPCs,
 # KMS keys and tags to every request; dogbreed's YAML is the one config, so dry runs show
@@ -133,10 +137,7 @@ class AwsSession:
     @property
     def role(self) -> str:
         if not self.config.role:
-            raise ConfigError(
-                "sagemaker.role is not set: give the full ARN of the IAM role SageMaker jobs assume, "
-                "e.g. --set sagemaker.role=arn:aws:iam::123456789012:role/SageMakerRole"
-            )
+            raise ConfigError(MISSING_ROLE)
         return self.config.role
 
     @cached_property
@@ -146,7 +147,7 @@ class AwsSession:
         if match:
             return match.group(1)
         if self.offline:
-            raise ConfigError("sagemaker.role is not set; a dry run takes the account from the role ARN")
+            raise ConfigError(MISSING_ROLE)  # a dry run takes the account from the role ARN
         return self.client("sts").get_caller_identity()["Account"]
 
     @cached_property

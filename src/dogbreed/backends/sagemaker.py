@@ -130,7 +130,10 @@ class SageMakerBackend:
         config = request.config
         s3_root = aws.s3_uri()
         bundle = source_bundle(s3_root)
-        inputs = job_inputs(config, request.dataset_uri, s3_root, request.hyperparameters)
+        flags = dict(request.hyperparameters)
+        if request.max_batches:
+            flags["max-batches"] = request.max_batches  # as the local backend passes it
+        inputs = job_inputs(config, request.dataset_uri, s3_root, flags)
         estimator = build_estimator(
             config,
             session,
