@@ -74,7 +74,8 @@ def plan(
         resumed = ledger.get("training-job", name, config.backend) is not None
     else:
         # Ctrl-C, a kill or a crash leaves a job whose checkpoints make `train` again resume it.
-        last = ledger.latest("training-job", backend=config.backend)
+        # Locally only: SageMaker never reuses a job name (its spot jobs resume by themselves).
+        last = ledger.latest("training-job", backend=config.backend) if config.backend == "local" else None
         if last and last.state in RESUMABLE and last.meta.get("fingerprint") == fingerprint:
             name, resumed = last.name, True
         else:
