@@ -40,7 +40,7 @@ def test_paths_come_from_flags_then_sagemaker_then_defaults(train_module, tmp_pa
     assert by_hand.model_dir == Path("model") and by_hand.output_data_dir == Path("output/data")
     assert by_hand.weights_dir is None and by_hand.cache_dir.name == "dogbreed-features"
     if not train_module.SAGEMAKER_TRAINING_CHANNEL.is_dir():
-        with pytest.raises(SystemExit, match="no dataset"):
+        with pytest.raises(train_module.UsageError, match="no dataset"):
             train_module.resolve_paths(parser.parse_args([]), {})
 
 
@@ -71,7 +71,7 @@ def test_weights_names_resolve_in_the_weights_channel_first(train_module, tmp_pa
     assert train_module.resolve_weights("w.pth", channel) == str((channel / "w.pth").resolve())
     assert train_module.resolve_weights("w.pth", None) == str((tmp_path / "w.pth").resolve())
     assert train_module.resolve_weights("imagenet", channel) == "imagenet"
-    with pytest.raises(SystemExit, match="no such file"):
+    with pytest.raises(train_module.UsageError, match="no such file"):
         train_module.resolve_weights("missing.pth", channel)
 
 

@@ -27,6 +27,7 @@ def test_records_have_the_documented_fields(reference_run):
     for record in records:
         by_type.setdefault(record["type"], []).append(record)
     assert set(by_type) == {"meta", "step", "eval", "system", "final"}
+    assert records[0]["type"] == "meta" and records[1]["type"] == "system"  # then a first sample
     assert all(set(r) == STEP_FIELDS for r in by_type["step"])
     assert all(set(r) == EVAL_FIELDS for r in by_type["eval"])
     assert all(set(r) == SYSTEM_FIELDS for r in by_type["system"])

@@ -117,3 +117,12 @@ def test_resuming_with_other_hyperparameters_is_refused(job_module, tmp_path, co
     # Settings that do not change the numbers may differ.
     train_module.main(parser.parse_args([*common_flags, "--epochs", "1", "--num-workers", "1"]))
     assert os.path.exists(tmp_path / "model" / "model.pth")
+
+
+@pytest.mark.slow
+def test_the_seed_decides_the_run(job_module, tmp_path, common_flags, reference_run):
+    """Same seed, same numbers (the runs above); another seed, another head and shuffle."""
+    job_module.main(job_module.get_args_parser().parse_args([*common_flags, "--seed", "1"]))
+    other = JobRun(tmp_path, None).metrics()["history"]
+    assert other != reference_run.metrics()["history"]
+    assert len(other) == len(reference_run.metrics()["history"])

@@ -43,6 +43,10 @@ SAGEMAKER_CHECKPOINTS = Path("/opt/ml/checkpoints")
 SAGEMAKER_TRAINING_CHANNEL = Path("/opt/ml/input/data/training")
 
 
+class UsageError(ValueError):
+    """Flags or environment that cannot make a job; reported as one line, exit status 2."""
+
+
 def str2bool(text: str) -> bool:
     """SageMaker passes booleans as strings, and the toolkit turns JSON true into 'True'."""
     lowered = str(text).strip().lower()
@@ -186,9 +190,9 @@ class Hyperparameters:
         hp = cls(**{name: getattr(args, name) for name in cls.__dataclass_fields__})
         for name in ("epochs", "batch_size", "crop", "resize"):
             if getattr(hp, name) < 1:
-                raise SystemExit(f"train.py: --{name.replace('_', '-')} must be at least 1")
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
         if hp.augment_views < 0 or hp.max_batches < 0:
-            raise SystemExit("train.py: --augment-views and --max-batches must not be negative")
+            raise UsageError("--augment-views and --max-batches must not be negative")
         return hp
 
 
@@ -221,7 +225,7 @@ def resolve_paths(args: argparse.Namespace, env: dict[str, str]) -> JobPaths:
     if not data and SAGEMAKER_TRAINING_CHANNEL.is_dir():
         data = str(SAGEMAKER_TRAINING_CHANNEL)
     if not data:
-        raise SystemExit("train.py: no dataset; pass --data-dir or set SM_CHANNEL_TRAINING")
+        raise UsageError("no dataset: pass --data-dir or set SM_CHANNEL_TRAINING")
     model_dir = Path(args.model_dir or env.get("SM_MODEL_DIR") or "model")
     output_data_dir = Path(args.output_data_dir or env.get("SM_OUTPUT_DATA_DIR") or "output/data")
     if args.checkpoint_dir:
@@ -252,7 +256,7 @@ def resolve_weights(weights: str, weights_dir: Path | None) -> str:
         if candidate.is_file():
             return str(candidate.resolve())
     where = ", ".join(str(c) for c in candidates)
-    raise SystemExit(f"train.py: --weights {weights}: no such file (looked at {where}); give 'imagenet', 'none' or a state_dict file")
+    raise UsageError(f"--weights {weights}: no such file (looked at {where}); give 'imagenet', 'none' or a state_dict file")
 
 
 def log(message: str) -> None:
@@ -303,6 +307,72 @@ def make_source(
     return CachedFeatures(net.head, {s: f.to(device) for s, f in features.items()}, hp.batch_size, world)
 
 
+@dataclass
+class Run:
+    """What the epochs share: typed values, not the argparse namespace."""
+
+    hp: Hyperparameters
+    net: Network
+    source: CachedFeatures | DecodedImages
+    device: torch.device
+    world: distributed.World
+    writer: bool  # prints metric lines, writes checkpoints and artifacts
+    recorder: Recorder
+    checkpoint_dir: Path
+    run_args: dict  # what a checkpoint must match to be resumed
+
+
+def train_epochs(run: Run, state: checkpoints.TrainingState | None, debug: debugger.Debugger, started: float):
+    """Epochs from the one after `state` to the last; returns (best, history, seconds before this process)."""
+    hp, net, source, device, world = run.hp, run.net, run.source, run.device, run.world
+    amp = device.type == "cuda"
+    module = source.module
+    train_module = DistributedDataParallel(module) if world.distributed else module
+    optimizer = torch.optim.AdamW(net.trainable, lr=hp.lr, weight_decay=hp.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    criterion = nn.CrossEntropyLoss()
+    debug.attach(module, criterion)
+    grad_norms = engine.GradNorms(net.groups)
+    names = load_metric_names()
+
+    best, history, first_epoch, seconds_before = checkpoints.Best(), [], 1, 0.0
+    if state is not None:
+        net.model.load_state_dict(state.model)
+        optimizer.load_state_dict(state.optimizer)
+        scaler.load_state_dict(state.scaler)
+        best, history, seconds_before = state.best, state.history, state.train_seconds
+        first_epoch = state.epoch + 1
+        if best.state is None and best.epoch:
+            best.state = checkpoints.cpu_copy(net.model.state_dict())  # the last epoch was the best
+
+    for epoch in range(first_epoch, hp.epochs + 1):
+        seed = engine.epoch_seed(hp.seed, epoch)
+        engine.seed_everything(seed)  # dropout, and augmentation without DataLoader workers
+        source.set_train_mode()
+        debug.set_mode("train")
+        train = engine.train_epoch(
+            train_module, source.train_batches(torch.Generator().manual_seed(seed)), epoch=epoch,
+            criterion=criterion, optimizer=optimizer, scaler=scaler, device=device, amp=amp,
+            grad_norms=grad_norms, recorder=run.recorder, world=world,
+        )
+        debug.set_mode("eval")
+        valid = engine.evaluate(module, source.eval_batches("valid"), device=device, amp=amp, world=world)
+        row = {"train_loss": train.loss, "train_acc": train.acc, "valid_loss": valid.loss, "valid_acc": valid.acc}
+        history.append({"epoch": epoch, **row})
+        if best.beaten_by(valid.acc, valid.loss):
+            best = checkpoints.Best(epoch, valid.acc, valid.loss, checkpoints.cpu_copy(net.model.state_dict()))
+        if run.writer:
+            print(names.epoch_line(epoch, row), flush=True)
+            run.recorder.eval(epoch=epoch, **row)
+            checkpoint = checkpoints.TrainingState(
+                epoch, net.model.state_dict(), optimizer.state_dict(), scaler.state_dict(), best, history,
+                seconds_before + time.time() - started,
+            )
+            checkpoints.save(run.checkpoint_dir, checkpoint, run.run_args)
+        distributed.barrier(world)
+    return best, history, seconds_before
+
+
 def main(args: argparse.Namespace) -> dict[str, float]:
     started = time.time()
     hp = Hyperparameters.from_args(args)
@@ -318,12 +388,11 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         say(f"note: {len(cluster.hosts)} hosts, one process each: only {cluster.hosts[0]} writes the model")
     if cluster.num_gpus and device.type != "cuda":
         say(f"note: SageMaker reports {cluster.num_gpus} GPU(s) but torch sees none; training on {device}")
-    amp = device.type == "cuda"
-    names = load_metric_names()
 
     index = load_index(paths.data_dir)
     if hp.max_batches:
         index = index.subset(hp.max_batches * hp.batch_size * world.size, hp.seed)
+    sizes = {split: len(samples) for split, samples in index.splits.items()}
     weights = resolve_weights(hp.weights, paths.weights_dir)
     weights_id = models.weights_identity(weights)
     use_cache = hp.feature_cache and hp.freeze == "backbone"
@@ -335,95 +404,66 @@ def main(args: argparse.Namespace) -> dict[str, float]:
 
     # Everything that changes the numbers: a checkpoint written with other values is refused.
     run_args = {**asdict(hp), "weights": weights_id, "feature_cache": use_cache, "dataset": index.identity,
-                "world_size": world.size}
+                "world_size": world.size}  # fmt: skip
     state = checkpoints.load(paths.checkpoint_dir, run_args) if world.is_main else None
     state = distributed.broadcast_object(world, state)
-    sizes = {split: len(samples) for split, samples in index.splits.items()}
-    recorder = Recorder(paths.output_data_dir / RECORDS_FILE if writer else None)
-    recorder.meta(
-        arch=hp.arch, hyperparameters=asdict(hp), device=str(device), world_size=world.size,
-        num_train=sizes["train"], num_valid=sizes["valid"], num_test=sizes["test"], num_classes=len(index.classes),
-        torch_version=torch.__version__, feature_cache=use_cache, resumed_from_epoch=state.epoch if state else None,
-    )
+    if state is not None:
+        say(f"resuming after epoch {state.epoch} from {paths.checkpoint_dir}")
     say(
         f"training {hp.arch} ({weights_id[:23]}) on {sizes} images of {len(index.classes)} breeds; "
         f"device {device}, {world.size} process(es), feature cache {'on' if use_cache else 'off'}"
     )
-    source = make_source(
-        hp, use_cache, index, net, paths, weights_id, device=device, world=world, num_workers=args.num_workers)
-    module = source.module
-    train_module = DistributedDataParallel(module) if world.distributed else module
-    optimizer = torch.optim.AdamW(net.trainable, lr=hp.lr, weight_decay=hp.weight_decay)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    criterion = nn.CrossEntropyLoss()
-    debug = debugger.attach(args.debugger, module, criterion, paths.output_data_dir)
-    grad_norms = engine.GradNorms(net.groups)
-
-    best, history, first_epoch, seconds_before = checkpoints.Best(), [], 1, 0.0
-    if state is not None:
-        net.model.load_state_dict(state.model)
-        optimizer.load_state_dict(state.optimizer)
-        scaler.load_state_dict(state.scaler)
-        best, history, seconds_before = state.best, state.history, state.train_seconds
-        first_epoch = state.epoch + 1
-        if best.state is None and best.epoch:
-            best.state = checkpoints.cpu_copy(net.model.state_dict())  # the last epoch was the best
-        say(f"resuming after epoch {state.epoch} from {paths.checkpoint_dir}")
-
-    for epoch in range(first_epoch, hp.epochs + 1):
-        seed = engine.epoch_seed(hp.seed, epoch)
-        engine.seed_everything(seed)  # dropout, and augmentation without DataLoader workers
-        source.set_train_mode()
-        debug.set_mode("train")
-        train = engine.train_epoch(
-            train_module, source.train_batches(torch.Generator().manual_seed(seed)), epoch=epoch,
-            criterion=criterion, optimizer=optimizer, scaler=scaler, device=device, amp=amp,
-            grad_norms=grad_norms, recorder=recorder, world=world,
+    recorder = Recorder(paths.output_data_dir / RECORDS_FILE if writer else None)
+    try:
+        recorder.meta(
+            arch=hp.arch, hyperparameters=asdict(hp), device=str(device), world_size=world.size,
+            num_train=sizes["train"], num_valid=sizes["valid"], num_test=sizes["test"],
+            num_classes=len(index.classes), torch_version=torch.__version__, feature_cache=use_cache,
+            resumed_from_epoch=state.epoch if state else None,
+        )  # fmt: skip
+        source = make_source(
+            hp, use_cache, index, net, paths, weights_id, device=device, world=world, num_workers=args.num_workers
         )
-        debug.set_mode("eval")
-        valid = engine.evaluate(module, source.eval_batches("valid"), device=device, amp=amp, world=world)
-        row = {"train_loss": train.loss, "train_acc": train.acc, "valid_loss": valid.loss, "valid_acc": valid.acc}
-        history.append({"epoch": epoch, **row})
-        if best.beaten_by(valid.acc, valid.loss):
-            best = checkpoints.Best(epoch, valid.acc, valid.loss, checkpoints.cpu_copy(net.model.state_dict()))
-        if writer:
-            print(names.epoch_line(epoch, row), flush=True)
-            recorder.eval(epoch=epoch, **row)
-            state = checkpoints.TrainingState(
-                epoch, net.model.state_dict(), optimizer.state_dict(), scaler.state_dict(), best, history,
-                seconds_before + time.time() - started,
-            )
-            checkpoints.save(paths.checkpoint_dir, state, run_args)
-        distributed.barrier(world)
+        run = Run(hp, net, source, device, world, writer, recorder, paths.checkpoint_dir, run_args)
+        debug = debugger.Debugger.create(args.debugger, paths.output_data_dir)
+        best, history, seconds_before = train_epochs(run, state, debug, started)
 
-    # Test once, with the weights of the epoch chosen on valid.
-    if best.state is not None:
+        # Test once, with the weights of the epoch chosen on valid.
         net.model.load_state_dict(best.state)
-    final = {k: v for k, v in history[best.epoch - 1].items() if k != "epoch"} if best.epoch else {}
-    if sizes["test"]:
-        test = engine.evaluate(module, source.eval_batches("test"), device=device, amp=amp, world=world)
-        final.update(test_loss=test.loss, test_acc=test.acc)
-    else:
-        say("note: the dataset has no test split, so no test metrics")
-    train_seconds = seconds_before + time.time() - started
-    if writer:
-        if "test_acc" in final:
-            print(names.final_line(final), flush=True)
-        hyperparameters = {
-            **asdict(hp), "weights_identity": weights_id, "num_classes": len(index.classes),
-            "feature_cache": use_cache, "preset": {"resize": hp.resize, "crop": hp.crop}, "best_epoch": best.epoch,
-            "dataset": index.identity, "world_size": world.size, "torch_version": torch.__version__,
-            "torchvision_version": torchvision.__version__,
-        }
-        write_model_dir(paths.model_dir, net.model, index.classes, hyperparameters)
-        summary = {"best_epoch": best.epoch, **final, "train_seconds": train_seconds}
-        atomic_write_json(paths.output_data_dir / "metrics.json", {"final": summary, "history": history})
-        recorder.final(best_epoch=best.epoch, test_loss=final.get("test_loss"), test_acc=final.get("test_acc"),
-                       train_seconds=train_seconds)
-    recorder.close()
-    distributed.barrier(world)
-    distributed.shutdown(world)
-    return {"best_epoch": best.epoch, **final}
+        final = {k: v for k, v in history[best.epoch - 1].items() if k != "epoch"}
+        if sizes["test"]:
+            amp = device.type == "cuda"
+            test = engine.evaluate(source.module, source.eval_batches("test"), device=device, amp=amp, world=world)
+            final.update(test_loss=test.loss, test_acc=test.acc)
+        else:
+            say("note: the dataset has no test split, so no test metrics")
+        summary = {"best_epoch": best.epoch, **final, "train_seconds": seconds_before + time.time() - started}
+        if writer:
+            hyperparameters = {
+                **asdict(hp), "weights_identity": weights_id, "num_classes": len(index.classes),
+                "feature_cache": use_cache, "preset": {"resize": hp.resize, "crop": hp.crop},
+                "best_epoch": best.epoch, "dataset": index.identity, "world_size": world.size,
+                "torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
+            }  # fmt: skip
+            write_outputs(paths, net.model, index, hyperparameters, summary, history, recorder)
+        distributed.barrier(world)
+        return summary
+    finally:
+        recorder.close()  # also after a crash: a last system sample, the file closed
+        distributed.shutdown(world)
+
+
+def write_outputs(paths: JobPaths, model: nn.Module, index: DatasetIndex, hyperparameters: dict,
+                  summary: dict, history: list[dict], recorder: Recorder) -> None:  # fmt: skip
+    """The final metric line, the model dir (model.tar.gz), metrics.json and the final record."""
+    if "test_acc" in summary:
+        print(load_metric_names().final_line(summary), flush=True)
+    write_model_dir(paths.model_dir, model, index.classes, hyperparameters)
+    atomic_write_json(paths.output_data_dir / "metrics.json", {"final": summary, "history": history})
+    recorder.final(
+        best_epoch=summary["best_epoch"], test_loss=summary.get("test_loss"), test_acc=summary.get("test_acc"),
+        train_seconds=summary["train_seconds"],
+    )
 
 
 def cli(argv: list[str] | None = None) -> dict[str, float]:
@@ -433,7 +473,7 @@ def cli(argv: list[str] | None = None) -> dict[str, float]:
         log(f"note: ignoring arguments train.py does not know: {' '.join(unknown)}")
     try:
         return main(parsed)
-    except (DatasetError, models.ModelError, checkpoints.ResumeMismatch) as exc:
+    except (UsageError, DatasetError, models.ModelError, checkpoints.ResumeMismatch) as exc:
         # A problem with the inputs is one clear line, not a traceback (exit 2: usage error).
         print(f"train.py: error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)

@@ -19,30 +19,33 @@ _SAGEMAKER_CONFIG = "/opt/ml/input/config/debughookconfig.json"
 
 
 class Debugger:
-    """The smdebug hook, or nothing: `set_mode` is always safe to call."""
+    """The smdebug hook, or nothing: every method is safe to call either way."""
 
-    def __init__(self, hook: object | None = None, modes: object | None = None) -> None:
+    def __init__(self, smd: object | None = None, hook: object | None = None) -> None:
+        self._smd = smd
         self.hook = hook
-        self._modes = modes
+
+    @classmethod
+    def create(cls, enabled: bool, out_dir: Path) -> Debugger:
+        if not enabled:
+            return cls()
+        try:
+            import smdebug.pytorch as smd
+        except ImportError:
+            print("debugger: smdebug is not installed; --debugger true has no effect", file=sys.stderr, flush=True)
+            return cls()
+        if Path(os.environ.get("SMDEBUG_CONFIG_FILE_PATH", _SAGEMAKER_CONFIG)).is_file():
+            hook = smd.Hook.create_from_json_file()
+        else:
+            hook = smd.Hook(out_dir=str(Path(out_dir) / "debug-output"), include_collections=["losses", "gradients"])
+        return cls(smd, hook)
+
+    def attach(self, module: nn.Module, criterion: nn.Module) -> None:
+        """Watch the module that trains and its (module) loss, as smdebug's docs ask."""
+        if self.hook is not None:
+            self.hook.register_module(module)
+            self.hook.register_loss(criterion)
 
     def set_mode(self, mode: str) -> None:
         if self.hook is not None:
-            self.hook.set_mode(getattr(self._modes, mode.upper()))
-
-
-def attach(enabled: bool, module: nn.Module, criterion: nn.Module, out_dir: Path) -> Debugger:
-    if not enabled:
-        return Debugger()
-    try:
-        import smdebug.pytorch as smd
-    except ImportError:
-        print("debugger: smdebug is not installed; --debugger true has no effect", file=sys.stderr, flush=True)
-        return Debugger()
-    config = os.environ.get("SMDEBUG_CONFIG_FILE_PATH", _SAGEMAKER_CONFIG)
-    if Path(config).is_file():
-        hook = smd.Hook.create_from_json_file()
-    else:
-        hook = smd.Hook(out_dir=str(Path(out_dir) / "debug-output"), include_collections=["losses", "gradients"])
-    hook.register_module(module)
-    hook.register_loss(criterion)
-    return Debugger(hook, smd.modes)
+            self.hook.set_mode(getattr(self._smd.modes, mode.upper()))

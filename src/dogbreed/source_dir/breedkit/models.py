@@ -99,7 +99,14 @@ def build_model(arch: str, num_classes: int, weights: str = "none") -> nn.Module
     The new head is initialised from torch's current RNG state, so seed before calling."""
     _check_arch(arch)
     if weights == "imagenet":
-        model = tv_models.get_model(arch, weights="DEFAULT")
+        enum = tv_models.get_model_weights(arch).DEFAULT  # e.g. MobileNet_V2_Weights.IMAGENET1K_V2
+        try:
+            model = tv_models.get_model(arch, weights=enum)
+        except (OSError, RuntimeError) as exc:  # URLError is an OSError; a bad download a RuntimeError
+            raise WeightsError(
+                f"cannot get torchvision's {enum} ({exc}); without network, pass a state_dict file "
+                "with --weights (a path, or a file in the weights channel)"
+            ) from exc
     else:
         model = tv_models.get_model(arch, weights=None)
         if weights != "none":

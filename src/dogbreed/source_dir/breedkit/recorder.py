@@ -5,9 +5,11 @@ what it recorded; a resumed job appends, starting with a new "meta" record). Eve
 has "type" and "time" (Unix seconds, float). Numbers that are not finite (nan, inf) are
 written as null, so every line is strict JSON. The types and their fields:
 
-  {"type": "meta", "time", "arch", "hyperparameters": {flag name: value}, "device",
+  {"type": "meta", "time", "arch", "hyperparameters": {name: value}, "device",
    "world_size", "num_train", "num_valid", "num_test", "num_classes", "torch_version",
    "feature_cache": bool, "resumed_from_epoch": int | null}
+                                    # hyperparameters as parsed, snake_case: batch_size,
+                                    # weight_decay, ...; the first record of every (re)start
   {"type": "step", "time", "epoch", "step", "loss", "lr",
    "grad_norm": {group: L2 norm},   # groups with gradients only: "head",
                                     # "backbone.features.17", "backbone.layer4.1", ...
@@ -117,10 +119,7 @@ class Recorder:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._handle = self.path.open("a", encoding="utf-8")
         self._sampler = ProcessSampler()
-        self.system()
-        if system_every > 0:
-            self._thread = threading.Thread(target=self._sample_every, args=(system_every,), daemon=True)
-            self._thread.start()
+        self._system_every = system_every
 
     @property
     def enabled(self) -> bool:
@@ -135,7 +134,14 @@ class Recorder:
             self._handle.flush()
 
     def meta(self, **fields: Any) -> None:
+        """The run's description; then system samples start (one now, then periodically)."""
         self.write("meta", **fields)
+        if self._handle is None or self._thread is not None:
+            return
+        self.system()
+        if self._system_every > 0:
+            self._thread = threading.Thread(target=self._sample_every, args=(self._system_every,), daemon=True)
+            self._thread.start()
 
     def step(self, **fields: Any) -> None:
         self.write("step", **fields)
