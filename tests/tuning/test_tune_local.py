@@ -196,3 +196,30 @@ def test_no_wait_starts_detached_workers_and_a_later_tune_follows_them(tune_env)
     workers = tune_env.workspace / "tuning" / "tune-later" / "workers"
     assert [p.name for p in workers.iterdir()] == ["0.pid"]
     assert int((workers / "0.pid").read_text()) == started["workers"][0]
+
+
+def test_ctrl_c_stops_every_job_and_tune_again_resumes_the_latest_unfinished_job(tune_env):
+    tune_env.write_config(tune={"max_jobs": 2, "max_parallel_jobs": 2})
+    proc = _start_cli(tune_env, "tune", "--json")
+    try:
+        def running_jobs():
+            records = tune_env.ledger.list("trial")
+            return len(records) == 2 and all(r.state == "InProgress" for r in records)
+
+        _wait_for(running_jobs, what="two running trials")
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole group
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130 and out == "" and "run the same command again to resume" in err
+    (job,) = tune_env.ledger.list("tuning-job")
+    assert job.state == "Stopped"
+    for status in (tune_env.workspace / "jobs").glob("*/status.json"):
+        assert json.loads(status.read_text())["state"] in ("Stopped", "Completed")  # nothing left running
+
+    answer = answer_of(tune_env.cli("tune", "--json"))  # no --name: the latest unfinished job
+    assert answer["tuning_job"] == job.name and answer["resumed"] is True and answer["state"] == "Completed"
+    counted = [t for t in answer["trials"] if not t["retried"]]
+    assert len(counted) == 2 and all(t["status"] == "Completed" for t in counted)

@@ -9,6 +9,7 @@ says so the job is stopped through the backend, as SageMaker's early stopping wo
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,16 @@ def objective_of(outcome: TrainingOutcome, metric: str) -> float | None:
     return None if value is None else float(value)
 
 
+# The supervisor's line once train.py has exited; packing model.tar.gz follows it.
+_EXITED_OK = re.compile(r"^\[dogbreed\] \S+ train\.py exited with code 0\s*$")
+
+
+class JobFinished(Exception):
+    """train.py exited 0: the trial's metrics are final. Raised from the log sink so the
+    worker need not wait while the supervisor gzips model.tar.gz (seconds per trial, and
+    tuning never reads it); LocalTuning.finish waits for those jobs before answering."""
+
+
 class EpochFollower:
     """The job's log sink: reports each epoch's objective and stops the job when pruned."""
 
@@ -102,6 +113,8 @@ class EpochFollower:
         self.pruned = False
 
     def __call__(self, line: str) -> None:
+        if _EXITED_OK.match(line):
+            raise JobFinished
         found = self.spec.parse_line(line)
         epoch = found.get(self.spec.epoch_key)
         value = found.get(self.setup.metric)
@@ -132,7 +145,11 @@ def run_trial(setup: TuningSetup, study: Any, trial: Any, backend: TrialBackend,
         record(ledger, setup, summary, epoch=0, epochs=config.train.epochs)
         backend.start_training(job_request(setup, summary.name, config))
         follower = EpochFollower(trial, setup, summary, config.train.epochs, backend, ledger)
-        outcome = backend.wait_training(summary.name, follower)
+        try:
+            outcome = backend.wait_training(summary.name, follower)
+        except JobFinished:
+            outcome = backend.describe_training(summary.name)  # still packing: InProgress
+            outcome.state = "Completed"
     except DogbreedError as exc:
         return fail(setup, study, trial, summary, ledger, str(exc))
 

@@ -26,6 +26,7 @@ from dogbreed.tuning.space import build_space, describe
 
 RESUMABLE = ("InProgress", "Stopped")
 POLL_SECONDS = 0.5
+PACKING_WAIT_SECONDS = 120
 
 
 @dataclass(frozen=True)
@@ -266,12 +267,24 @@ class LocalTuning:
         self.settle()
         self.finish()
 
+    def _job_outcome(self, name: str) -> Any:
+        """A finished trial's job once its supervisor is done packing model.tar.gz."""
+        deadline = time.monotonic() + PACKING_WAIT_SECONDS
+        outcome = self.backend.describe_training(name)
+        while outcome.state == "InProgress" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            outcome = self.backend.describe_training(name)
+        return outcome
+
     def finish(self) -> dict[str, Any]:
+        from dogbreed.tuning.runner import record
+
         trials = self.trials()
         for trial in trials:  # the study is the truth; the ledger mirrors it for other commands
-            if trial.status in book.FINISHED:
-                from dogbreed.tuning.runner import record
-
+            if trial.status == "Completed":
+                job = self._job_outcome(trial.name)
+                record(self.ledger, self.setup, trial, model_uri=job.model_uri, log_uri=job.log_uri)
+            elif trial.status in book.FINISHED:
                 record(self.ledger, self.setup, trial)
         state = book.tuning_state(trials, self.setup.budget)
         self.ledger.update("tuning-job", self.setup.name, "local", state=state, meta=ledger_meta(self.setup, trials))
