@@ -57,7 +57,7 @@ class TrialView:
 
     def __init__(self, console: Any, title: str, metric: str, quiet: bool = False) -> None:
         self.console, self.title, self.metric, self.quiet = console, title, metric, quiet
-        self.live_mode = not quiet and (console.is_terminal or console.force_terminal)
+        self.live_mode = not quiet and console.is_terminal  # honours force_terminal itself
         self._live: Any = None
         self._seen: dict[str, str] = {}
 
