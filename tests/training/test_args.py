@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from tests.training.conftest import job_env
 
@@ -45,12 +44,15 @@ def test_paths_come_from_flags_then_sagemaker_then_defaults(train_module, tmp_pa
 
 
 def test_cluster_from_sagemaker_variables(train_module):
-    cluster = train_module.resolve_cluster({"SM_HOSTS": '["algo-1", "algo-2"]', "SM_CURRENT_HOST": "algo-2", "SM_NUM_GPUS": "4"})
+    env = {"SM_HOSTS": '["algo-1", "algo-2"]', "SM_CURRENT_HOST": "algo-2", "SM_NUM_GPUS": "4"}
+    cluster = train_module.resolve_cluster(env)
     assert cluster.hosts == ["algo-1", "algo-2"] and cluster.num_gpus == 4 and not cluster.is_first_host
     assert train_module.resolve_cluster({}).is_first_host
 
 
-@pytest.mark.parametrize("text, value", [("true", True), ("True", True), ("1", True), ("false", False), ("False", False)])
+@pytest.mark.parametrize(
+    "text, value", [("true", True), ("True", True), ("1", True), ("false", False), ("False", False)]
+)
 def test_booleans_arrive_as_strings(train_module, text, value):
     args = train_module.get_args_parser().parse_args(["--feature-cache", text, "--debugger", text])
     assert args.feature_cache is value and args.debugger is value

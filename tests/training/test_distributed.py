@@ -34,7 +34,8 @@ def test_two_process_gloo_run_writes_one_model(tmp_path, channel, common_flags, 
     run = JobRun(tmp_path, proc)
     lines = run.metric_lines()
     assert [line.split()[0].split("=")[0] for line in lines] == ["epoch", "epoch", "epoch", "test_loss"]
-    assert sorted(p.name for p in run.model_dir.iterdir()) == ["classes.json", "code", "hyperparameters.json", "model.pth"]
+    model_files = sorted(p.name for p in run.model_dir.iterdir())
+    assert model_files == ["classes.json", "code", "hyperparameters.json", "model.pth"]
     assert sorted(p.name for p in run.output_dir.iterdir()) == ["metrics.json", "records.jsonl"]
     hyperparameters = (run.model_dir / "hyperparameters.json").read_text()
     assert '"world_size": 2' in hyperparameters

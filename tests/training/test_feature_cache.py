@@ -51,7 +51,8 @@ def test_cached_features_are_the_backbone_of_the_eval_preset(breedkit, channel, 
     backbone, _ = models.split_backbone_head(model, "mobilenet_v2")
     key = _key(breedkit, dataset=index.identity, weights=models.weights_identity(str(imagenet_weights)))
     got, report = feature_cache.load_or_extract(
-        tmp_path, key, channel, {"valid": (samples, 3)}, backbone, device=torch.device("cpu"), batch_size=4, num_workers=0
+        tmp_path, key, channel, {"valid": (samples, 3)}, backbone,
+        device=torch.device("cpu"), batch_size=4, num_workers=0,
     )
     assert report.extracted_files == 3 and report.extracted_images == 30
     views = got["valid"].views
@@ -63,11 +64,14 @@ def test_cached_features_are_the_backbone_of_the_eval_preset(breedkit, channel, 
         assert torch.allclose(views[0, 3], backbone.eval()(x)[0], rtol=1e-4, atol=1e-4)  # TorchScript-fused convs
     assert not torch.allclose(views[1], views[0]) and not torch.allclose(views[2], views[1])  # augmented views
     again, report = feature_cache.load_or_extract(
-        tmp_path, key, channel, {"valid": (samples, 3)}, backbone, device=torch.device("cpu"), batch_size=4, num_workers=0
+        tmp_path, key, channel, {"valid": (samples, 3)}, backbone,
+        device=torch.device("cpu"), batch_size=4, num_workers=0,
     )
     assert report.extracted_files == 0 and torch.equal(again["valid"].views, views)
     folder = key.folder(tmp_path)
-    assert sorted(p.name for p in folder.iterdir()) == [".lock", "key.json", "valid.view0.pt", "valid.view1.pt", "valid.view2.pt"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        ".lock", "key.json", "valid.view0.pt", "valid.view1.pt", "valid.view2.pt",
+    ]  # fmt: skip
     assert json.loads((folder / "key.json").read_text())["dataset"] == index.identity
 
 
@@ -89,7 +93,8 @@ WORKER = textwrap.dedent(
         cache, key, channel, {"valid": (index.splits["valid"], 2), "test": (index.splits["test"], 1)},
         backbone, device=torch.device("cpu"), batch_size=5, num_workers=0,
     )
-    print(json.dumps({"extracted": report.extracted_files, "sum": [float(got[s].views.sum()) for s in ("valid", "test")]}))
+    sums = [float(got[s].views.sum()) for s in ("valid", "test")]
+    print(json.dumps({"extracted": report.extracted_files, "sum": sums}))
     """
 )
 

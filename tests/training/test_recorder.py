@@ -9,7 +9,9 @@ import pytest
 
 from tests.training.conftest import run_train
 
-STEP_FIELDS = {"type", "time", "epoch", "step", "loss", "lr", "grad_norm", "data_time", "compute_time", "images_per_sec"}
+STEP_FIELDS = {
+    "type", "time", "epoch", "step", "loss", "lr", "grad_norm", "data_time", "compute_time", "images_per_sec",
+}  # fmt: skip
 META_FIELDS = {
     "type", "time", "arch", "hyperparameters", "device", "world_size", "num_train", "num_valid", "num_test",
     "num_classes", "torch_version", "feature_cache", "resumed_from_epoch",
@@ -56,7 +58,8 @@ def test_records_have_the_documented_fields(reference_run):
 
 @pytest.mark.slow
 def test_unfrozen_layers_get_their_own_gradient_groups(tmp_path, channel, common_flags):
-    flags = [*common_flags, "--freeze", "features.17", "--epochs", "1", "--max-batches", "1", "--crop", "96", "--resize", "112"]
+    small = ["--epochs", "1", "--max-batches", "1", "--crop", "96", "--resize", "112"]
+    flags = [*common_flags, "--freeze", "features.17", *small]
     records = run_train(tmp_path, channel, *flags).records()
     steps = [r for r in records if r["type"] == "step"]
     assert steps and set(steps[0]["grad_norm"]) == {"head", "backbone.features.17", "backbone.features.18"}

@@ -102,7 +102,8 @@ def test_sagemaker_training_toolkit_runs_train_py_like_the_container(
     assert all(torch.equal(ours[k], reference[k]) for k in ours)
     written = json.loads((model_dir / "hyperparameters.json").read_text())
     assert written["weights"] == imagenet_weights.name
-    assert written["weights_identity"] == json.loads((reference_run.model_dir / "hyperparameters.json").read_text())["weights_identity"]
+    reference_hps = json.loads((reference_run.model_dir / "hyperparameters.json").read_text())
+    assert written["weights_identity"] == reference_hps["weights_identity"]
     metrics = json.loads((base / "output" / "data" / "metrics.json").read_text())
     assert metrics["history"] == reference_run.metrics()["history"]
     assert (base / "checkpoints" / "checkpoint.pth").exists()  # beside the model dir when /opt/ml/checkpoints is absent

@@ -147,18 +147,25 @@ def get_args_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("run")
     run.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes")
     run.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"), help="auto: cuda > mps > cpu")
-    run.add_argument("--debugger", type=str2bool, default=False, metavar="true|false", help="register the smdebug hook when installed")
+    run.add_argument(
+        "--debugger", type=str2bool, default=False, metavar="true|false", help="register the smdebug hook when installed"
+    )
     paths = parser.add_argument_group("paths (flags override SageMaker's environment)")
     paths.add_argument("--data-dir", default=None, help="dataset root; default $SM_CHANNEL_TRAINING")
-    paths.add_argument("--weights-dir", default=None, help="where weight file names resolve; default $SM_CHANNEL_WEIGHTS")
+    paths.add_argument(
+        "--weights-dir", default=None, help="where weight file names resolve; default $SM_CHANNEL_WEIGHTS"
+    )
     paths.add_argument("--model-dir", default=None, help="model artifacts; default $SM_MODEL_DIR, else ./model")
     paths.add_argument(
-        "--output-data-dir", default=None, help="metrics.json, records.jsonl; default $SM_OUTPUT_DATA_DIR, else ./output/data"
+        "--output-data-dir",
+        default=None,
+        help="metrics.json, records.jsonl; default $SM_OUTPUT_DATA_DIR, else ./output/data",
     )
     paths.add_argument(
         "--checkpoint-dir",
         default=None,
-        help=f"per-epoch checkpoints; default {SAGEMAKER_CHECKPOINTS} when it exists, else 'checkpoints' beside the model dir",
+        help=f"per-epoch checkpoints; default {SAGEMAKER_CHECKPOINTS} when it exists, "
+        "else 'checkpoints' beside the model dir",
     )
     paths.add_argument(
         "--cache-dir",
@@ -236,7 +243,8 @@ def resolve_paths(args: argparse.Namespace, env: dict[str, str]) -> JobPaths:
         checkpoint_dir = model_dir.resolve().parent / "checkpoints"
     cache_dir = Path(args.cache_dir or Path(tempfile.gettempdir()) / "dogbreed-features")
     weights_dir = args.weights_dir or env.get("SM_CHANNEL_WEIGHTS")
-    return JobPaths(Path(data), model_dir, output_data_dir, checkpoint_dir, cache_dir, Path(weights_dir) if weights_dir else None)
+    weights_path = Path(weights_dir) if weights_dir else None
+    return JobPaths(Path(data), model_dir, output_data_dir, checkpoint_dir, cache_dir, weights_path)
 
 
 def resolve_cluster(env: dict[str, str]) -> Cluster:
@@ -256,7 +264,9 @@ def resolve_weights(weights: str, weights_dir: Path | None) -> str:
         if candidate.is_file():
             return str(candidate.resolve())
     where = ", ".join(str(c) for c in candidates)
-    raise UsageError(f"--weights {weights}: no such file (looked at {where}); give 'imagenet', 'none' or a state_dict file")
+    raise UsageError(
+        f"--weights {weights}: no such file (looked at {where}); give 'imagenet', 'none' or a state_dict file"
+    )
 
 
 def log(message: str) -> None:

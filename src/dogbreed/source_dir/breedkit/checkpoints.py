@@ -83,7 +83,8 @@ def load(directory: Path, run_args: dict[str, Any]) -> TrainingState | None:
     if blob.get("format") != FORMAT:
         raise ResumeMismatch(f"{path} has checkpoint format {blob.get('format')!r}, expected {FORMAT}")
     saved = blob["args"]
-    changed = {k: (saved.get(k), run_args.get(k)) for k in sorted(set(saved) | set(run_args)) if saved.get(k) != run_args.get(k)}
+    keys = sorted(set(saved) | set(run_args))
+    changed = {k: (saved.get(k), run_args.get(k)) for k in keys if saved.get(k) != run_args.get(k)}
     if changed:
         detail = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
         raise ResumeMismatch(

@@ -78,8 +78,9 @@ class DecodedImages:
         world: World,
     ) -> None:
         self.module = model
+        presets = {"train": train_transform(crop)}
         self.datasets = {
-            split: ImageDataset(root, samples, train_transform(crop) if split == "train" else eval_transform(resize, crop))
+            split: ImageDataset(root, samples, presets.get(split, eval_transform(resize, crop)))
             for split, samples in splits.items()
         }
         self.batch_size = batch_size
