@@ -101,6 +101,7 @@ def main() -> None:
             on, off = [], []
             for _ in range(opts.rounds):
                 recorder = Recorder(Path(tmp) / "records.jsonl", system_every=10.0)
+                recorder.meta(arch="mobilenet_v2")  # starts the periodic system samples, as in train.py
                 on += step_times(source, recorder, epochs, optimizer, norms)
                 recorder.close()
                 off += step_times(source, Recorder(None), epochs, optimizer, norms)
