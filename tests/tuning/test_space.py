@@ -133,20 +133,26 @@ def _sagemaker_ranges(config) -> dict[str, dict]:
 )
 def test_optuna_and_the_sagemaker_tuner_search_the_same_ranges(sets, ranges, tmp_path):
     config = config_with(*sets, ranges=ranges, tmp=tmp_path)
-    local = {flag_for(p.name): p for p in build_space(config)}
+    space = build_space(config)
+    optuna_dists = distributions(space)
     remote = _sagemaker_ranges(config)
-    assert set(local) == set(remote)
-    for flag, param in local.items():
-        theirs = remote[flag]
+    assert {flag_for(p.name) for p in space} == set(remote)
+    for param in space:
+        theirs, dist = remote[flag_for(param.name)], optuna_dists[param.study_name]
         if param.type == "categorical":
-            # The SDK JSON-encodes categorical values; decoded they are the same typed values.
-            assert [json.loads(v) for v in theirs["Values"]] == list(param.choices)
+            # The builder's values are JSON text; decoded they are Optuna's typed choices.
+            assert [json.loads(v) for v in theirs["Values"]] == list(dist.choices)
             continue
-        assert float(theirs["MinValue"]) == param.low and float(theirs["MaxValue"]) == param.high
-        scaling = theirs["ScalingType"]
-        assert param.scaling == ("Linear" if scaling == "Auto" else scaling)
+        low, high, scaling = float(theirs["MinValue"]), float(theirs["MaxValue"]), theirs["ScalingType"]
+        if scaling == "ReverseLogarithmic":
+            # Optuna searches 1 - x on a log scale: dense near the top of [min, max].
+            assert (dist.low, dist.high, dist.log) == pytest.approx((1 - high, 1 - low, True))
+        else:
+            # 'Auto' lets SageMaker choose; Optuna cannot, and searches it linearly.
+            assert (dist.low, dist.high, dist.log) == (low, high, scaling == "Logarithmic")
         if param.type == "integer":
-            assert theirs["MinValue"] == str(param.low) and theirs["MaxValue"] == str(param.high)
+            assert isinstance(dist, optuna.distributions.IntDistribution)
+            assert (theirs["MinValue"], theirs["MaxValue"]) == (str(dist.low), str(dist.high))
 
 
 def test_grid_enumerates_the_same_values_as_the_sagemaker_grid(tmp_path):

@@ -6,6 +6,7 @@ run by Optuna over real jobs of train.py.
     trials.py     trial names, states and the summary of a study (pure bookkeeping)
     study.py      the study on disk (JournalStorage), the ask lock, recovery after a kill
     runner.py     one trial: a training job through the local backend, pruned per epoch
+    recovery.py   trials a killed or stopped process left RUNNING: kept if done, else retried
     worker.py     a worker process: asks for trials until the budget is spent
     pool.py       starting, finding and stopping worker processes
     live.py       the live table of trials people watch on stderr

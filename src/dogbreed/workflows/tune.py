@@ -64,11 +64,10 @@ def _pinned(config: Config) -> Config:
 
 
 def plan(config: Config, ledger: Ledger, *, dataset: str | None = None) -> TunePlan:
+    from dogbreed.tuning.strategy import check
     from dogbreed.tuning.study import TuningSetup
 
     config = _pinned(config)
-    from dogbreed.tuning.strategy import check
-
     build_space(config)  # a range neither backend could search fails here, exit 2
     check(config.tune)
     dataset_uri, manifest = _dataset(config, ledger, dataset)
