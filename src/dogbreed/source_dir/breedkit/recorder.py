@@ -1,7 +1,8 @@
 """The job's flight recorder: JSON lines in SM_OUTPUT_DATA_DIR/records.jsonl, always on.
 
 Written by rank 0 only, one JSON object per line, flushed as it goes (a killed job keeps
-what it recorded; a resumed job appends, starting with a new "meta" record). Every record
+what it recorded; a resumed job appends, starting with a new "meta" record, and repeats the
+step records of the epoch the kill interrupted). Every record
 has "type" and "time" (Unix seconds, float). Numbers that are not finite (nan, inf) are
 written as null, so every line is strict JSON. The types and their fields:
 
@@ -12,7 +13,8 @@ written as null, so every line is strict JSON. The types and their fields:
                                     # weight_decay, ...; the first record of every (re)start
   {"type": "step", "time", "epoch", "step", "loss", "lr",
    "grad_norm": {group: L2 norm},   # groups with gradients only: "head",
-                                    # "backbone.features.17", "backbone.layer4.1", ...
+                                    # "backbone.features.17" (a stage of `features`),
+                                    # "backbone.layer4" (resnet), ...
    "data_time", "compute_time",     # seconds waiting for the batch / forward+backward+step
    "images_per_sec"}                # all ranks: batch * world_size / (data + compute time)
   {"type": "eval", "time", "epoch", "train_loss", "train_acc", "valid_loss", "valid_acc"}
