@@ -189,9 +189,12 @@ def test_no_wait_starts_detached_workers_and_a_later_tune_follows_them(tune_env)
     started = answer_of(tune_env.cli("tune", "--name", "tune-later", "--no-wait", "--json"))
     assert started["state"] == "InProgress" and started["workers"]
 
-    answer = answer_of(tune_env.cli("tune", "--name", "tune-later", "--json"))
-    assert answer["state"] == "Completed" and answer["resumed"] is True
-    assert [t["status"] for t in answer["trials"]] == ["Completed"]
+    # Followed the way people do in a CI log: no --json, stderr not a terminal.
+    result = tune_env.cli("tune", "--name", "tune-later")
+    assert result.returncode == 0, result.stderr
+    assert "tune-later-t000 Completed" in result.stderr and "valid_acc=" in result.stderr
+    assert "best trial tune-later-t000" in result.stdout and "--from-tuning tune-later" in result.stdout
+    assert tune_env.ledger.get("tuning-job", "tune-later", "local").state == "Completed"
     # It followed the detached workers instead of starting a second set.
     workers = tune_env.workspace / "tuning" / "tune-later" / "workers"
     assert [p.name for p in workers.iterdir()] == ["0.pid"]
