@@ -31,7 +31,8 @@ class MetricSpec:
 
     @property
     def names(self) -> tuple[str, ...]:
-        return (*self.per_epoch, *self.final)
+        """Every metric once (the final line repeats valid_* for the kept epoch)."""
+        return tuple(dict.fromkeys((*self.per_epoch, *self.final)))
 
     def regex(self, name: str) -> str:
         # Anchored on a word boundary so 'valid_acc' never matches inside 'xvalid_acc'.

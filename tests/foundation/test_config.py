@@ -142,3 +142,12 @@ def test_durations():
     assert parse_duration("1d").total_seconds() == 86400
     with pytest.raises(ValueError):
         parse_duration("2 weeks")
+
+
+def test_yaml_1_1_booleans_stay_words(tmp_path):
+    # `early_stopping: Off` is a strategy name, not YAML 1.1's boolean False.
+    path = write(tmp_path, "tune:\n  early_stopping: Off\nsagemaker:\n  spot: true\n")
+    config = load_config([path], ["deploy.endpoint_name=no"])
+    assert config.tune.early_stopping == "Off" and config.sagemaker.spot is True
+    assert config.deploy.endpoint_name == "no"
+    assert load_config([], ["tune.early_stopping=Auto", "sagemaker.spot=false"]).sagemaker.spot is False

@@ -16,7 +16,7 @@ JOB = "dogbreed-train-261127-101500-a1b2"
 GOOD_LOG = "\n".join(
     [
         "epoch=1 train_loss=2.1 train_acc=0.4 valid_loss=1.5 valid_acc=0.55",
-        "test_loss=0.95 test_acc=0.79",
+        "test_loss=0.95 test_acc=0.79 best_epoch=2 valid_loss=0.7 valid_acc=0.8",
     ]
 )
 

@@ -18,7 +18,7 @@ LOG_LINES = [
     "Invoking script with the following command: /opt/conda/bin/python train.py --arch mobilenet_v2",
     "epoch=1 train_loss=2.1 train_acc=0.4 valid_loss=1.5 valid_acc=0.55",
     "epoch=2 train_loss=1.2 train_acc=0.7 valid_loss=0.9 valid_acc=0.8125",
-    "test_loss=0.95 test_acc=0.79",
+    "test_loss=0.95 test_acc=0.79 best_epoch=2 valid_loss=0.9 valid_acc=0.8125",
 ]
 
 

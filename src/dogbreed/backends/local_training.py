@@ -47,23 +47,16 @@ def _pid_alive(pid: int | None) -> bool:
 def parse_log(text: str) -> tuple[list[dict[str, float]], dict[str, float]]:
     """(per-epoch history, final metrics) from the job's output, with the SageMaker regexes.
 
-    The final valid_* metrics are those of the epoch the job kept: the best valid_acc,
-    ties broken by the lower valid_loss, exactly as train.py chooses."""
+    Final metrics are each metric's last value, as SageMaker's FinalMetricDataList keeps them;
+    train.py's closing line repeats the kept epoch's valid_* so both backends agree."""
     spec = metric_spec()
     history: list[dict[str, float]] = []
-    final: dict[str, float] = {}
+    metrics: dict[str, float] = {}
     for line in text.splitlines():
         found = spec.parse_line(line)
         if spec.epoch_key in found:
             history.append(found)
-        elif any(name in found for name in spec.final):
-            final.update({name: value for name, value in found.items() if name in spec.final})
-    metrics: dict[str, float] = {}
-    if history:
-        best = max(history, key=lambda row: (row.get("valid_acc", 0.0), -row.get("valid_loss", 0.0)))
-        metrics.update({key: value for key, value in best.items() if key != spec.epoch_key})
-        metrics["best_epoch"] = best[spec.epoch_key]
-    metrics.update(final)
+        metrics.update({name: value for name, value in found.items() if name != spec.epoch_key})
     return history, metrics
 
 
@@ -109,6 +102,12 @@ class LocalTraining:
         if request.max_batches:
             hyperparameters["max-batches"] = request.max_batches
         processes = self.config.train.processes
+        env = job_env(JobLayout(layout.root.resolve()), channels, hyperparameters)
+        if request.parent and "OMP_NUM_THREADS" not in os.environ:
+            # Trials run side by side: give each its share of the cores, or their torch
+            # thread pools spin against each other (several times slower on 2 cores).
+            share = (os.cpu_count() or 1) // (self.config.tune.max_parallel_jobs * processes)
+            env["OMP_NUM_THREADS"] = str(max(1, share))
         return {
             "name": request.name,
             "job_dir": str(layout.root.resolve()),
@@ -116,7 +115,7 @@ class LocalTraining:
             "cwd": str(SOURCE_DIR),
             "channels": channels,
             "hyperparameters": hyperparameters,
-            "env": job_env(JobLayout(layout.root.resolve()), channels, hyperparameters),
+            "env": env,
             "processes": processes,
             "dataset_uri": request.dataset_uri,
             "manifest_sha256": request.manifest_sha256,

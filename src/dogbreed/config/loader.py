@@ -7,6 +7,7 @@ Each leaf remembers where it came from, so a validation error names the file (or
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,26 @@ from dogbreed.config.schema import Config
 from dogbreed.errors import ConfigError
 
 DEFAULTS = "built-in defaults"
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML with the 1.2 core schema's booleans: only true/false.
+
+    PyYAML follows YAML 1.1, where Off, On, yes and no are booleans too, so
+    `early_stopping: Off` would arrive as False instead of the strategy name."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 def _leaves(tree: Mapping[str, Any], prefix: str = "") -> Iterable[str]:
@@ -53,7 +74,7 @@ def parse_set(item: str) -> tuple[str, Any]:
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set {item!r}: expected dotted.key=value, e.g. --set train.lr=0.01")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return key, value
@@ -63,7 +84,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found; check the path given to --config")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = _load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
