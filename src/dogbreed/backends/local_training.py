@@ -21,27 +21,12 @@ from dogbreed.backends.job_layout import JobLayout, job_argv, job_env, write_inp
 from dogbreed.config import Config
 from dogbreed.errors import DogbreedError, NotFoundError
 from dogbreed.jobspec import SOURCE_DIR, metric_spec
+from dogbreed.processes import is_alive
 from dogbreed.reporting import Reporter
 from dogbreed.workspace import Workspace
 
 TERMINAL = ("Completed", "Failed", "Stopped")
 POLL_SECONDS = 0.2
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours is not alive in any useful sense.
-    try:
-        return os.waitpid(pid, os.WNOHANG) == (0, 0)
-    except ChildProcessError:
-        return True
 
 
 def parse_log(text: str) -> tuple[list[dict[str, float]], dict[str, float]]:
@@ -139,7 +124,7 @@ class LocalTraining:
         spec = self._job_spec(request)
         layout = JobLayout(Path(spec["job_dir"]))
         status = layout.read_status()
-        if status.get("state") == "InProgress" and _pid_alive(status.get("supervisor_pid")):
+        if status.get("state") == "InProgress" and is_alive(status.get("supervisor_pid")):
             raise DogbreedError(
                 f"training job {request.name} is already running (pid {status['supervisor_pid']}); "
                 "wait for it or stop it first"
@@ -162,7 +147,7 @@ class LocalTraining:
     def _state(self, layout: JobLayout) -> dict[str, Any]:
         status = layout.read_status()
         state = status.get("state")
-        if state in ("Starting", "InProgress") and not _pid_alive(status.get("supervisor_pid")):
+        if state in ("Starting", "InProgress") and not is_alive(status.get("supervisor_pid")):
             if state == "Starting" and time.time() - layout.status_file.stat().st_mtime < 30:
                 return status  # the supervisor has not written its pid yet
             status = {**status, "state": "Failed", "failure": "the job's supervisor died (killed?)"}
@@ -190,7 +175,7 @@ class LocalTraining:
     def stop_training(self, name: str) -> None:
         status = self._layout(name).read_status()
         pid = status.get("supervisor_pid")
-        if _pid_alive(pid):
+        if is_alive(pid):
             os.kill(pid, signal.SIGTERM)
 
     def wait_training(self, name: str, on_log: LogSink | None = None) -> TrainingOutcome:

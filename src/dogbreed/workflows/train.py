@@ -28,7 +28,8 @@ class TrainPlan:
     tuned_params: dict[str, Any]
 
 
-def _dataset(config: Config, ledger: Ledger, dataset: str | None) -> tuple[str, str | None]:
+def resolve_dataset(config: Config, ledger: Ledger, dataset: str | None) -> tuple[str, str | None]:
+    """(dataset URI, manifest sha256): the one given, else the latest ingested."""
     if dataset:
         return dataset, None
     latest = ledger.latest("dataset", backend=config.backend) or ledger.latest("dataset")
@@ -65,7 +66,7 @@ def plan(
     tuned = best_params(ledger, from_tuning) if from_tuning else {}
     if tuned:
         config = with_params(config, tuned)
-    dataset_uri, manifest = _dataset(config, ledger, dataset)
+    dataset_uri, manifest = resolve_dataset(config, ledger, dataset)
     hps = hyperparameters(config)
     fingerprint = _fingerprint(hps, dataset_uri)
     resumed = False

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from dogbreed.config import Config
-from dogbreed.errors import DogbreedError, NotFoundError, UsageError
+from dogbreed.errors import DogbreedError, UsageError
 from dogbreed.ledger import Ledger, Resource
 from dogbreed.naming import MAX_LEN, check_name, unique_name
 from dogbreed.tuning import trials as book
+from dogbreed.workflows.train import resolve_dataset
 from dogbreed.tuning.space import build_space, describe
 
 RESUMABLE = ("InProgress", "Stopped")
@@ -45,15 +46,6 @@ def fingerprint(config: Config, dataset_uri: str) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _dataset(config: Config, ledger: Ledger, dataset: str | None) -> tuple[str, str | None]:
-    if dataset:
-        return dataset, None
-    latest = ledger.latest("dataset", backend=config.backend) or ledger.latest("dataset")
-    if latest is None or not latest.uri:
-        raise NotFoundError("no dataset ingested yet: run `dogbreed ingest SOURCE` first (or pass --dataset URI)")
-    return latest.uri, latest.meta.get("manifest_sha256")
-
-
 def _pinned(config: Config) -> Config:
     """Paths made absolute: worker processes and resumed runs must find the same files."""
     weights = config.model.weights
@@ -70,7 +62,7 @@ def plan(config: Config, ledger: Ledger, *, dataset: str | None = None) -> TuneP
     config = _pinned(config)
     build_space(config)  # a range neither backend could search fails here, exit 2
     check(config.tune)
-    dataset_uri, manifest = _dataset(config, ledger, dataset)
+    dataset_uri, manifest = resolve_dataset(config, ledger, dataset)
     if config.backend == "local" and "://" not in dataset_uri:
         dataset_uri = str(Path(dataset_uri).resolve())
     print_ = fingerprint(config, dataset_uri)
