@@ -212,7 +212,8 @@ class TuneConfig(Strict):
             bad = [n for n, r in self.ranges.items() if r.type == "continuous"]
             if bad:
                 raise ValueError(
-                    f"Grid search takes only integer and categorical ranges, but {', '.join(bad)} is continuous"
+                    f"Grid search takes only integer and categorical ranges, but {', '.join(bad)} "
+                    f"{'is' if len(bad) == 1 else 'are'} continuous"
                 )
         if self.strategy == "Hyperband" and "epochs" in self.ranges:
             raise ValueError("Hyperband decides the epochs itself: remove 'epochs' from tune.ranges")

@@ -16,6 +16,7 @@ from dogbreed.config import Config
 from dogbreed.config.schema import parse_duration
 from dogbreed.errors import NotFoundError
 from dogbreed.ledger import Ledger, now
+from dogbreed.workflows.train import sync as sync_training
 
 
 @dataclass
@@ -58,6 +59,10 @@ def build_request(config: Config, ledger: Ledger, model: str | None, at: datetim
 def deploy(
     config: Config, backend: Backend, ledger: Ledger, model: str | None = "latest", wait: bool = True, dry_run: bool = False
 ) -> DeployResult:
+    if not dry_run and (not model or model == "latest"):
+        # A job trained with --no-wait may have finished since: record its model first.
+        # (Not in a dry run: that makes no backend call at all.)
+        sync_training(ledger, backend)
     request = build_request(config, ledger, model)
     if dry_run:
         return DeployResult(plan=backend.plan_deploy(request))
