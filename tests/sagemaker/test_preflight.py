@@ -97,7 +97,7 @@ def test_a_regex_that_matches_nothing_fails_the_rehearsal(tmp_path, s3, dogs_dir
     backend, _ = _backend(tmp_path, log="epoch=1 train_loss=2.1 train_acc=0.4 valid_loss=1.5 valid_acc=0.55\n")
     with pytest.raises(PreflightError) as caught:
         backend.preflight_training(_request(backend.config))
-    assert caught.value.problems[0].startswith("metric regexes for test_loss, test_acc matched nothing train.py printed")
+    assert caught.value.problems[0].startswith("metric regexes for test_loss, test_acc, best_epoch matched nothing train.py printed")
 
 
 def test_a_failing_rehearsal_points_at_its_log(tmp_path, s3, dogs_dir):
