@@ -179,17 +179,23 @@ class SageMakerBackend:
             problems += preflight.rehearse_training(config, self.aws, self.workspace, request, flags, rehearse)
         preflight.raise_if(problems, self.reporter, f"training job {request.name}")
 
+    def _follow_existing(self, what: str, name: str, state: str | None, hint: str = "") -> bool:
+        """True when a job of this name already runs or ran to completion: follow it instead of
+        starting one. A job that ended otherwise is refused: SageMaker never reuses a name."""
+        if state is None:
+            return False
+        if state in ("InProgress", "Stopping", "Completed"):
+            self.reporter.info(f"{what} {name} already exists on SageMaker ({state}); following it")
+            return True
+        raise DogbreedError(
+            f"{what} {name} ended {state} on SageMaker, and SageMaker never reuses a job name; "
+            f"start a new one with --name NEW_NAME{hint}"
+        )
+
     def start_training(self, request: TrainingRequest) -> None:
         existing = self._describe("describe_training_job", TrainingJobName=request.name)
-        if existing is not None:
-            state = existing["TrainingJobStatus"]
-            if state in ("InProgress", "Stopping", "Completed"):
-                self.reporter.info(f"training job {request.name} already exists on SageMaker ({state}); following it")
-                return
-            raise DogbreedError(
-                f"training job {request.name} ended {state} on SageMaker, and SageMaker never reuses a job name; "
-                "start a new one with --name NEW_NAME"
-            )
+        if self._follow_existing("training job", request.name, existing["TrainingJobStatus"] if existing else None):
+            return
         if request.config.sagemaker.preflight:
             self.preflight_training(request)
         estimator, inputs, bundle, recorder = self._training_job(request, dry_run=False)
@@ -285,15 +291,9 @@ class SageMakerBackend:
     def start_tuning(self, request: TuningRequest) -> None:
         name = naming.tuning_job_name(request.name)
         existing = self._describe("describe_hyper_parameter_tuning_job", HyperParameterTuningJobName=name)
-        if existing is not None:
-            state = existing["HyperParameterTuningJobStatus"]
-            if state in ("InProgress", "Stopping", "Completed"):
-                self.reporter.info(f"tuning job {name} already exists on SageMaker ({state}); following it")
-                return
-            raise DogbreedError(
-                f"tuning job {name} ended {state} on SageMaker, and names are never reused; "
-                "start a new one with --name NEW_NAME (tune.warm_start_from can build on it)"
-            )
+        state = existing["HyperParameterTuningJobStatus"] if existing else None
+        if self._follow_existing("tuning job", name, state, " (tune.warm_start_from can build on it)"):
+            return
         if request.config.sagemaker.preflight:
             # Trials differ only in the tuned values: rehearse with the config's own.
             rehearsal = TrainingRequest(
