@@ -13,52 +13,16 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
+
+from dogbreed.aws.local_moto import moto_server
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_SAMPLE = REPO.parent / "shared" / "data" / "dog-samples" / "stanford-dogs-224"
 BUCKET = "dogbreed-bench"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_moto() -> tuple[subprocess.Popen, str]:
-    binary = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which("moto_server")
-    if binary is None:
-        sys.exit("moto_server not found: pip install -e '.[dev]'")
-    port = _free_port()
-    proc = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=1)
-            return proc, url
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                sys.exit("moto_server did not start")
-            time.sleep(0.1)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def baseline(sample: Path, client) -> float:
@@ -91,48 +55,48 @@ def main() -> None:
     count = sum(1 for p in sample.rglob("*") if p.is_file())
     print(f"sample: {sample} ({count} files), {os.cpu_count()} CPUs, workers={args.workers}")
 
-    proc, url = start_moto()
-    env = {
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": url,
-    }
-    os.environ.update(env)
-    os.environ.pop("AWS_PROFILE", None)
     work = Path(tempfile.mkdtemp(prefix="dogbreed-bench-"))
     try:
-        import boto3
+        with moto_server() as url:
+            os.environ.update(
+                {
+                    "AWS_ACCESS_KEY_ID": "bench",
+                    "AWS_SECRET_ACCESS_KEY": "bench",
+                    "AWS_DEFAULT_REGION": "us-east-1",
+                    "AWS_ENDPOINT_URL": url,
+                }
+            )
+            os.environ.pop("AWS_PROFILE", None)
+            import boto3
 
-        from dogbreed.config import load_config
-        from dogbreed.workflows.ingest import ingest
-        from dogbreed.workspace import Workspace
+            from dogbreed.config import load_config
+            from dogbreed.workflows.ingest import ingest
+            from dogbreed.workspace import Workspace
 
-        client = boto3.client("s3")
-        client.create_bucket(Bucket=BUCKET)
-        seq = baseline(sample, client)
+            client = boto3.client("s3")
+            client.create_bucket(Bucket=BUCKET)
+            seq = baseline(sample, client)
 
-        config = load_config(overrides={"workspace": str(work / "ws"), "data.workers": args.workers})
-        started = time.perf_counter()
-        result = ingest(config, Workspace(work / "ws"), source=str(sample), dest=f"s3://{BUCKET}/ours")
-        total = time.perf_counter() - started
-        assert result.uploaded == count - len(result.problems), result.problems[:3]
-        store_s = result.timings_s["store"]
-        started = time.perf_counter()
-        again = ingest(config, Workspace(work / "ws"), source=str(sample), dest=f"s3://{BUCKET}/ours")
-        rerun = time.perf_counter() - started
-        assert again.uploaded == 0
+            config = load_config(overrides={"workspace": str(work / "ws"), "data.workers": args.workers})
+            started = time.perf_counter()
+            result = ingest(config, Workspace(work / "ws"), source=str(sample), dest=f"s3://{BUCKET}/ours")
+            total = time.perf_counter() - started
+            assert result.uploaded == count - len(result.problems), result.problems[:3]
+            store_s = result.timings_s["store"]
+            started = time.perf_counter()
+            again = ingest(config, Workspace(work / "ws"), source=str(sample), dest=f"s3://{BUCKET}/ours")
+            rerun = time.perf_counter() - started
+            assert again.uploaded == 0
 
-        ours_total, ours_upload = result.uploaded / total, result.uploaded / store_s
-        print(f"  sequential upload_file loop (baseline): {seq:8.0f} files/s")
-        print(f"  ours, upload phase only               : {ours_upload:8.0f} files/s  ({ours_upload / seq:.1f}x)")
-        print(f"  ours, end to end (checks + upload)    : {ours_total:8.0f} files/s  ({ours_total / seq:.1f}x)")
-        print(f"  ours, re-ingest (all {again.skipped} skipped)      : {rerun:8.2f} s")
-        print(f"  phases: {result.timings_s}")
-        if not args.no_checks:
-            compare_check_pools(sample, args.workers)
+            ours_total, ours_upload = result.uploaded / total, result.uploaded / store_s
+            print(f"  sequential upload_file loop (baseline): {seq:8.0f} files/s")
+            print(f"  ours, upload phase only               : {ours_upload:8.0f} files/s  ({ours_upload / seq:.1f}x)")
+            print(f"  ours, end to end (checks + upload)    : {ours_total:8.0f} files/s  ({ours_total / seq:.1f}x)")
+            print(f"  ours, re-ingest (all {again.skipped} skipped)      : {rerun:8.2f} s")
+            print(f"  phases: {result.timings_s}")
+            if not args.no_checks:
+                compare_check_pools(sample, args.workers)
     finally:
-        stop(proc)
         shutil.rmtree(work, ignore_errors=True)
 
 
