@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 
@@ -14,7 +15,7 @@ STEP_FIELDS = {
 }  # fmt: skip
 META_FIELDS = {
     "type", "time", "arch", "hyperparameters", "device", "world_size", "num_train", "num_valid", "num_test",
-    "num_classes", "torch_version", "feature_cache", "resumed_from_epoch",
+    "num_classes", "torch_version", "feature_cache", "resumed_from_epoch", "cpu_count", "torch_threads",
 }  # fmt: skip
 EVAL_FIELDS = {"type", "time", "epoch", "train_loss", "train_acc", "valid_loss", "valid_acc"}
 SYSTEM_FIELDS = {"type", "time", "cpu_percent", "rss_mb", "gpu_util", "gpu_mem_mb"}
@@ -40,6 +41,7 @@ def test_records_have_the_documented_fields(reference_run):
     assert meta["arch"] == "mobilenet_v2" and meta["num_classes"] == 10 and meta["world_size"] == 1
     assert (meta["num_train"], meta["num_valid"], meta["num_test"]) == (80, 10, 10)
     assert meta["hyperparameters"]["lr"] == 0.001 and meta["feature_cache"] is True
+    assert meta["cpu_count"] == os.cpu_count() and 1 <= meta["torch_threads"] <= 1024
     # 80 images in batches of 16: 5 steps in each of 5 epochs.
     assert [(r["epoch"], r["step"]) for r in by_type["step"]] == [(e, s) for e in range(1, 6) for s in range(1, 6)]
     for step in by_type["step"]:

@@ -126,3 +126,42 @@ def test_the_seed_decides_the_run(job_module, tmp_path, common_flags, reference_
     other = JobRun(tmp_path, None).metrics()["history"]
     assert other != reference_run.metrics()["history"]
     assert len(other) == len(reference_run.metrics()["history"])
+
+
+@pytest.mark.slow
+def test_a_frozen_backbone_checkpoint_holds_what_training_changes_and_old_ones_still_resume(
+    job_module, monkeypatch, tmp_path, common_flags, reference_run
+):
+    train_module = job_module
+    args = train_module.get_args_parser().parse_args(common_flags)
+    real_save = train_module.checkpoints.save
+
+    def save_then_crash(directory, state, run_args):
+        path = real_save(directory, state, run_args)
+        if state.epoch == 2:
+            raise SimulatedCrash
+        return path
+
+    monkeypatch.setattr(train_module.checkpoints, "save", save_then_crash)
+    with pytest.raises(SimulatedCrash):
+        train_module.main(args)
+    monkeypatch.setattr(train_module.checkpoints, "save", real_save)
+
+    path = tmp_path / "checkpoints" / "checkpoint.pth"
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    full = torch.load(reference_run.model_dir / "model.pth", map_location="cpu", weights_only=True)
+    saved = set(blob["model"])
+    # The head's parameters and every buffer; none of the frozen backbone's parameters.
+    assert {"classifier.1.weight", "classifier.1.bias"} <= saved
+    assert "features.1.conv.0.1.running_mean" in saved
+    assert not any(key.startswith("features.") and key.endswith((".weight", ".bias")) for key in saved)
+    assert saved < set(full)
+    assert path.stat().st_size < 1_000_000  # the whole network would be 14 MB, twice when best != last
+
+    # A checkpoint of the earlier format (the whole state dict) still resumes, to the same numbers.
+    blob["format"] = 1
+    blob["model"] = {**{k: v for k, v in full.items() if k not in saved}, **blob["model"]}
+    torch.save(blob, path)
+    final = train_module.main(args)
+    assert JobRun(tmp_path, None).metrics()["history"] == reference_run.metrics()["history"]
+    assert final["test_acc"] == reference_run.metrics()["final"]["test_acc"]

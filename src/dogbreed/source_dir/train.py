@@ -347,13 +347,13 @@ def train_epochs(run: Run, state: checkpoints.TrainingState | None, debug: debug
 
     best, history, first_epoch, seconds_before = checkpoints.Best(), [], 1, 0.0
     if state is not None:
-        net.model.load_state_dict(state.model)
+        checkpoints.restore(net.model, state.model)
         optimizer.load_state_dict(state.optimizer)
         scaler.load_state_dict(state.scaler)
         best, history, seconds_before = state.best, state.history, state.train_seconds
         first_epoch = state.epoch + 1
         if best.state is None and best.epoch:
-            best.state = checkpoints.cpu_copy(net.model.state_dict())  # the last epoch was the best
+            best.state = checkpoints.trainable_state(net.model)  # the last epoch was the best
 
     for epoch in range(first_epoch, hp.epochs + 1):
         seed = engine.epoch_seed(hp.seed, epoch)
@@ -370,12 +370,12 @@ def train_epochs(run: Run, state: checkpoints.TrainingState | None, debug: debug
         row = {"train_loss": train.loss, "train_acc": train.acc, "valid_loss": valid.loss, "valid_acc": valid.acc}
         history.append({"epoch": epoch, **row})
         if best.beaten_by(valid.acc, valid.loss):
-            best = checkpoints.Best(epoch, valid.acc, valid.loss, checkpoints.cpu_copy(net.model.state_dict()))
+            best = checkpoints.Best(epoch, valid.acc, valid.loss, checkpoints.trainable_state(net.model))
         if run.writer:
             print(names.epoch_line(epoch, row), flush=True)
             run.recorder.eval(epoch=epoch, **row)
             checkpoint = checkpoints.TrainingState(
-                epoch, net.model.state_dict(), optimizer.state_dict(), scaler.state_dict(), best, history,
+                epoch, checkpoints.trainable_state(net.model), optimizer.state_dict(), scaler.state_dict(), best, history,
                 seconds_before + time.time() - started,
             )
             checkpoints.save(run.checkpoint_dir, checkpoint, run.run_args)
@@ -429,7 +429,8 @@ def main(args: argparse.Namespace) -> dict[str, float]:
             arch=hp.arch, hyperparameters=asdict(hp), device=str(device), world_size=world.size,
             num_train=sizes["train"], num_valid=sizes["valid"], num_test=sizes["test"],
             num_classes=len(index.classes), torch_version=torch.__version__, feature_cache=use_cache,
-            resumed_from_epoch=state.epoch if state else None,
+            resumed_from_epoch=state.epoch if state else None, cpu_count=os.cpu_count(),
+            torch_threads=torch.get_num_threads(),
         )  # fmt: skip
         source = make_source(
             hp, use_cache, index, net, paths, weights_id, device=device, world=world, num_workers=args.num_workers
@@ -439,7 +440,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         best, history, seconds_before = train_epochs(run, state, debug, started)
 
         # Test once, with the weights of the epoch chosen on valid.
-        net.model.load_state_dict(best.state)
+        checkpoints.restore(net.model, best.state)
         final = {k: v for k, v in history[best.epoch - 1].items() if k != "epoch"}
         if sizes["test"]:
             amp = device.type == "cuda"

@@ -5,6 +5,12 @@ syncs /opt/ml/checkpoints to S3 and back after a spot interruption). It holds ev
 the next epoch depends on: model and optimizer state, the GradScaler, the best epoch so far
 (with its weights when it is not the last epoch), the metric history and the run's
 arguments. Randomness needs no saving: each epoch reseeds from (seed, epoch).
+
+Frozen parameters are left out of every saved and remembered state: they are still the
+weights the run was built from (their identity is in the run's arguments, which a resume
+must match), so a frozen-backbone checkpoint holds the head and the buffers: kilobytes
+written per epoch instead of the whole network twice (mobilenet_v2: 28 MB), which was most
+of a cached tuning trial's time.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ import torch
 from .atomic import atomic_write
 
 CHECKPOINT_FILE = "checkpoint.pth"
-FORMAT = 1
+FORMAT = 2  # 2: frozen parameters left out; 1 (everything) still loads
+READABLE_FORMATS = (1, 2)
 
 
 class ResumeMismatch(ValueError):
@@ -48,17 +55,36 @@ class TrainingState:
     train_seconds: float = 0.0
 
 
-def cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+def frozen_parameters(model: torch.nn.Module) -> frozenset[str]:
+    return frozenset(name for name, param in model.named_parameters() if not param.requires_grad)
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A CPU copy of what training can change: the state dict without frozen parameters.
+    Buffers (BatchNorm statistics) are kept whatever the freeze mode: they are small."""
+    frozen = frozen_parameters(model)
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items() if k not in frozen}
+
+
+def restore(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load a trainable_state (or a whole state dict) into a model built as the run builds it."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    lacking = set(missing) - frozen_parameters(model)
+    if unexpected or lacking:
+        raise ResumeMismatch(
+            f"saved weights do not fit the model (missing {sorted(lacking)[:3]}, unexpected {sorted(unexpected)[:3]}); "
+            "use an empty --checkpoint-dir to start afresh"
+        )
 
 
 def save(directory: Path, state: TrainingState, run_args: dict[str, Any]) -> Path:
+    """state.model and state.best.state as trainable_state makes them (CPU copies)."""
     best = state.best
     blob = {
         "format": FORMAT,
         "args": run_args,
         "epoch": state.epoch,
-        "model": cpu_copy(state.model),
+        "model": state.model,
         "optimizer": state.optimizer,
         "scaler": state.scaler,
         "best": {
@@ -80,7 +106,7 @@ def load(directory: Path, run_args: dict[str, Any]) -> TrainingState | None:
     if not path.is_file():
         return None
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    if blob.get("format") != FORMAT:
+    if blob.get("format") not in READABLE_FORMATS:
         raise ResumeMismatch(f"{path} has checkpoint format {blob.get('format')!r}, expected {FORMAT}")
     saved = blob["args"]
     keys = sorted(set(saved) | set(run_args))

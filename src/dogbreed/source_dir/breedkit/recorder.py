@@ -8,7 +8,8 @@ written as null, so every line is strict JSON. The types and their fields:
 
   {"type": "meta", "time", "arch", "hyperparameters": {name: value}, "device",
    "world_size", "num_train", "num_valid", "num_test", "num_classes", "torch_version",
-   "feature_cache": bool, "resumed_from_epoch": int | null}
+   "feature_cache": bool, "resumed_from_epoch": int | null,
+   "cpu_count", "torch_threads"}    # cores the machine has; torch's intra-op threads
                                     # hyperparameters as parsed, snake_case: batch_size,
                                     # weight_decay, ...; the first record of every (re)start
   {"type": "step", "time", "epoch", "step", "loss", "lr",
