@@ -8,6 +8,10 @@ packs model/ into model.tar.gz exactly as SageMaker does (files at the archive's
 Being its own session, it survives the CLI (`--no-wait`), and a later `dogbreed` process
 learns the outcome from status.json. SIGTERM/SIGINT stop the job cleanly: the signal is
 passed on to train.py, whose per-epoch checkpoints make the next run resume.
+
+How train.py is started is the launcher's business: a fresh interpreter here (`Exec`), or a
+fork of a process that already imported torch when a tuning worker runs many short jobs
+(warm_start.py). Everything else (log, status, packing, stopping) is the same for both.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import sys
 import tarfile
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, BinaryIO, Protocol
 
 from dogbreed.backends.job_layout import JobLayout
 
@@ -41,27 +46,78 @@ def pack_model(model_dir: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
-def last_error(log: Path, lines: int = 40) -> str:
-    """The most telling line of a failed job's log: its last exception, else its last line."""
+def _tail(log: Path, lines: int) -> list[str] | None:
+    """The log's last lines, without the supervisor's own `[dogbreed] ...` lines."""
     try:
-        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        text = log.read_text(errors="replace")
     except FileNotFoundError:
+        return None
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("[dogbreed] ")][-lines:]
+
+
+def _error_line(tail: list[str]) -> str | None:
+    return next((ln for ln in reversed(tail) if "Error" in ln or "error:" in ln or "Exception" in ln), None)
+
+
+def last_error(log: Path, lines: int = 40) -> str:
+    """The most telling line of a log: its last exception, else its last line."""
+    tail = _tail(log, lines)
+    if tail is None:
         return "no log"
-    for line in reversed(tail):
-        stripped = line.strip()
-        if stripped and ("Error" in stripped or "error:" in stripped or "Exception" in stripped):
-            return stripped
-    return next((line.strip() for line in reversed(tail) if line.strip()), "no output")
+    return _error_line(tail) or (tail[-1] if tail else "no output")
 
 
-def supervise(layout: JobLayout) -> int:
+def job_failure(log: Path, code: int) -> str:
+    """Why train.py failed, in one line: its last error line, else how it ended."""
+    found = _error_line(_tail(log, 40) or [])
+    if found:
+        return found
+    if code < 0:
+        try:
+            return f"train.py exited with code {code} (killed by {signal.Signals(-code).name})"
+        except ValueError:
+            pass
+    return f"train.py exited with code {code}"
+
+
+class Child(Protocol):
+    """A started train.py: subprocess.Popen's shape (returncode < 0 means killed by a signal)."""
+
+    pid: int
+
+    def wait(self) -> int: ...
+
+
+class Launcher(Protocol):
+    def describe(self, request: dict[str, Any]) -> str | None:
+        """A log line saying how train.py is started, when it is not a plain exec."""
+
+    def start(self, request: dict[str, Any], log: BinaryIO) -> Child:
+        """Start request["argv"] in request["cwd"] with request["env"], output to log."""
+
+
+class Exec:
+    """train.py in a fresh interpreter, in its own session so a stop reaches its whole group."""
+
+    def describe(self, request: dict[str, Any]) -> str | None:
+        return None
+
+    def start(self, request: dict[str, Any], log: BinaryIO) -> Child:
+        return subprocess.Popen(
+            request["argv"], cwd=request["cwd"], env={**os.environ, **request["env"]},
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+
+def supervise(layout: JobLayout, launcher: Launcher | None = None) -> int:
+    launcher = launcher or Exec()
     request = json.loads(layout.request_file.read_text())
-    env = {**os.environ, **request["env"]}
     with layout.log.open("ab", buffering=0) as log:
         log.write(f"[dogbreed] {_now()} starting: {' '.join(request['argv'])}\n".encode())
-        child = subprocess.Popen(
-            request["argv"], cwd=request["cwd"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        how = launcher.describe(request)
+        if how:
+            log.write(f"[dogbreed] {_now()} {how}\n".encode())
+        child = launcher.start(request, log)
         layout.write_status(state="InProgress", supervisor_pid=os.getpid(), pid=child.pid, started_at=_now())
         stopping = {"signal": None}
 
@@ -82,7 +138,7 @@ def supervise(layout: JobLayout) -> int:
         layout.write_status(state="Stopped", exit_code=code, ended_at=ended, failure="stopped by request")
         return 0
     if code != 0:
-        layout.write_status(state="Failed", exit_code=code, ended_at=ended, failure=last_error(layout.log))
+        layout.write_status(state="Failed", exit_code=code, ended_at=ended, failure=job_failure(layout.log, code))
         return 0
     try:
         pack_model(layout.model_dir, layout.model_tar)

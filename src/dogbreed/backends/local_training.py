@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dogbreed.backends.base import LogSink, TrainingOutcome, TrainingRequest
 from dogbreed.backends.job_layout import JobLayout, job_argv, job_env, write_input_config
@@ -25,8 +25,11 @@ from dogbreed.processes import is_alive
 from dogbreed.reporting import Reporter
 from dogbreed.workspace import Workspace
 
+if TYPE_CHECKING:
+    from dogbreed.backends.warm_start import WarmStart
+
 TERMINAL = ("Completed", "Failed", "Stopped")
-POLL_SECONDS = 0.2
+POLL_SECONDS = 0.05  # reading status.json and the log tail: cheap, and trials last under a second
 
 
 def parse_log(text: str) -> tuple[list[dict[str, float]], dict[str, float]]:
@@ -51,6 +54,8 @@ class LocalTraining:
     config: Config
     workspace: Workspace
     reporter: Reporter
+    # Tuning workers set a warmed WarmStart: their trials fork instead of exec (warm_start.py).
+    launcher: WarmStart | None = None
 
     def _layout(self, name: str) -> JobLayout:
         return JobLayout(self.workspace.root / "jobs" / name)
@@ -135,6 +140,9 @@ class LocalTraining:
         # A fresh status: an earlier run's outcome must not be mistaken for this one's.
         layout.status_file.unlink(missing_ok=True)
         layout.write_status(state="Starting")
+        if self.launcher is not None and self.launcher.forks(spec):
+            self.launcher.start_supervisor(layout)
+            return
         subprocess.Popen(
             [sys.executable, "-m", "dogbreed.backends.job_supervisor", str(layout.root)],
             stdin=subprocess.DEVNULL,

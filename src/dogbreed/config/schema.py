@@ -198,6 +198,11 @@ class TuneConfig(Strict):
         default_factory=_default_ranges, description="Hyperparameters to search, by train.* name."
     )
     seed: int = Field(0, ge=0, description="Seed of the search strategy.")
+    prewarm: bool = Field(
+        True,
+        description="Local: each worker imports torch once and forks every trial's train.py from itself, "
+        "instead of a fresh interpreter per trial (saves seconds per trial); no effect on SageMaker.",
+    )
     warm_start_from: list[str] = Field(
         default_factory=list, description="Earlier tuning jobs whose results seed this one (SageMaker)."
     )

@@ -15,6 +15,7 @@ from typing import Any
 
 from dogbreed.backends.base import TrainingOutcome, TrainingRequest
 from dogbreed.backends.local_training import LocalTraining
+from dogbreed.backends.warm_start import WarmStart
 from dogbreed.config import Config
 from dogbreed.config.flags import hyperparameters
 from dogbreed.errors import DogbreedError
@@ -32,10 +33,12 @@ class TrialBackend(LocalTraining):
 
     name = "local"
 
-    def __init__(self, config: Config, workspace: Workspace, reporter: Reporter | None = None) -> None:
+    def __init__(self, config: Config, workspace: Workspace, reporter: Reporter | None = None,
+                 launcher: WarmStart | None = None) -> None:
         self.config = config
         self.workspace = workspace
         self.reporter = reporter or NullReporter()
+        self.launcher = launcher
 
 
 def job_request(setup: TuningSetup, name: str, config: Config) -> TrainingRequest:

@@ -26,7 +26,8 @@ from dogbreed.workflows.train import resolve_dataset
 from dogbreed.tuning.space import build_space, describe
 
 RESUMABLE = ("InProgress", "Stopped")
-POLL_SECONDS = 0.5
+REFRESH_SECONDS = 0.5  # the live table re-reads the study (a journal replay) this often
+POLL_SECONDS = 0.05  # whether workers still run: pid files and /proc, cheap
 PACKING_WAIT_SECONDS = 120
 
 
@@ -39,8 +40,9 @@ class TunePlan:
 
 def fingerprint(config: Config, dataset_uri: str) -> str:
     """What makes two runs the same search. max_jobs and max_parallel_jobs are left out, so
-    `tune --name X --set tune.max_jobs=20` extends a finished study."""
-    tune = config.tune.model_dump(mode="json", exclude={"name", "max_jobs", "max_parallel_jobs"})
+    `tune --name X --set tune.max_jobs=20` extends a finished study; prewarm is how trials
+    start, not what they train."""
+    tune = config.tune.model_dump(mode="json", exclude={"name", "max_jobs", "max_parallel_jobs", "prewarm"})
     blob = {"backend": config.backend, "model": config.model.model_dump(mode="json"),
             "train": config.train.model_dump(mode="json"), "tune": tune, "dataset": dataset_uri}
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
@@ -229,9 +231,12 @@ class LocalTuning:
         from dogbreed.tuning import pool
 
         finished_before = book.finished_count(self.trials())
+        shown = 0.0
         while True:
-            show(self.trial_records())
             if pool.alive(self.folder):
+                if time.monotonic() - shown >= REFRESH_SECONDS:
+                    show(self.trial_records())
+                    shown = time.monotonic()
                 time.sleep(POLL_SECONDS)
                 continue
             self.settle()
@@ -263,7 +268,7 @@ class LocalTuning:
         deadline = time.monotonic() + PACKING_WAIT_SECONDS
         outcome = self.backend.describe_training(name)
         while outcome.state == "InProgress" and time.monotonic() < deadline:
-            time.sleep(0.2)
+            time.sleep(POLL_SECONDS)
             outcome = self.backend.describe_training(name)
         return outcome
 
