@@ -366,7 +366,10 @@ def train_epochs(run: Run, state: checkpoints.TrainingState | None, debug: debug
             grad_norms=grad_norms, recorder=run.recorder, world=world,
         )
         debug.set_mode("eval")
-        valid = engine.evaluate(module, source.eval_batches("valid"), device=device, amp=amp, world=world)
+        valid = engine.evaluate(
+            module, source.eval_batches("valid"), device=device, amp=amp, world=world,
+            watched_loss=criterion if debug.hook is not None else None,
+        )  # fmt: skip
         row = {"train_loss": train.loss, "train_acc": train.acc, "valid_loss": valid.loss, "valid_acc": valid.acc}
         history.append({"epoch": epoch, **row})
         if best.beaten_by(valid.acc, valid.loss):

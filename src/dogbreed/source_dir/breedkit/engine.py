@@ -167,7 +167,12 @@ def evaluate(
     device: torch.device,
     amp: bool,
     world: World,
+    watched_loss: nn.Module | None = None,
 ) -> Stats:
+    """Mean loss and accuracy over all batches of all ranks. `watched_loss` is the training
+    criterion that a SageMaker Debugger hook is registered on: calling it on every batch
+    lets the hook record EVAL-mode losses; the figures returned come from a sum-reduced
+    loss, so the mean is exact whatever the batch sizes."""
     module.eval()  # the caller puts it back in train mode (see models.train_mode)
     criterion = nn.CrossEntropyLoss(reduction="sum")
     loss_sum = correct = count = 0.0
@@ -176,6 +181,8 @@ def evaluate(
         y = y.to(device, non_blocking=True)
         with _autocast(device, amp):
             logits = module(x)
+        if watched_loss is not None:
+            watched_loss(logits.float(), y)
         loss_sum += criterion(logits.float(), y).item()
         correct += (logits.argmax(1) == y).sum().item()
         count += len(y)
