@@ -3,13 +3,19 @@ even after the ledger is gone, and nobody else's resources are touched."""
 
 from __future__ import annotations
 
+import json
 import shutil
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from dogbreed.backends.base import DeployRequest
+from tests.conftest import dogbreed_cli
 from tests.sagemaker.conftest import BUCKET, INFERENCE_IMAGE, ROLE, make_backend, sm_config
 
 EXPIRES = datetime(2026, 11, 28, 1, 0, tzinfo=timezone.utc)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def _deploy(backend, endpoint: str) -> str:
@@ -92,3 +98,53 @@ def test_status_rows_carry_age_expiry_and_price(tmp_path, s3):
     assert endpoint["est_cost_per_hour"] == 0.115
     assert endpoint["age_s"] >= 0 and endpoint["created_at"]
     assert rows["model"]["est_cost_per_hour"] == 0.0 and rows["endpoint-config"]["est_cost_per_hour"] == 0.0
+
+
+def _cli_options(root) -> list[str]:
+    return [
+        "--backend", "sagemaker", "--set", f"sagemaker.role={ROLE}", "--set", f"sagemaker.bucket={BUCKET}",
+        "--set", "sagemaker.region=us-east-1", "--set", "sagemaker.preflight=false", "--set", f"workspace={root}",
+    ]  # fmt: skip
+
+
+def _cli_json(*args: str) -> dict:
+    done = dogbreed_cli(*args, "--json", timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_a_fresh_machine_tears_down_expired_then_all_tagged_endpoints_through_the_cli(tmp_path, s3, sagemaker_client):
+    """A CI runner's ledger is empty, and SageMaker never stops an endpoint at its TTL:
+    `teardown --expired` (on a schedule) and `teardown --all` find ours by tags."""
+    first = make_backend(sm_config(tmp_path / "one"))
+    hour = timedelta(hours=1)
+    past = first.deploy(DeployRequest("dogbreed-old", f"s3://{BUCKET}/a/model.tar.gz", first.config, utcnow() - hour))
+    live = first.deploy(DeployRequest("dogbreed-new", f"s3://{BUCKET}/b/model.tar.gz", first.config, utcnow() + hour))
+    orphan = "dogbreed-model-orphan"
+    sagemaker_client.create_model(
+        ModelName=orphan, ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": INFERENCE_IMAGE, "ModelDataUrl": f"s3://{BUCKET}/x/model.tar.gz"},
+        Tags=[{"Key": "dogbreed:project", "Value": "dogbreed"}, {"Key": "dogbreed:run", "Value": "dogbreed-c"}],
+    )  # fmt: skip
+    _foreign(sagemaker_client, "other-project", "someone-else")
+    shutil.rmtree(tmp_path / "one")
+    options = _cli_options(tmp_path / "runner")
+
+    planned = _cli_json("teardown", "--expired", "--dry-run", *options)
+    assert planned["would_delete"] == ["dogbreed-old"] and "dogbreed-old" in _names(sagemaker_client)["endpoint"]
+    expired = _cli_json("teardown", "--expired", "--yes", *options)
+    assert expired == {"deleted": ["dogbreed-old"], "not_found": [], "dry_run": False}
+    names = _names(sagemaker_client)
+    assert names["endpoint"] == {"dogbreed-new", "other-project"}
+    assert past.extra["model"] not in names["model"] and live.extra["model"] in names["model"]
+
+    everything = _cli_json("teardown", "--all", "--yes", *options)
+    assert everything["deleted"] == ["dogbreed-new"] and everything["swept"] == [f"model/{orphan}"]
+    left = {"other-project"}
+    assert _names(sagemaker_client) == {"model": left, "endpoint-config": left, "endpoint": left}
+    assert _cli_json("teardown", "--all", "--yes", *options) == {"deleted": [], "not_found": [], "dry_run": False}
+
+
+def test_expired_takes_no_names(tmp_path):
+    done = dogbreed_cli("teardown", "--expired", "some-endpoint", "--set", f"workspace={tmp_path}", "--json")
+    assert done.returncode == 2 and "--expired picks the endpoints itself" in done.stderr

@@ -1,8 +1,8 @@
 """Stop and delete endpoints (and what belongs to them) so nothing keeps billing.
 
-Only endpoints this tool created (in the ledger) are touched. Asks first on a terminal unless
---yes; never asks when stdin is not a terminal. Running it twice is fine: the second run
-reports the names as not found and succeeds.
+Only endpoints this tool created are touched: in the ledger, or tagged for this project on
+SageMaker. Asks first on a terminal unless --yes; never asks when stdin is not a terminal.
+Running it twice is fine: the second run reports the names as not found and succeeds.
 """
 
 from __future__ import annotations
@@ -21,8 +21,12 @@ def _render(answer: dict):
     def render(console) -> None:
         if answer["dry_run"]:
             console.print(f"Would delete: {', '.join(answer['would_delete']) or 'nothing'}", highlight=False)
+            if answer.get("would_sweep"):
+                console.print(f"With --all, everything tagged: {', '.join(answer['would_sweep'])}", highlight=False)
         else:
             console.print(f"Deleted: {', '.join(answer['deleted']) or 'nothing'}", highlight=False)
+            if answer.get("swept"):
+                console.print(f"Also deleted (left behind): {', '.join(answer['swept'])}", highlight=False)
         if answer["not_found"]:
             console.print(f"Not found: {', '.join(answer['not_found'])}", highlight=False)
 
@@ -32,6 +36,9 @@ def _render(answer: dict):
 def command(
     names: Annotated[Optional[list[str]], typer.Argument(help="Endpoint names (default: the latest).")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every live endpoint this tool created.")] = False,
+    expired: Annotated[
+        bool, typer.Option("--expired", help="Every endpoint whose TTL (deploy.ttl) has passed; for a schedule.")
+    ] = False,
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
     config: ConfigOpt = None,
@@ -42,14 +49,22 @@ def command(
 ) -> None:
     session = Session.start(config, set_, backend, json_out, verbose)
     from dogbreed.backends import get_backend
-    from dogbreed.workflows.teardown import select, teardown
+    from dogbreed.workflows.teardown import listed_endpoints, select, teardown
 
     ledger = session.workspace.ledger
-    plan = select(ledger, session.config.backend, names or [], all_, session.reporter)
+    # A backend that lists this project's endpoints by tags (SageMaker) adds those the ledger
+    # does not know; local endpoints all live in this workspace's ledger.
+    lists = session.config.backend != "local" and (all_ or expired or bool(names))
+    backend_ = get_backend(session) if lists else None
+    listed = listed_endpoints(backend_)
+    plan = select(
+        ledger, session.config.backend, names or [], all_, session.reporter, expired=expired, listed=listed
+    )
     if plan.targets and not (yes or dry_run) and session.interactive:
         question = f"Delete {len(plan.targets)} {session.config.backend} endpoint(s): {', '.join(plan.targets)}?"
         if not typer.confirm(question, default=False, err=True):
             raise typer.Abort()
-    backend_ = get_backend(session) if plan.targets and not dry_run else None
+    if backend_ is None and plan.targets and not dry_run:
+        backend_ = get_backend(session)
     result = teardown(backend_, ledger, plan, dry_run=dry_run, reporter=session.reporter)
     session.emit(result.to_json(), _render(result.to_json()))

@@ -1,19 +1,27 @@
 """teardown: stop and delete endpoints this tool created, so nothing keeps running or billing.
 
-Only endpoints in the ledger are candidates: a name the ledger does not know is reported
-as not found, never looked up and deleted on the backend. Deleting is idempotent: an
-endpoint already deleted is "not found" the second time, and that is a success.
-`select` and `teardown` are separate so the CLI can ask for confirmation in between.
+Candidates are the endpoints in the ledger and, on a backend that can list what this project
+runs (SageMaker, by its dogbreed:project tag), those it finds there: a CI runner or a second
+machine has a ledger of its own, and a lost workspace has none, but the endpoint still bills.
+A name neither knows is reported as not found, never deleted on the backend. `--all` then
+sweeps what the endpoints left behind (a tagged model no endpoint points to). `--expired`
+deletes the endpoints whose TTL (deploy.ttl, the ledger's or the dogbreed:expires-at tag's
+expiry) has passed: SageMaker does not stop an endpoint by itself, so a scheduled
+`dogbreed teardown --expired --yes --backend sagemaker` is what enforces the TTL there.
+Deleting is idempotent: an endpoint already deleted is "not found" the second time, and that
+is a success. `select` and `teardown` are separate so the CLI can ask in between.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from dogbreed.backends.base import Backend
-from dogbreed.ledger import Ledger
+from dogbreed.errors import UsageError
+from dogbreed.ledger import Ledger, now
 from dogbreed.reporting import NullReporter, Reporter
 
 
@@ -21,6 +29,7 @@ from dogbreed.reporting import NullReporter, Reporter
 class TeardownPlan:
     targets: list[str] = field(default_factory=list)
     not_found: list[str] = field(default_factory=list)
+    sweep: bool = False  # also delete what is tagged for this project and left behind
 
 
 @dataclass
@@ -29,17 +38,30 @@ class TeardownResult:
     not_found: list[str] = field(default_factory=list)
     dry_run: bool = False
     would_delete: list[str] = field(default_factory=list)
+    # --all on a backend that lists by tags: "kind/name" deleted after the endpoints (left
+    # behind), or in a dry run everything tagged that --all would remove, endpoints included.
+    swept: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         answer: dict[str, Any] = {"deleted": self.deleted, "not_found": self.not_found, "dry_run": self.dry_run}
         if self.dry_run:
             answer["would_delete"] = self.would_delete
+        if self.swept:
+            answer["would_sweep" if self.dry_run else "swept"] = self.swept
         return answer
 
 
-def _pending(ledger: Ledger, backend_name: str) -> list[str]:
-    # "gone" endpoints (expired, killed) still have files to remove and a ledger entry to close.
-    return [r.name for r in ledger.list("endpoint", backend=backend_name) if r.state != "deleted"]
+def listed_endpoints(backend: Backend | None) -> list[dict[str, Any]]:
+    """Live endpoints the backend itself finds as this project's (status rows); [] where it
+    cannot list (local: its endpoints live in this workspace, so the ledger knows them all)."""
+    list_resources = getattr(backend, "list_resources", None)
+    if list_resources is None:
+        return []
+    return [row for row in list_resources() if row["kind"] == "endpoint" and row["state"] not in ("gone", "deleted")]
+
+
+def _expiry(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
 
 
 def select(
@@ -48,17 +70,33 @@ def select(
     names: Sequence[str] = (),
     all_: bool = False,
     reporter: Reporter | None = None,
+    *,
+    expired: bool = False,
+    listed: Sequence[dict[str, Any]] = (),
+    at: datetime | None = None,
 ) -> TeardownPlan:
-    """Which endpoints to delete: the named ones, every one (--all), or else the latest."""
+    """Which endpoints to delete: the named ones, every one (--all), those past their TTL
+    (--expired), or else the ledger's latest. `listed`: what listed_endpoints found."""
     reporter = reporter or NullReporter()
-    pending = _pending(ledger, backend_name)
+    if expired and (all_ or names):
+        raise UsageError("--expired picks the endpoints itself: give it no names and no --all")
+    records = [r for r in ledger.list("endpoint", backend=backend_name) if r.state != "deleted"]
+    # "gone" endpoints (expired, killed) still have files to remove and a ledger entry to close.
+    expiry = {r.name: r.expires_at for r in records}
+    for row in listed:
+        if expiry.get(row["name"]) is None:
+            expiry[row["name"]] = _expiry(row.get("expires_at"))
+    known = list(expiry)
+    if expired:
+        moment = at or now()
+        return TeardownPlan(targets=[n for n in known if expiry[n] is not None and expiry[n] <= moment])
     if all_:
-        return TeardownPlan(targets=pending)
+        return TeardownPlan(targets=known, sweep=True)
     if not names:
-        return TeardownPlan(targets=pending[-1:])
+        return TeardownPlan(targets=[r.name for r in records][-1:])
     plan = TeardownPlan()
     for name in dict.fromkeys(names):
-        if name in pending:
+        if name in expiry:
             plan.targets.append(name)
             continue
         plan.not_found.append(name)
@@ -83,4 +121,11 @@ def teardown(
             ledger.update("endpoint", name, backend.name, state="deleted")
         (result.deleted if existed else result.not_found).append(name)
         reporter.info(f"endpoint {name}: {'deleted' if existed else 'already gone'}")
+    sweep = getattr(backend, "teardown", None) if plan.sweep else None
+    if sweep is not None:
+        # Tagged models and endpoint configs no endpoint uses any more (a failed deploy's).
+        result.swept = sweep(dry_run=dry_run)["deleted"]
+        if not dry_run:
+            for item in result.swept:
+                reporter.info(f"{item}: deleted (tagged for this project, left behind)")
     return result
