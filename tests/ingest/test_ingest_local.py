@@ -276,3 +276,43 @@ def test_resize_stores_smaller_copies_and_never_touches_originals(tmp_path):
     assert result.bytes_uploaded < sum(p.stat().st_size for p in photos()) / 3
     again = ingest(config, Workspace(tmp_path / "ws"), source=str(DOGS))
     assert again.uploaded == 0 and again.manifest_sha256 == result.manifest_sha256
+
+
+def test_files_the_new_dataset_drops_are_reported_then_pruned_and_nothing_else_is_touched(tmp_path, capsys):
+    source = shutil.copytree(DOGS, tmp_path / "dogs")
+    config = load_config(overrides={"workspace": str(tmp_path / "ws")})
+    workspace = Workspace(tmp_path / "ws")
+    dest = tmp_path / "ds"
+    ingest(config, workspace, source=str(source), dest=str(dest))
+    (dest / "NOTES.txt").write_text("the user's own file, beside the dataset")
+    shutil.rmtree(source / "n02111500-Great_Pyrenees")  # a breed dropped from the source
+
+    kept = ingest(config, workspace, source=str(source), dest=str(dest))
+    assert (kept.stale, kept.pruned, kept.num_classes) == (10, 0, 9)
+    left = sorted(dest.glob("*/n02111500-Great_Pyrenees/*"))
+    assert len(left) == 10  # reported, not deleted, without --prune
+
+    done = run(["ingest", str(source), "--dest", str(dest), "--prune", "--json", "--set", f"workspace={tmp_path / 'ws'}"])
+    assert done == 0
+    answer = _answer(capsys.readouterr().out)
+    assert (answer["stale"], answer["pruned"], answer["uploaded"]) == (0, 10, 0)
+    assert not list(dest.glob("*/n02111500-Great_Pyrenees"))  # the emptied class folders too
+    assert (dest / "NOTES.txt").read_text().startswith("the user's own file")
+    (dest / "NOTES.txt").unlink()
+    _check_stored_dataset(answer)  # exactly the manifest's files are left
+
+
+def test_a_second_ingest_into_the_same_folder_at_once_is_refused(tmp_path):
+    import fcntl
+
+    dest = tmp_path / "ds"
+    dest.mkdir()
+    fd = os.open(dest, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # what a running ingest holds
+    try:
+        done = dogbreed_cli("ingest", str(DOGS), "--dest", str(dest), "--set", f"workspace={tmp_path / 'ws'}", "--json")
+    finally:
+        os.close(fd)
+    assert done.returncode == 1
+    assert f"another ingest is writing to {dest}" in done.stderr and done.stderr.count("\n") == 1
+    assert not any(dest.iterdir())  # it wrote nothing

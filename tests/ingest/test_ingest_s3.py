@@ -4,6 +4,7 @@ skipping what is there, and an interrupted upload that the next run completes.""
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 
 import boto3
@@ -144,3 +145,35 @@ def test_missing_bucket_is_a_one_line_error(aws_env, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1
     assert "no-such-bucket" in lines[0] and "does not exist" in lines[0]
+
+
+def test_prune_deletes_the_stale_objects_in_batches_and_nothing_outside_the_splits(s3, tmp_path, monkeypatch):
+    from dogbreed.data import s3store
+
+    source = shutil.copytree(DOGS, tmp_path / "dogs")
+    config = _config(tmp_path)
+    uri = f"s3://{BUCKET}/datasets/dogs"
+    ingest(config, Workspace(tmp_path / "ws"), source=str(source), dest=uri)
+    s3.put_object(Bucket=BUCKET, Key="datasets/dogs/README.txt", Body=b"not ours")
+    s3.put_object(Bucket=BUCKET, Key="datasets/dogs-other/train/x/1.jpg", Body=b"another prefix")
+    shutil.rmtree(source / "n02111500-Great_Pyrenees")
+    dropped = {p for p in _objects(s3, "datasets/dogs") if "Great_Pyrenees" in p}
+    assert len(dropped) == 10
+
+    kept = ingest(config, Workspace(tmp_path / "ws"), source=str(source), dest=uri)
+    assert (kept.stale, kept.pruned) == (10, 0) and dropped <= set(_objects(s3, "datasets/dogs"))
+
+    monkeypatch.setattr(s3store, "DELETE_BATCH", 4)  # 10 keys: three DeleteObjects requests
+    aws = AwsSession(config.sagemaker)
+    requests = []
+    # On the session, so the store's own client (made later) carries it.
+    aws.boto.events.register("provide-client-params.s3.DeleteObjects", lambda params, **_: requests.append(params))
+    pruned = ingest(config, Workspace(tmp_path / "ws"), source=str(source), dest=uri, prune=True, aws=aws)
+    assert (pruned.stale, pruned.pruned, pruned.uploaded) == (0, 10, 0)
+    assert [len(r["Delete"]["Objects"]) for r in requests] == [4, 4, 2]
+    assert all(r["Bucket"] == BUCKET and r["Delete"]["Quiet"] is True for r in requests)
+    assert {o["Key"] for r in requests for o in r["Delete"]["Objects"]} == {f"datasets/dogs/{p}" for p in dropped}
+    left = _objects(s3, "datasets/dogs")
+    manifest = parse_manifest(s3.get_object(Bucket=BUCKET, Key="datasets/dogs/manifest.json")["Body"].read())
+    assert set(left) == {f["path"] for f in manifest["files"]} | {"manifest.json", "README.txt"}
+    assert "train/x/1.jpg" in _objects(s3, "datasets/dogs-other")

@@ -22,6 +22,9 @@ def command(
     source: Annotated[Optional[str], typer.Argument(help="Folder, .zip/.tar/.tar.gz, or http(s) URL (default: data.source).")] = None,
     dest: Annotated[Optional[str], typer.Option("--dest", help="Local folder or s3://bucket/prefix (default: data.uri).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on any problem instead of excluding the file.")] = False,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Delete files in the destination's split folders that this dataset does not list.")
+    ] = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     backend: BackendOpt = None,
@@ -32,7 +35,7 @@ def command(
     # Imported here: the workflow pulls in Pillow (and boto3 for S3), which `dogbreed --help` must not pay for.
     from dogbreed.workflows.ingest import ingest
 
-    result = ingest(session.config, session.workspace, strict=strict, reporter=session.reporter)
+    result = ingest(session.config, session.workspace, strict=strict, prune=prune, reporter=session.reporter)
     session.emit(result.to_json(), render=lambda console: _render(result, console))
 
 
@@ -48,6 +51,8 @@ def _render(result: IngestResult, console: Console) -> None:
     table.add_row("train / valid / test", " / ".join(str(result.splits[s]) for s in ("train", "valid", "test")))
     table.add_row("uploaded / skipped", f"{result.uploaded} / {result.skipped}")
     table.add_row("problems", str(len(result.problems)))
+    if result.stale or result.pruned:
+        table.add_row("stale files", f"{result.pruned} pruned" if result.pruned else f"{result.stale} left (--prune)")
     table.add_row("manifest_sha256", result.manifest_sha256)
     table.add_row("took", f"{result.duration_s:.1f} s")
     console.print(table)

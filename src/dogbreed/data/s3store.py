@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import mimetypes
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from dogbreed.data.manifest import MANIFEST_NAME, parse_manifest
 from dogbreed.data.plan import PlannedFile
-from dogbreed.data.stores import Advance, run_parallel, vouched
+from dogbreed.data.stores import Advance, run_parallel, stale_paths, vouched
 from dogbreed.errors import DogbreedError, UsageError
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 SHA256_KEY = "sha256"  # x-amz-meta-sha256 on every object we store
 MULTIPART_THRESHOLD = 8 * 2**20  # boto3's default: below it a single PUT is cheapest
+DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -139,6 +141,28 @@ class S3Store:
             advance(1)
 
         run_parallel(upload, files, workers, "uploading")
+
+    def stale(self, keep: set[str]) -> list[str]:
+        return stale_paths(self.listing(), keep)
+
+    def remove(self, paths: Sequence[str], workers: int) -> None:
+        for start in range(0, len(paths), DELETE_BATCH):
+            batch = paths[start : start + DELETE_BATCH]
+            answer = self._call(
+                "delete_objects", Bucket=self.bucket, Delete={"Objects": [{"Key": self.key(p)} for p in batch], "Quiet": True}
+            )
+            errors = answer.get("Errors") or []
+            if errors:
+                first = errors[0]
+                raise DogbreedError(
+                    f"{self.uri}: could not delete {len(errors)} stale object(s); first: {first.get('Key')}: "
+                    f"{first.get('Code')} {first.get('Message', '')}".rstrip()
+                )
+
+    def lock(self) -> Any:
+        # S3 has no locks. Two ingests of the same source write the same bytes; of different
+        # sources, the manifest written last wins and `ingest --prune` again makes it whole.
+        return nullcontext()
 
     def write_manifest(self, data: bytes) -> None:
         self._call(

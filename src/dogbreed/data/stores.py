@@ -5,14 +5,22 @@ by what is really there (local: size, then sha256 when the manifest cannot vouch
 S3: the listing's size, then the sha256 kept in each object's metadata). Before the first
 file changes, the old manifest is removed, and the new one is written last: a manifest
 present at the destination always describes the files beside it.
+
+Files under the split folders that the new manifest does not list (an earlier ingest of
+another source, a photo since excluded, a temp file of a killed copy) are `stale`: reported,
+and deleted with `ingest --prune`. They never reach training, which reads the manifest, but
+SageMaker's File mode downloads the whole prefix, and a scan without manifest would see them.
+Only the split folders are ever pruned: anything else at the destination is not ours.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -26,6 +34,7 @@ if TYPE_CHECKING:
     from dogbreed.aws.session import AwsSession
 
 Advance = Callable[[float], None]
+SPLITS = ("train", "valid", "test")
 
 
 class DatasetStore(Protocol):
@@ -40,6 +49,17 @@ class DatasetStore(Protocol):
     def put(self, files: Sequence[PlannedFile], workers: int, advance: Advance) -> None: ...
 
     def write_manifest(self, data: bytes) -> None: ...
+
+    def stale(self, keep: set[str]) -> list[str]: ...
+
+    def remove(self, paths: Sequence[str], workers: int) -> None: ...
+
+    def lock(self) -> Any: ...
+
+
+def stale_paths(present: Iterable[str], keep: set[str]) -> list[str]:
+    """Paths under the split folders that `keep` (the new manifest's files) does not list."""
+    return sorted(p for p in present if p.split("/", 1)[0] in SPLITS and "/" in p and p not in keep)
 
 
 def vouched(previous: Mapping[str, Any] | None) -> dict[str, tuple[int, str]]:
@@ -127,6 +147,40 @@ class LocalStore:
 
     def write_manifest(self, data: bytes) -> None:
         _atomic_write(self.root / MANIFEST_NAME, lambda tmp: tmp.write_bytes(data))
+
+    def stale(self, keep: set[str]) -> list[str]:
+        present = (
+            path.relative_to(self.root).as_posix()
+            for split in SPLITS
+            for path in (self.root / split).rglob("*")
+            if path.is_file() or path.is_symlink()
+        )
+        return stale_paths(present, keep)
+
+    def remove(self, paths: Sequence[str], workers: int) -> None:
+        for path in paths:
+            (self.root / path).unlink(missing_ok=True)
+        # Class folders the removal emptied (deepest first); a folder with anything left stays.
+        for folder in sorted({(self.root / p).parent for p in paths}, key=lambda f: len(f.parts), reverse=True):
+            if folder != self.root and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """One ingest at a time per folder: two would interleave files and manifests."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        # The folder itself is locked, so the dataset holds no lock file of ours.
+        fd = os.open(self.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DogbreedError(
+                    f"another ingest is writing to {self.root}; wait for it to finish, or choose another --dest"
+                ) from None
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
 
 def open_store(uri: str, aws: Callable[[], AwsSession]) -> DatasetStore:

@@ -44,6 +44,8 @@ class IngestResult:
     skipped: int  # files the destination already held, unchanged
     problems: list[dict[str, str]]
     ignored: int = 0  # OS clutter such as .DS_Store and __MACOSX/ (never photos)
+    stale: int = 0  # files in the destination's split folders this dataset does not list, left there
+    pruned: int = 0  # such files deleted (--prune)
     bytes_uploaded: int = 0
     duration_s: float = 0.0
     timings_s: dict[str, float] = field(default_factory=dict)
@@ -62,6 +64,8 @@ class IngestResult:
             "layout": self.layout,
             "files": sum(self.splits.values()),
             "ignored": self.ignored,
+            "stale": self.stale,
+            "pruned": self.pruned,
             "bytes_uploaded": self.bytes_uploaded,
             "duration_s": self.duration_s,
             "timings_s": self.timings_s,
@@ -127,11 +131,13 @@ def ingest(
     source: str | None = None,
     dest: str | None = None,
     strict: bool = False,
+    prune: bool = False,
     reporter: Reporter | None = None,
     aws: AwsSession | None = None,
 ) -> IngestResult:
     """Ingest `source` (default data.source) into `dest` (default data.uri or the backend's
-    default) and record it in the ledger as the latest dataset."""
+    default) and record it in the ledger as the latest dataset. `prune`: delete the stale
+    files (stores.py) after the new manifest is written."""
     reporter = reporter or NullReporter()
     started = time.monotonic()
     timings: dict[str, float] = {}
@@ -173,18 +179,30 @@ def ingest(
         reporter.warn(f"{len(plan.problems)} problem(s), excluded from the dataset; first: {first['file']}: {first['problem']}")
     manifest = build_manifest(given, layout.kind, plan.labels, [f.manifest_entry() for f in plan.files])
 
-    previous = store.read_manifest()
-    to_put = store.missing(plan.files, previous, config.data.workers)
-    mark = lap("compare", mark)
-    encoded = dump_manifest(manifest)
-    if to_put or previous != manifest:
-        if to_put:
-            # From the first changed file on, the old manifest would no longer tell the truth.
-            store.discard_manifest()
-            with reporter.task(f"Storing {len(to_put)} files in {store.uri}", total=len(to_put)) as advance:
-                store.put(to_put, config.data.workers, advance)
-        store.write_manifest(encoded)
-    lap("store", mark)
+    with store.lock():
+        previous = store.read_manifest()
+        to_put = store.missing(plan.files, previous, config.data.workers)
+        mark = lap("compare", mark)
+        encoded = dump_manifest(manifest)
+        if to_put or previous != manifest:
+            if to_put:
+                # From the first changed file on, the old manifest would no longer tell the truth.
+                store.discard_manifest()
+                with reporter.task(f"Storing {len(to_put)} files in {store.uri}", total=len(to_put)) as advance:
+                    store.put(to_put, config.data.workers, advance)
+            store.write_manifest(encoded)
+        mark = lap("store", mark)
+        # After the manifest: an interrupted prune leaves extra files, never a missing one.
+        stale = store.stale({f.path for f in plan.files})
+        if stale and prune:
+            store.remove(stale, config.data.workers)
+            reporter.info(f"pruned {len(stale)} stale file(s) from {store.uri}")
+        elif stale:
+            reporter.warn(
+                f"{len(stale)} file(s) in {store.uri}'s split folders are not in this dataset (first: {stale[0]}); "
+                "training never reads them; `dogbreed ingest --prune` deletes them"
+            )
+        lap("prune", mark)
 
     result = IngestResult(
         name=local.name,
@@ -198,6 +216,8 @@ def ingest(
         skipped=len(plan.files) - len(to_put),
         problems=plan.problems,
         ignored=len(layout.ignored),
+        stale=0 if prune else len(stale),
+        pruned=len(stale) if prune else 0,
         bytes_uploaded=sum(f.size for f in to_put),
         duration_s=round(time.monotonic() - started, 3),
         timings_s=timings,
