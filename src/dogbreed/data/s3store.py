@@ -59,6 +59,7 @@ class S3Store:
     def __init__(self, bucket: str, prefix: str, client: Any) -> None:
         self.bucket, self.prefix, self.client = bucket, prefix, client
         self.uri = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+        self._listed: set[str] | None = None  # what missing() found, for stale()
 
     @classmethod
     def from_uri(cls, uri: str, aws: AwsSession) -> S3Store:
@@ -108,6 +109,7 @@ class S3Store:
 
     def missing(self, files: Sequence[PlannedFile], previous: Mapping[str, Any] | None, workers: int) -> list[PlannedFile]:
         known, there = vouched(previous), self.listing()
+        self._listed = set(there)
         to_head, out = [], []
         for planned in files:
             if there.get(planned.path) != planned.size:
@@ -143,9 +145,11 @@ class S3Store:
         run_parallel(upload, files, workers, "uploading")
 
     def stale(self, keep: set[str]) -> list[str]:
-        return stale_paths(self.listing(), keep)
+        # missing()'s listing is still right for this: every object put since is in `keep`.
+        # A re-ingest that changes nothing is mostly that listing; it is not repeated.
+        return stale_paths(self.listing() if self._listed is None else self._listed, keep)
 
-    def remove(self, paths: Sequence[str], workers: int) -> None:
+    def remove(self, paths: Sequence[str]) -> None:
         for start in range(0, len(paths), DELETE_BATCH):
             batch = paths[start : start + DELETE_BATCH]
             answer = self._call(

@@ -52,7 +52,7 @@ class DatasetStore(Protocol):
 
     def stale(self, keep: set[str]) -> list[str]: ...
 
-    def remove(self, paths: Sequence[str], workers: int) -> None: ...
+    def remove(self, paths: Sequence[str]) -> None: ...
 
     def lock(self) -> Any: ...
 
@@ -157,7 +157,7 @@ class LocalStore:
         )
         return stale_paths(present, keep)
 
-    def remove(self, paths: Sequence[str], workers: int) -> None:
+    def remove(self, paths: Sequence[str]) -> None:
         for path in paths:
             (self.root / path).unlink(missing_ok=True)
         # Class folders the removal emptied (deepest first); a folder with anything left stays.

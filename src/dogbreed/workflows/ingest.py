@@ -195,7 +195,7 @@ def ingest(
         # After the manifest: an interrupted prune leaves extra files, never a missing one.
         stale = store.stale({f.path for f in plan.files})
         if stale and prune:
-            store.remove(stale, config.data.workers)
+            store.remove(stale)
             reporter.info(f"pruned {len(stale)} stale file(s) from {store.uri}")
         elif stale:
             reporter.warn(
