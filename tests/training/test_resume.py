@@ -78,14 +78,8 @@ class SimulatedCrash(Exception):
     pass
 
 
-@pytest.mark.slow
-def test_cached_run_crashing_after_epoch_2_resumes_to_the_same_metrics(
-    job_module, monkeypatch, tmp_path, common_flags, reference_run
-):
-    train_module = job_module
-    """The feature-cache path is too fast to kill from outside, so the crash comes from
-    inside: right after the checkpoint of epoch 2 is on disk."""
-    args = train_module.get_args_parser().parse_args(common_flags)
+def crash_after_epoch_2(train_module, monkeypatch, args) -> None:
+    """Run train.py's main until the checkpoint of epoch 2 is on disk, then crash."""
     real_save = train_module.checkpoints.save
 
     def save_then_crash(directory, state, run_args):
@@ -98,6 +92,17 @@ def test_cached_run_crashing_after_epoch_2_resumes_to_the_same_metrics(
     with pytest.raises(SimulatedCrash):
         train_module.main(args)
     monkeypatch.setattr(train_module.checkpoints, "save", real_save)
+
+
+@pytest.mark.slow
+def test_cached_run_crashing_after_epoch_2_resumes_to_the_same_metrics(
+    job_module, monkeypatch, tmp_path, common_flags, reference_run
+):
+    train_module = job_module
+    """The feature-cache path is too fast to kill from outside, so the crash comes from
+    inside: right after the checkpoint of epoch 2 is on disk."""
+    args = train_module.get_args_parser().parse_args(common_flags)
+    crash_after_epoch_2(train_module, monkeypatch, args)
     final = train_module.main(args)
     job = JobRun(tmp_path, None)
     assert job.metrics()["history"] == reference_run.metrics()["history"]
@@ -134,18 +139,7 @@ def test_a_frozen_backbone_checkpoint_holds_what_training_changes_and_old_ones_s
 ):
     train_module = job_module
     args = train_module.get_args_parser().parse_args(common_flags)
-    real_save = train_module.checkpoints.save
-
-    def save_then_crash(directory, state, run_args):
-        path = real_save(directory, state, run_args)
-        if state.epoch == 2:
-            raise SimulatedCrash
-        return path
-
-    monkeypatch.setattr(train_module.checkpoints, "save", save_then_crash)
-    with pytest.raises(SimulatedCrash):
-        train_module.main(args)
-    monkeypatch.setattr(train_module.checkpoints, "save", real_save)
+    crash_after_epoch_2(train_module, monkeypatch, args)
 
     path = tmp_path / "checkpoints" / "checkpoint.pth"
     blob = torch.load(path, map_location="cpu", weights_only=True)
