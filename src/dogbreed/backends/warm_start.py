@@ -46,9 +46,9 @@ from dogbreed.jobspec import ENTRY_POINT, SOURCE_DIR
 # Short names for `ps`/`top` (Linux comm, 15 bytes): a forked process keeps the worker's
 # command line, so its name is what tells the three apart.
 SUPERVISOR_NAME = "dogbreed-job"
+TRAIN_NAME = "train.py"
 # The job log's second line when train.py was forked rather than exec'd.
 FORKED_NOTE = "train.py forked from a warm worker that imported torch once (tune.prewarm)"
-TRAIN_NAME = "train.py"
 
 
 class ForkedChild:

@@ -53,9 +53,8 @@ def command(
 
     ledger = session.workspace.ledger
     # A backend that lists this project's endpoints by tags (SageMaker) adds those the ledger
-    # does not know; local endpoints all live in this workspace's ledger.
-    lists = session.config.backend != "local" and (all_ or expired or bool(names))
-    backend_ = get_backend(session) if lists else None
+    # does not know (listed_endpoints is empty for one that cannot list, as local).
+    backend_ = get_backend(session) if (all_ or expired or names) else None
     listed = listed_endpoints(backend_)
     plan = select(
         ledger, session.config.backend, names or [], all_, session.reporter, expired=expired, listed=listed
