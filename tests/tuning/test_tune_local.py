@@ -19,6 +19,9 @@ from dogbreed.tuning.study import TuningSetup, open_study
 pytestmark = pytest.mark.slow
 
 FINISHED = ("Completed", "Stopped", "Failed")
+# For tests that must catch a trial mid-run: a cached, forked trial ends in about 0.3 s, so
+# these run the backbone every epoch (seconds per trial), as the pruning test does.
+UNCACHED = {"feature_cache": False}
 
 
 def answer_of(result) -> dict:
@@ -106,7 +109,7 @@ def _start_cli(env, *args: str) -> subprocess.Popen:
 
 
 def test_a_killed_study_resumes_without_rerunning_finished_trials(tune_env):
-    tune_env.write_config(tune={"max_jobs": 3, "max_parallel_jobs": 1})
+    tune_env.write_config(train=UNCACHED, tune={"max_jobs": 3, "max_parallel_jobs": 1})
     proc = _start_cli(tune_env, "tune", "--name", "tune-killed", "--json")
     try:
         def one_done_one_running():
@@ -140,7 +143,7 @@ def test_a_killed_study_resumes_without_rerunning_finished_trials(tune_env):
 
 
 def test_a_failed_trial_is_recorded_and_the_study_goes_on(tune_env):
-    tune_env.write_config(tune={"max_jobs": 2, "max_parallel_jobs": 1})
+    tune_env.write_config(train=UNCACHED, tune={"max_jobs": 2, "max_parallel_jobs": 1})
     proc = _start_cli(tune_env, "tune", "--name", "tune-oom", "--json")
     try:
         status = job_dir(tune_env, "tune-oom-t000") / "status.json"
@@ -202,7 +205,7 @@ def test_no_wait_starts_detached_workers_and_a_later_tune_follows_them(tune_env)
 
 
 def test_ctrl_c_stops_every_job_and_tune_again_resumes_the_latest_unfinished_job(tune_env):
-    tune_env.write_config(tune={"max_jobs": 2, "max_parallel_jobs": 2})
+    tune_env.write_config(train=UNCACHED, tune={"max_jobs": 2, "max_parallel_jobs": 2})
     proc = _start_cli(tune_env, "tune", "--json")
     try:
         def running_jobs():
