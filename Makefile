@@ -27,11 +27,19 @@ browser:
 test: setup browser
 	$(BIN)/python -m pytest -q
 
-$(DEBUGGER_VENV)/.installed: tests/debugger/requirements.txt
+# torch is borrowed from the main environment, not installed again: the CUDA build is 5.5 GB
+# and a second copy filled a CI machine's disk. A .pth line appends the main site-packages
+# after this environment's own, so smdebug's protobuf 3.20.3 and numpy<2 shadow the main
+# ones while torch, torchvision and their CUDA libraries come from there.
+$(DEBUGGER_VENV)/.installed: tests/debugger/requirements.txt $(VENV)/.installed
+	rm -rf $(DEBUGGER_VENV)
 	$(PYTHON) -m venv $(DEBUGGER_VENV)
 	$(DBIN)/pip install --quiet --upgrade pip
-	$(DBIN)/pip install --quiet $(TORCH)
 	$(DBIN)/pip install --quiet -r tests/debugger/requirements.txt
+	$(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' > \
+		"$$($(DBIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/dogbreed-main-venv.pth"
+	$(DBIN)/python -c 'import google.protobuf as p, numpy, torch, torchvision, smdebug; \
+		assert p.__version__ == "3.20.3" and numpy.__version__ < "2", (p.__version__, numpy.__version__)'
 	touch $@
 
 test-debugger: $(DEBUGGER_VENV)/.installed
