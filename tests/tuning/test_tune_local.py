@@ -204,6 +204,49 @@ def test_no_wait_starts_detached_workers_and_a_later_tune_follows_them(tune_env)
     assert int((workers / "0.pid").read_text()) == started["workers"][0]
 
 
+def test_ctrl_c_after_the_last_trial_finished_reports_the_completed_job(tune_env):
+    """Ctrl-C that lands between the last trial's end and the answer is not an interruption."""
+    from dogbreed.config import load_config
+    from dogbreed.workflows.tune import LocalTuning, plan
+
+    tune_env.write_config(tune={"max_jobs": 2})
+    job = LocalTuning(plan(load_config([tune_env.config]), tune_env.ledger), tune_env.ledger)
+    job.begin()
+    job.launch(detached=False)
+    seen = []
+
+    def ctrl_c_once_all_finished(records):
+        seen.append([r.state for r in records])
+        if len(records) == 2 and all(r.state in FINISHED for r in records):
+            raise KeyboardInterrupt
+
+    answer = job.run(ctrl_c_once_all_finished)
+    assert seen[-1] == ["Completed", "Completed"]  # the Ctrl-C was raised, and absorbed
+    assert answer["state"] == "Completed" and [t["status"] for t in answer["trials"]] == ["Completed"] * 2
+    assert answer["best"]["name"] in {t["name"] for t in answer["trials"]}
+    assert tune_env.ledger.get("tuning-job", answer["tuning_job"], "local").state == "Completed"
+
+
+def test_ctrl_c_during_a_trial_propagates_and_leaves_a_stopped_job(tune_env):
+    from dogbreed.config import load_config
+    from dogbreed.workflows.tune import LocalTuning, plan
+
+    tune_env.write_config(train=UNCACHED, tune={"max_jobs": 2})
+    job = LocalTuning(plan(load_config([tune_env.config]), tune_env.ledger), tune_env.ledger)
+    job.begin()
+    job.launch(detached=False)
+
+    def ctrl_c_while_running(records):
+        if any(r.state == "InProgress" for r in records):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        job.run(ctrl_c_while_running)
+    (record,) = tune_env.ledger.list("tuning-job")
+    assert record.state == "Stopped"
+    assert all(t.state in FINISHED for t in job.trial_records())  # the running job was stopped
+
+
 def test_ctrl_c_stops_every_job_and_tune_again_resumes_the_latest_unfinished_job(tune_env):
     tune_env.write_config(train=UNCACHED, tune={"max_jobs": 2, "max_parallel_jobs": 2})
     proc = _start_cli(tune_env, "tune", "--json")

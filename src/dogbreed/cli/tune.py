@@ -47,13 +47,8 @@ def _run_local(session: Session, plan, wait: bool) -> dict[str, Any]:
                 "follow": f"dogbreed tune --name {plan.setup.name}"}
     title = f"tuning job {plan.setup.name} · {plan.setup.config.tune.strategy} · {plan.setup.budget} trials"
     metric = plan.setup.metric
-    try:
-        with TrialView(session.stderr, title, metric, quiet=session.json_mode and not session.verbose) as view:
-            job.follow(view.show)
-    except KeyboardInterrupt:
-        job.interrupt()
-        raise
-    return job.finish()
+    with TrialView(session.stderr, title, metric, quiet=session.json_mode and not session.verbose) as view:
+        return job.run(view.show)
 
 
 def command(

@@ -255,13 +255,25 @@ class LocalTuning:
         logs = sorted(self.folder.glob("worker-*.log"))
         return f"{last_error(logs[0])} (see {logs[0]})" if logs else f"no worker log in {self.folder}"
 
-    def interrupt(self) -> None:
+    def run(self, show: Callable[[list[Resource]], None]) -> dict[str, Any]:
+        """follow() to the end and the answer. Ctrl-C stops the workers and propagates, unless
+        every trial had already finished: a job that completed is not reported interrupted."""
+        try:
+            self.follow(show)
+        except KeyboardInterrupt:
+            answer = self.interrupt()
+            if answer["state"] == "Stopped":
+                raise
+            return answer
+        return self.finish()
+
+    def interrupt(self) -> dict[str, Any]:
         """Ctrl-C: stop the workers (each stops its job), settle, and leave a resumable job."""
         from dogbreed.tuning import pool
 
         pool.stop(self.folder)
         self.settle()
-        self.finish()
+        return self.finish()
 
     def _job_outcome(self, name: str) -> Any:
         """A finished trial's job once its supervisor is done packing model.tar.gz."""
