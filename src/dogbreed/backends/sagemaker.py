@@ -125,15 +125,16 @@ class SageMakerBackend:
 
     # ------------------------------------------------------------------ training
 
-    def _training_job(self, request: TrainingRequest, dry_run: bool) -> tuple[Any, JobInputs, StagedObject, RecordingClient]:
+    def _estimator(
+        self, config: Any, dataset_uri: str, dry_run: bool, *, tags: list[dict[str, str]], instance_type: str,
+        flags: dict[str, Any] | None = None, checkpoint_job: str | None = None,
+    ) -> tuple[Any, JobInputs, StagedObject, RecordingClient]:
+        """What a training job and a tuner's trials share: the source bundle and the channels
+        under the bucket's root, and an estimator of train.py with the config's settings."""
         aws, session, recorder = self._sdk(dry_run)
-        config = request.config
         s3_root = aws.s3_uri()
         bundle = source_bundle(s3_root)
-        flags = dict(request.hyperparameters)
-        if request.max_batches:
-            flags["max-batches"] = request.max_batches  # as the local backend passes it
-        inputs = job_inputs(config, request.dataset_uri, s3_root, flags)
+        inputs = job_inputs(config, dataset_uri, s3_root, flags)
         estimator = build_estimator(
             config,
             session,
@@ -141,11 +142,24 @@ class SageMakerBackend:
             code_uri=bundle.uri,
             s3_root=s3_root,
             hyperparameters=inputs.hyperparameters,
-            tags=resource_tags(config.sagemaker, run=request.name, kind="training-job"),
-            instance_type=config.sagemaker.instance_type.train,
-            checkpoint_job=request.name,
+            tags=tags,
+            instance_type=instance_type,
+            checkpoint_job=checkpoint_job,
         )
         return estimator, inputs, bundle, recorder
+
+    def _training_job(self, request: TrainingRequest, dry_run: bool) -> tuple[Any, JobInputs, StagedObject, RecordingClient]:
+        config = request.config
+        flags = dict(request.hyperparameters)
+        if request.max_batches:
+            flags["max-batches"] = request.max_batches  # as the local backend passes it
+        return self._estimator(
+            config, request.dataset_uri, dry_run,
+            tags=resource_tags(config.sagemaker, run=request.name, kind="training-job"),
+            instance_type=config.sagemaker.instance_type.train,
+            flags=flags,
+            checkpoint_job=request.name,
+        )
 
     def plan_training(self, request: TrainingRequest) -> dict[str, Any]:
         """The exact CreateTrainingJob request and the cost estimate; nothing is called."""
@@ -245,22 +259,10 @@ class SageMakerBackend:
     # ------------------------------------------------------------------ tuning
 
     def _tuning_job(self, request: TuningRequest, dry_run: bool) -> tuple[Any, JobInputs, StagedObject, RecordingClient]:
-        aws, session, recorder = self._sdk(dry_run)
         config = request.config
-        name = naming.tuning_job_name(request.name)
-        s3_root = aws.s3_uri()
-        bundle = source_bundle(s3_root)
-        inputs = job_inputs(config, request.dataset_uri, s3_root)
-        tags = resource_tags(config.sagemaker, run=name, kind="tuning-job")
-        estimator = build_estimator(
-            config,
-            session,
-            role=aws.role,
-            code_uri=bundle.uri,
-            s3_root=s3_root,
-            hyperparameters=inputs.hyperparameters,
-            tags=tags,
-            instance_type=config.sagemaker.instance_type.tune,
+        tags = resource_tags(config.sagemaker, run=naming.tuning_job_name(request.name), kind="tuning-job")
+        estimator, inputs, bundle, recorder = self._estimator(
+            config, request.dataset_uri, dry_run, tags=tags, instance_type=config.sagemaker.instance_type.tune
         )
         return build_tuner(config, estimator, tags=tags), inputs, bundle, recorder
 

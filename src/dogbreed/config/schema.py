@@ -8,24 +8,13 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DOGIMAGES_URL = "https://s3-us-west-1.amazonaws.com/udacity-aind/dog-project/dogImages.zip"
 
 # torchvision classifiers the training package knows how to re-head (see source_dir/breedkit/models.py).
-ARCHS = (
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "mobilenet_v2",
-    "mobilenet_v3_small",
-    "mobilenet_v3_large",
-    "efficientnet_b0",
-    "efficientnet_b1",
-    "convnext_tiny",
-)
 Arch = Literal[
     "resnet18",
     "resnet34",
@@ -37,6 +26,7 @@ Arch = Literal[
     "efficientnet_b1",
     "convnext_tiny",
 ]
+ARCHS: tuple[str, ...] = get_args(Arch)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
