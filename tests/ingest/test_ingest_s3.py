@@ -4,6 +4,7 @@ skipping what is there, and an interrupted upload that the next run completes.""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 
@@ -13,6 +14,7 @@ import pytest
 from dogbreed.aws.session import AwsSession
 from dogbreed.config import load_config
 from dogbreed.data.manifest import parse_manifest
+from dogbreed.data.s3store import LOCK_NAME, S3Store
 from dogbreed.errors import DogbreedError
 from dogbreed.ledger import Ledger
 from dogbreed.workflows.ingest import ingest
@@ -59,6 +61,8 @@ class FailingSession(AwsSession):
                 return getattr(real, name)
 
             def put_object(self, **request):
+                if request["Key"].endswith(LOCK_NAME):
+                    return real.put_object(**request)  # the ingest lock, not an upload
                 with session.lock:
                     session.allow -= 1
                     if session.allow < 0:
@@ -177,3 +181,57 @@ def test_prune_deletes_the_stale_objects_in_batches_and_nothing_outside_the_spli
     manifest = parse_manifest(s3.get_object(Bucket=BUCKET, Key="datasets/dogs/manifest.json")["Body"].read())
     assert set(left) == {f["path"] for f in manifest["files"]} | {"manifest.json", "README.txt"}
     assert "train/x/1.jpg" in _objects(s3, "datasets/dogs-other")
+
+
+def test_one_ingest_at_a_time_per_prefix_through_a_conditional_write(s3, tmp_path):
+    config = _config(tmp_path)
+    uri = f"s3://{BUCKET}/locked"
+    aws = AwsSession(config.sagemaker)
+    requests = []
+    for operation in ("PutObject", "DeleteObject"):
+        aws.boto.events.register(f"provide-client-params.s3.{operation}", lambda params, **_: requests.append(params))
+    first = ingest(config, Workspace(tmp_path / "ws"), source=str(DOGS), dest=uri, aws=aws)
+    # The lock is created only if absent (If-None-Match: *) and deleted only while still ours.
+    lock_puts = [r for r in requests if r["Key"] == f"locked/{LOCK_NAME}" and "IfNoneMatch" in r]
+    (deleted,) = [r for r in requests if r["Key"] == f"locked/{LOCK_NAME}" and "IfMatch" in r]
+    assert len(lock_puts) == 1 and lock_puts[0]["IfNoneMatch"] == "*"
+    body = lock_puts[0]["Body"]
+    holder = json.loads(body if isinstance(body, bytes) else body.getvalue())
+    assert holder["pid"] == os.getpid() and len(holder["token"]) == 32
+    assert deleted["IfMatch"].strip('"') and LOCK_NAME not in _objects(s3, "locked")
+    before = {k: s3.head_object(Bucket=BUCKET, Key=f"locked/{k}")["ETag"] for k in _objects(s3, "locked")}
+
+    # While another ingest holds the prefix, a second one (another split: it would rewrite
+    # files and the manifest) is refused with one line naming the holder, and writes nothing.
+    with S3Store.from_uri(uri, AwsSession(config.sagemaker)).lock():
+        result = dogbreed_cli("ingest", str(DOGS), "--dest", uri, "--set", "data.seed=5", cwd=tmp_path)
+        assert result.returncode == 1 and result.stdout == ""
+        (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert line.startswith(f"error: another ingest is writing to {uri} (since ")
+        assert f"delete {uri}/{LOCK_NAME}" in line
+        assert {k: s3.head_object(Bucket=BUCKET, Key=f"locked/{k}")["ETag"] for k in _objects(s3, "locked") if k != LOCK_NAME} == before
+    assert LOCK_NAME not in _objects(s3, "locked")
+    again = ingest(_config(tmp_path, "data.seed=5"), Workspace(tmp_path / "ws"), source=str(DOGS), dest=uri)
+    assert again.manifest_sha256 != first.manifest_sha256
+
+
+def test_a_lock_left_by_a_killed_ingest_is_named_and_a_stolen_lock_is_not_released(s3, tmp_path):
+    config = _config(tmp_path)
+    uri = f"s3://{BUCKET}/left"
+    s3.put_object(Bucket=BUCKET, Key=f"left/{LOCK_NAME}", Body=b"written by hand")
+    with pytest.raises(DogbreedError, match=rf"another ingest is writing to {uri} \(lock held\).*delete {uri}/{LOCK_NAME}"):
+        ingest(config, Workspace(tmp_path / "ws"), source=str(DOGS), dest=uri)
+    assert set(_objects(s3, "left")) == {LOCK_NAME}  # refused before any upload
+    s3.delete_object(Bucket=BUCKET, Key=f"left/{LOCK_NAME}")  # what the message says to do
+    assert ingest(config, Workspace(tmp_path / "ws"), source=str(DOGS), dest=uri).uploaded == 100
+
+    # A's lock is deleted by hand and B takes the prefix: A, finishing late, leaves B's lock alone.
+    a = S3Store.from_uri(uri, AwsSession(config.sagemaker)).lock()
+    b = S3Store.from_uri(uri, AwsSession(config.sagemaker)).lock()
+    a.__enter__()
+    s3.delete_object(Bucket=BUCKET, Key=f"left/{LOCK_NAME}")
+    b.__enter__()
+    a.__exit__(None, None, None)
+    assert LOCK_NAME in _objects(s3, "left")
+    b.__exit__(None, None, None)
+    assert LOCK_NAME not in _objects(s3, "left")

@@ -9,9 +9,14 @@ a later run tells a complete upload from one that an interruption left behind.
 
 from __future__ import annotations
 
+import json
 import mimetypes
-from collections.abc import Mapping, Sequence
-from contextlib import nullcontext
+import os
+import socket
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from dogbreed.data.manifest import MANIFEST_NAME, parse_manifest
@@ -25,6 +30,7 @@ if TYPE_CHECKING:
 SHA256_KEY = "sha256"  # x-amz-meta-sha256 on every object we store
 MULTIPART_THRESHOLD = 8 * 2**20  # boto3's default: below it a single PUT is cheapest
 DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
+LOCK_NAME = ".dogbreed-ingest.lock"  # beside manifest.json while an ingest writes
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -163,10 +169,73 @@ class S3Store:
                     f"{first.get('Code')} {first.get('Message', '')}".rstrip()
                 )
 
-    def lock(self) -> Any:
-        # S3 has no locks. Two ingests of the same source write the same bytes; of different
-        # sources, the manifest written last wins and `ingest --prune` again makes it whole.
-        return nullcontext()
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """One ingest at a time per prefix, as LocalStore's flock gives per folder.
+
+        S3 has no locks, but it has conditional writes: PutObject with If-None-Match: * creates
+        the lock object only if it does not exist, atomically. The object names its holder, and
+        is deleted on the way out (Ctrl-C and errors included); a killed ingest leaves it, and
+        the refusal says which object to delete once no ingest runs.
+        """
+        key = self.key(LOCK_NAME)
+        etag = self._acquire(key)
+        try:
+            yield
+        finally:
+            if etag:
+                self._release(key, etag)
+
+    def _acquire(self, key: str) -> str:
+        """The lock object's ETag; "" where the store has no conditional writes (no lock then)."""
+        from botocore.exceptions import ClientError
+
+        # The token makes each lock's ETag (an MD5 of the body) its own, for _release's If-Match.
+        holder = {
+            "host": socket.gethostname(), "pid": os.getpid(),
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "token": uuid.uuid4().hex,
+        }
+        try:
+            return self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=json.dumps(holder).encode(), IfNoneMatch="*", ContentType="application/json"
+            )["ETag"]
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict"):  # 412: held; 409: a racing create
+                raise DogbreedError(
+                    f"another ingest is writing to {self.uri} ({self._holder(key)}); wait for it to finish, "
+                    f"or, if none is running, delete {self.uri}/{LOCK_NAME} and run again"
+                ) from None
+            if code == "NotImplemented":  # an S3-compatible store without conditional writes
+                return ""
+            raise explain(exc, self.uri) from exc
+        except Exception as exc:  # noqa: BLE001 - connection errors share no useful base
+            raise explain(exc, self.uri) from exc
+
+    def _release(self, key: str, etag: str) -> None:
+        """Delete the lock if it is still ours: if someone deleted it and another ingest took
+        it, its ETag differs and S3 refuses (412). A store without conditional deletes gets a
+        plain delete. Best effort: a lock left behind is named by the next ingest's refusal."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key, IfMatch=etag)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code", "") in ("NotImplemented", "InvalidArgument", "InvalidRequest"):
+                try:
+                    self.client.delete_object(Bucket=self.bucket, Key=key)
+                except Exception:  # noqa: BLE001 - see above
+                    pass
+        except Exception:  # noqa: BLE001 - see above
+            pass
+
+    def _holder(self, key: str) -> str:
+        """Who holds the lock, from its body; best effort, the refusal stands without it."""
+        try:
+            holder = json.loads(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+            return f"since {holder['started']}, pid {holder['pid']} on {holder['host']}"
+        except Exception:  # noqa: BLE001 - released meanwhile, or not written by us
+            return "lock held"
 
     def write_manifest(self, data: bytes) -> None:
         self._call(
