@@ -32,9 +32,10 @@ EXPECTED = {
 DOGBREED = str(Path(sys.executable).parent / "dogbreed")
 
 
-def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+def cli(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [DOGBREED, *args], cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600
+        [DOGBREED, *args], cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600,
+        env={k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None},
     )
 
 
@@ -84,6 +85,14 @@ def test_deploy_predict_status_teardown(tmp_path, model_tar, predict_dir):
     assert [(r["kind"], r["name"], r["state"], r["est_cost_per_hour"]) for r in live] == [
         ("endpoint", "dogbreed", "in-service", 0.0)
     ]
+    # For people: in a log (no terminal, no COLUMNS) the table is laid out wide, not cut at 80
+    # columns; in a narrow terminal the URL goes below it, and no cell is cut short.
+    logged = cli(tmp_path, "status", env={"COLUMNS": None}).stdout
+    row = next(line for line in logged.splitlines() if "dogbreed" in line)
+    assert "…" not in logged and "in-service" in row and endpoint["url"] in row
+    narrow = cli(tmp_path, "status", env={"COLUMNS": "80"}).stdout
+    assert max(map(len, narrow.splitlines())) <= 80 and "…" not in narrow
+    assert f"dogbreed: {endpoint['url']}" in narrow.splitlines()
 
     first = cli(tmp_path, "teardown", "--json")  # stdin is not a terminal: no question asked
     assert first.returncode == 0, first.stderr

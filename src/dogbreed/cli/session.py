@@ -24,8 +24,23 @@ from dogbreed.workspace import Workspace
 VERBOSE = {"on": False}
 
 
+# Rich lays out for 80 columns when output is not a terminal (a CI log, `make demo | tee`),
+# which cuts tables into "dogbree…"; a log has no width, so give it a wide one. COLUMNS wins.
+LOG_WIDTH = 160
+
+
+def _width(stream: Any) -> int | None:
+    if "COLUMNS" in os.environ or stream.isatty():
+        return None  # rich's own choice: COLUMNS, else the terminal's size
+    return LOG_WIDTH
+
+
 def stderr_console() -> Console:
-    return Console(stderr=True, soft_wrap=True)
+    return Console(stderr=True, soft_wrap=True, width=_width(sys.stderr))
+
+
+def stdout_console() -> Console:
+    return Console(soft_wrap=True, width=_width(sys.stdout))
 
 
 @dataclass
@@ -34,7 +49,7 @@ class Session:
     json_mode: bool = False
     verbose: bool = False
     config_files: list[Path] = field(default_factory=list)
-    stdout: Console = field(default_factory=lambda: Console(soft_wrap=True))
+    stdout: Console = field(default_factory=stdout_console)
     stderr: Console = field(default_factory=stderr_console)
 
     @classmethod

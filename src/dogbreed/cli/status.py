@@ -10,6 +10,7 @@ from dogbreed.cli.options import BackendOpt, ConfigOpt, JsonOpt, SetOpt, Verbose
 from dogbreed.cli.session import Session
 
 NAME = "status"
+WIDE_ENOUGH = 120  # columns for the table with its "where" column
 
 
 def _duration(seconds: int | None) -> str:
@@ -21,6 +22,10 @@ def _duration(seconds: int | None) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
+def _where(resource: dict) -> str:
+    return resource.get("url") or resource.get("arn") or ""
+
+
 def _render(answer: dict):
     def render(console) -> None:
         from rich.table import Table
@@ -28,16 +33,23 @@ def _render(answer: dict):
         if not answer["resources"]:
             console.print("Nothing is running.")
             return
+        # A URL or ARN is the widest cell by far: in a terminal narrower than WIDE_ENOUGH (or a
+        # CI log's 80 columns) it goes below the table, so that no name is cut to "dogbree…".
+        wide = console.width >= WIDE_ENOUGH
         table = Table(title_justify="left")
-        for column in ("kind", "name", "backend", "state", "age", "expires in", "$/hour", "where"):
-            table.add_column(column, justify="right" if column == "$/hour" else "left")
+        for column in ("kind", "name", "backend", "state", "age", "expires in", "$/hour", *(("where",) if wide else ())):
+            table.add_column(column, justify="right" if column == "$/hour" else "left", no_wrap=column in ("name", "where"))
         for r in answer["resources"]:
             state = r["state"] if r.get("checked") else f"{r['state']} (unchecked)"
             table.add_row(
                 r["kind"], r["name"], r["backend"], state, _duration(r["age_s"]), _duration(r["expires_in_s"]),
-                f"{r['est_cost_per_hour']:.3f}", r.get("url") or r.get("arn") or "",
+                f"{r['est_cost_per_hour']:.3f}", *((_where(r),) if wide else ()),
             )
         console.print(table)
+        if not wide:
+            for r in answer["resources"]:
+                if _where(r):
+                    console.print(f"{r['name']}: {_where(r)}", highlight=False, soft_wrap=False, overflow="fold")
         total = sum(r["est_cost_per_hour"] for r in answer["resources"] if r["state"] not in ("gone", "deleted"))
         console.print(f"Estimated total: ${total:.2f}/hour", highlight=False)
 
