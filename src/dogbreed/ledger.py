@@ -144,8 +144,11 @@ class Ledger:
         with self._transaction() as db:
             seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM resources").fetchone()[0]
             old = db.execute(
-                "SELECT created_at FROM resources WHERE kind=? AND backend=? AND name=?", (kind, backend, name)
+                "SELECT created_at, state FROM resources WHERE kind=? AND backend=? AND name=?", (kind, backend, name)
             ).fetchone()
+            # Recorded again while it lives (a resumed job, a replaced endpoint's new server):
+            # the same resource, same age. After it was deleted, the name starts a new one.
+            born = old["created_at"] if old and old["state"] not in GONE_STATES else stamp
             db.execute(
                 "INSERT OR REPLACE INTO resources VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
@@ -155,7 +158,7 @@ class Ledger:
                     uri,
                     state,
                     parent,
-                    old["created_at"] if old and state not in GONE_STATES else stamp,
+                    born,
                     stamp,
                     _iso(expires_at),
                     json.dumps(meta or {}, sort_keys=True, default=str),

@@ -31,6 +31,23 @@ def test_record_get_latest_and_update(tmp_path):
     assert [r.name for r in ledger.list("dataset")] == ["more", "dogs"]
 
 
+def test_a_name_recorded_again_keeps_its_age_while_it_lives_and_starts_anew_after_deletion(tmp_path, monkeypatch):
+    import dogbreed.ledger as ledger_module
+
+    clock = [now() - timedelta(hours=2)]
+    monkeypatch.setattr(ledger_module, "now", lambda: clock[0])
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    born = ledger.record("endpoint", "demo", "local", state="creating").created_at
+    clock[0] += timedelta(minutes=5)
+    again = ledger.record("endpoint", "demo", "local", state="in-service")  # the same live endpoint
+    assert again.created_at == born and again.updated_at == clock[0]
+    clock[0] += timedelta(minutes=5)
+    ledger.update("endpoint", "demo", "local", state="deleted")
+    clock[0] += timedelta(hours=1)
+    redeployed = ledger.record("endpoint", "demo", "local", state="creating")  # the name, a new endpoint
+    assert redeployed.created_at == clock[0]
+
+
 def test_same_name_on_two_backends_are_two_resources(tmp_path):
     ledger = Ledger(tmp_path / "l.sqlite")
     ledger.record("endpoint", "dogbreed", "local")
