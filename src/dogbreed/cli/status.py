@@ -38,7 +38,9 @@ def _render(answer: dict):
         wide = console.width >= WIDE_ENOUGH
         table = Table(title_justify="left")
         for column in ("kind", "name", "backend", "state", "age", "expires in", "$/hour", *(("where",) if wide else ())):
-            table.add_column(column, justify="right" if column == "$/hour" else "left", no_wrap=column in ("name", "where"))
+            # A name is what `teardown NAME` takes: never cut. A long ARN folds onto a second line.
+            table.add_column(column, justify="right" if column == "$/hour" else "left", no_wrap=column == "name",
+                             overflow="fold" if column == "where" else "ellipsis")
         for r in answer["resources"]:
             state = r["state"] if r.get("checked") else f"{r['state']} (unchecked)"
             table.add_row(
