@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from dogbreed.processes import command_line, is_alive
+
 WORKER_MODULE = "dogbreed.tuning.worker"
 
 
@@ -50,36 +52,20 @@ def _wait_for_exec(proc: subprocess.Popen, folder: Path, timeout: float = 10.0) 
     # call a worker that is just starting dead.
     deadline = time.monotonic() + timeout
     while proc.poll() is None and time.monotonic() < deadline:
-        if _cmdline_names_worker(proc.pid, folder) is not False:
+        if _cmdline_names_worker(proc.pid, folder):
             return
         time.sleep(0.01)
 
 
-def _cmdline_names_worker(pid: int, folder: Path) -> bool | None:
-    """Whether pid's command line is a worker of this folder; None without /proc (macOS)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except FileNotFoundError:
-        return False if Path("/proc/self").exists() else None
-    except OSError:
-        return None
-    return WORKER_MODULE.encode() in cmdline and str(folder).encode() in cmdline
+def _cmdline_names_worker(pid: int, folder: Path) -> bool:
+    """Whether pid's command line (now: a pid may be reused) is a worker of this folder.
+    The folder is matched as a whole argument, also where `ps` split it at its spaces."""
+    cmdline = command_line(pid)
+    return cmdline is not None and WORKER_MODULE in cmdline and f" {folder} " in f" {' '.join(cmdline)} "
 
 
 def _is_our_worker(pid: int, folder: Path) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False
-    try:
-        # A zombie child of ours has finished.
-        if os.waitpid(pid, os.WNOHANG) != (0, 0):
-            return False
-    except ChildProcessError:
-        pass
-    return _cmdline_names_worker(pid, folder) is not False  # without /proc, trust the pid
+    return is_alive(pid) and _cmdline_names_worker(pid, folder)
 
 
 def alive(folder: Path) -> list[int]:
