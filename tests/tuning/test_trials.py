@@ -54,3 +54,18 @@ def test_tuning_state_and_first_failure():
     assert first_failure(failed).failure == "first"
     assert tuning_state([*failed, trial(2, "Completed", 0.1)], 3) == "Completed"
     assert tuning_state([trial(0, "Completed", 0.1), trial(1, "Failed", retried=True)], 2) == "Stopped"
+
+
+def test_each_trial_process_gets_its_share_of_the_cores(monkeypatch):
+    """What a worker exports before it imports torch, and what a plan shows: one formula."""
+    from dogbreed.backends.local_training import trial_threads
+    from dogbreed.config import load_config
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    shares = {
+        (parallel, processes): trial_threads(
+            load_config(sets=["tune.max_jobs=16", f"tune.max_parallel_jobs={parallel}", f"train.processes={processes}"])
+        )
+        for parallel, processes in ((1, 1), (2, 1), (2, 2), (3, 1), (16, 1))
+    }
+    assert shares == {(1, 1): 8, (2, 1): 4, (2, 2): 2, (3, 1): 2, (16, 1): 1}

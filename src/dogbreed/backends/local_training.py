@@ -32,6 +32,13 @@ TERMINAL = ("Completed", "Failed", "Stopped")
 POLL_SECONDS = 0.05  # reading status.json and the log tail: cheap, and trials last under a second
 
 
+def trial_threads(config: Config) -> int:
+    """torch threads per process of a tuning trial. Trials run side by side: each gets its
+    share of the cores, or their thread pools spin against each other (several times slower
+    on 2 cores). A tuning worker exports it before it imports torch (tuning/worker.py)."""
+    return max(1, (os.cpu_count() or 1) // (config.tune.max_parallel_jobs * config.train.processes))
+
+
 def parse_log(text: str) -> tuple[list[dict[str, float]], dict[str, float]]:
     """(per-epoch history, final metrics) from the job's output, with the SageMaker regexes.
 
@@ -94,10 +101,7 @@ class LocalTraining:
         processes = self.config.train.processes
         env = job_env(JobLayout(layout.root.resolve()), channels, hyperparameters)
         if request.parent and "OMP_NUM_THREADS" not in os.environ:
-            # Trials run side by side: give each its share of the cores, or their torch
-            # thread pools spin against each other (several times slower on 2 cores).
-            share = (os.cpu_count() or 1) // (self.config.tune.max_parallel_jobs * processes)
-            env["OMP_NUM_THREADS"] = str(max(1, share))
+            env["OMP_NUM_THREADS"] = str(trial_threads(self.config))
         return {
             "name": request.name,
             "job_dir": str(layout.root.resolve()),

@@ -20,16 +20,11 @@ import signal
 import sys
 from pathlib import Path
 
+from dogbreed.backends.local_training import trial_threads
 from dogbreed.backends.warm_start import WarmStart
 from dogbreed.tuning import trials as book
 from dogbreed.tuning.runner import TrialBackend, run_trial
 from dogbreed.tuning.study import TuningSetup, ask_lock, open_study
-
-
-def _share_cpus(parallel: int) -> None:
-    # Each job's torch would otherwise start one thread per core in every worker at once.
-    if "OMP_NUM_THREADS" not in os.environ:
-        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // parallel))
 
 
 def _warm_launcher(setup: TuningSetup) -> WarmStart | None:
@@ -47,7 +42,8 @@ def _warm_launcher(setup: TuningSetup) -> WarmStart | None:
 
 def work(folder: Path, worker: int) -> int:
     setup = TuningSetup.load(folder)
-    _share_cpus(setup.config.tune.max_parallel_jobs)
+    # Before torch is imported (the warm-up): libgomp reads it once. Jobs inherit it.
+    os.environ.setdefault("OMP_NUM_THREADS", str(trial_threads(setup.config)))
     study = open_study(setup, worker)
     backend = TrialBackend(setup.config, setup.workspace, launcher=_warm_launcher(setup))
     ledger = setup.workspace.ledger
