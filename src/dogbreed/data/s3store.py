@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from dogbreed.aws.client_errors import code_of
 from dogbreed.data.manifest import MANIFEST_NAME, parse_manifest
 from dogbreed.data.plan import PlannedFile
 from dogbreed.data.stores import Advance, run_parallel, stale_paths, vouched
@@ -51,7 +52,7 @@ def explain(exc: Exception, uri: str) -> DogbreedError:
     if isinstance(exc, EndpointConnectionError):
         return DogbreedError(f"{uri}: cannot reach S3 ({exc}); check the network, region or AWS_ENDPOINT_URL")
     if isinstance(exc, ClientError):
-        code = exc.response.get("Error", {}).get("Code", "")
+        code = code_of(exc)
         if code == "NoSuchBucket":
             bucket = parse_s3_uri(uri)[0]
             return DogbreedError(f"{uri}: bucket {bucket!r} does not exist; create it or set --dest / sagemaker.bucket")
@@ -89,7 +90,7 @@ class S3Store:
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=self.key(MANIFEST_NAME))["Body"].read()
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if code_of(exc) in ("NoSuchKey", "404"):
                 return None
             raise explain(exc, self.uri) from exc
         except Exception as exc:  # noqa: BLE001 - botocore's connection errors share no useful base
@@ -200,7 +201,7 @@ class S3Store:
                 Bucket=self.bucket, Key=key, Body=json.dumps(holder).encode(), IfNoneMatch="*", ContentType="application/json"
             )["ETag"]
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
+            code = code_of(exc)
             if code in ("PreconditionFailed", "ConditionalRequestConflict"):  # 412: held; 409: a racing create
                 raise DogbreedError(
                     f"another ingest is writing to {self.uri} ({self._holder(key)}); wait for it to finish, "
@@ -221,7 +222,7 @@ class S3Store:
         try:
             self.client.delete_object(Bucket=self.bucket, Key=key, IfMatch=etag)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code", "") in ("NotImplemented", "InvalidArgument", "InvalidRequest"):
+            if code_of(exc) in ("NotImplemented", "InvalidArgument", "InvalidRequest"):
                 try:
                     self.client.delete_object(Bucket=self.bucket, Key=key)
                 except Exception:  # noqa: BLE001 - see above
