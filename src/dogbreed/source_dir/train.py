@@ -331,11 +331,15 @@ class Run:
     checkpoint_dir: Path
     run_args: dict  # what a checkpoint must match to be resumed
 
+    @property
+    def amp(self) -> bool:
+        """Mixed precision: on CUDA only (engine._autocast)."""
+        return self.device.type == "cuda"
+
 
 def train_epochs(run: Run, state: checkpoints.TrainingState | None, debug: debugger.Debugger, started: float):
     """Epochs from the one after `state` to the last; returns (best, history, seconds before this process)."""
-    hp, net, source, device, world = run.hp, run.net, run.source, run.device, run.world
-    amp = device.type == "cuda"
+    hp, net, source, device, world, amp = run.hp, run.net, run.source, run.device, run.world, run.amp
     module = source.module
     train_module = DistributedDataParallel(module) if world.distributed else module
     optimizer = torch.optim.AdamW(net.trainable, lr=hp.lr, weight_decay=hp.weight_decay)
@@ -446,8 +450,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         checkpoints.restore(net.model, best.state)
         final = {k: v for k, v in history[best.epoch - 1].items() if k != "epoch"}
         if sizes["test"]:
-            amp = device.type == "cuda"
-            test = engine.evaluate(source.module, source.eval_batches("test"), device=device, amp=amp, world=world)
+            test = engine.evaluate(source.module, source.eval_batches("test"), device=device, amp=run.amp, world=world)
             final.update(test_loss=test.loss, test_acc=test.acc)
         else:
             say("note: the dataset has no test split, so no test metrics")

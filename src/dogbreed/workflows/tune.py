@@ -22,8 +22,8 @@ from dogbreed.errors import DogbreedError, UsageError
 from dogbreed.ledger import Ledger, Resource
 from dogbreed.naming import MAX_LEN, check_name, unique_name
 from dogbreed.tuning import trials as book
-from dogbreed.workflows.train import resolve_dataset
 from dogbreed.tuning.space import build_space, describe
+from dogbreed.workflows.train import resolve_dataset
 
 RESUMABLE = ("InProgress", "Stopped")
 REFRESH_SECONDS = 0.5  # the live table re-reads the study (a journal replay) this often

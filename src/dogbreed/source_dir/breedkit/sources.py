@@ -78,9 +78,9 @@ class DecodedImages:
         world: World,
     ) -> None:
         self.module = model
-        presets = {"train": train_transform(crop)}
+        train, evaluation = train_transform(crop), eval_transform(resize, crop)
         self.datasets = {
-            split: ImageDataset(root, samples, presets.get(split, eval_transform(resize, crop)))
+            split: ImageDataset(root, samples, train if split == "train" else evaluation)
             for split, samples in splits.items()
         }
         self.batch_size = batch_size
