@@ -40,6 +40,11 @@ def _objects(s3, prefix: str) -> dict[str, int]:
     return found
 
 
+def _etags(s3, prefix: str) -> dict[str, str]:
+    """{relative key: ETag}: what changes when an object is written again."""
+    return {key: s3.head_object(Bucket=BUCKET, Key=f"{prefix}/{key}")["ETag"] for key in _objects(s3, prefix)}
+
+
 def _config(tmp_path, *sets: str):
     return load_config(sets=list(sets), overrides={"workspace": str(tmp_path / "ws"), "data.workers": 4})
 
@@ -199,7 +204,7 @@ def test_one_ingest_at_a_time_per_prefix_through_a_conditional_write(s3, tmp_pat
     holder = json.loads(body if isinstance(body, bytes) else body.getvalue())
     assert holder["pid"] == os.getpid() and len(holder["token"]) == 32
     assert deleted["IfMatch"].strip('"') and LOCK_NAME not in _objects(s3, "locked")
-    before = {k: s3.head_object(Bucket=BUCKET, Key=f"locked/{k}")["ETag"] for k in _objects(s3, "locked")}
+    before = _etags(s3, "locked")
 
     # While another ingest holds the prefix, a second one (another split: it would rewrite
     # files and the manifest) is refused with one line naming the holder, and writes nothing.
@@ -209,7 +214,7 @@ def test_one_ingest_at_a_time_per_prefix_through_a_conditional_write(s3, tmp_pat
         (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert line.startswith(f"error: another ingest is writing to {uri} (since ")
         assert f"delete {uri}/{LOCK_NAME}" in line
-        assert {k: s3.head_object(Bucket=BUCKET, Key=f"locked/{k}")["ETag"] for k in _objects(s3, "locked") if k != LOCK_NAME} == before
+        assert {k: v for k, v in _etags(s3, "locked").items() if k != LOCK_NAME} == before
     assert LOCK_NAME not in _objects(s3, "locked")
     again = ingest(_config(tmp_path, "data.seed=5"), Workspace(tmp_path / "ws"), source=str(DOGS), dest=uri)
     assert again.manifest_sha256 != first.manifest_sha256

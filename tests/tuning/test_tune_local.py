@@ -204,15 +204,22 @@ def test_no_wait_starts_detached_workers_and_a_later_tune_follows_them(tune_env)
     assert int((workers / "0.pid").read_text()) == started["workers"][0]
 
 
-def test_ctrl_c_after_the_last_trial_finished_reports_the_completed_job(tune_env):
-    """Ctrl-C that lands between the last trial's end and the answer is not an interruption."""
+def _launched(env):
+    """A local tuning job of env's config with its workers started, in this process as the CLI
+    runs it, for tests that drive LocalTuning.run with their own view."""
     from dogbreed.config import load_config
     from dogbreed.workflows.tune import LocalTuning, plan
 
-    tune_env.write_config(tune={"max_jobs": 2})
-    job = LocalTuning(plan(load_config([tune_env.config]), tune_env.ledger), tune_env.ledger)
+    job = LocalTuning(plan(load_config([env.config]), env.ledger), env.ledger)
     job.begin()
     job.launch(detached=False)
+    return job
+
+
+def test_ctrl_c_after_the_last_trial_finished_reports_the_completed_job(tune_env):
+    """Ctrl-C that lands between the last trial's end and the answer is not an interruption."""
+    tune_env.write_config(tune={"max_jobs": 2})
+    job = _launched(tune_env)
     seen = []
 
     def ctrl_c_once_all_finished(records):
@@ -228,13 +235,8 @@ def test_ctrl_c_after_the_last_trial_finished_reports_the_completed_job(tune_env
 
 
 def test_ctrl_c_during_a_trial_propagates_and_leaves_a_stopped_job(tune_env):
-    from dogbreed.config import load_config
-    from dogbreed.workflows.tune import LocalTuning, plan
-
     tune_env.write_config(train=UNCACHED, tune={"max_jobs": 2})
-    job = LocalTuning(plan(load_config([tune_env.config]), tune_env.ledger), tune_env.ledger)
-    job.begin()
-    job.launch(detached=False)
+    job = _launched(tune_env)
 
     def ctrl_c_while_running(records):
         if any(r.state == "InProgress" for r in records):
