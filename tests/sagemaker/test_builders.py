@@ -12,7 +12,7 @@ from dogbreed.aws import pricing
 from dogbreed.aws.estimators import job_inputs
 from dogbreed.aws.staging import bundle_bytes, source_bundle
 from dogbreed.aws.tags import resource_tags
-from dogbreed.aws.tuning import best_trial, params_from_hyperparameters, tuning_answer
+from dogbreed.aws.describe import best_trial, params_from_hyperparameters, tuning_answer
 from dogbreed.config.flags import to_argv
 from tests.sagemaker.conftest import DATASET, sm_config
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from dogbreed.aws.tuning import TuningRequest
+from dogbreed.backends.base import TuningRequest
 from dogbreed.backends.base import DeployRequest
 from dogbreed.workflows import train as train_workflow
 from dogbreed.workspace import Workspace
@@ -58,7 +58,7 @@ def test_train_tune_deploy_teardown_leaves_nothing(tmp_path, s3, sagemaker_clien
             _summary(f"{tune.name}-003-cccc", None, status="Failed", lr="0.09", **{"batch-size": '"64"'}, epochs="2"),
         ],
     )
-    answer = backend.wait_tuning(tune.name)
+    answer = backend.wait_tuning(tune)
     assert answer["tuning_job"] == tune.name and answer["strategy"] == "Bayesian" and answer["state"] == "Completed"
     assert [t["status"] for t in answer["trials"]] == ["Completed", "Completed", "Failed"]
     assert answer["trials"][0]["params"] == {"lr": 0.01, "batch_size": 16, "epochs": 3}

@@ -13,7 +13,7 @@ import pytest
 
 from dogbreed.aws.requests import DryRunViolation, RecordingClient
 from dogbreed.aws.session import AwsSession
-from dogbreed.aws.tuning import TuningRequest
+from dogbreed.backends.base import TuningRequest
 from dogbreed.backends.base import DeployRequest, TrainingRequest
 from dogbreed.config.flags import hyperparameters
 from dogbreed.errors import ConfigError

@@ -16,7 +16,7 @@ HEAVY = ("sagemaker", "boto3", "botocore", "torch")
         # What the CLI runs for --help.
         "from dogbreed.cli.app import run\ntry:\n    run(['--help'])\nexcept SystemExit:\n    pass",
         # What the tune/status/teardown commands import before any AWS work.
-        "import dogbreed.backends.sagemaker, dogbreed.aws.tuning, dogbreed.aws.pricing, dogbreed.aws.tags",
+        "import dogbreed.backends.sagemaker, dogbreed.aws.describe, dogbreed.aws.pricing, dogbreed.aws.tags",
     ],
 )
 def test_no_heavy_import(statement):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from dogbreed.aws.tuning import TuningRequest
+from dogbreed.backends.base import TuningRequest
 from dogbreed.errors import ConfigError, UsageError
 from dogbreed.jobspec import metric_spec
 from tests.sagemaker.conftest import BUCKET, DATASET, ROLE, TRAINING_IMAGE, make_backend, sm_config

@@ -22,7 +22,7 @@ from dogbreed.serving.model_handler import Reply
 from dogbreed.serving.upload import prepare
 from dogbreed.workflows.deploy import resolve_model
 from dogbreed.workflows.predict import expand_images
-from dogbreed.workflows.status import hourly_cost
+from dogbreed.backends import hourly_cost
 from dogbreed.workflows.teardown import select
 from tests.serving.images import BEAGLE, encode, photo
 

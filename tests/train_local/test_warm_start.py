@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from dogbreed.backends.job_layout import JobLayout
-from dogbreed.backends.warm_start import FORKED_NOTE
+from dogbreed.backends.local_tuning.warm_start import FORKED_NOTE
 from dogbreed.processes import is_alive
 
 DRIVER = Path(__file__).with_name("warm_driver.py")
@@ -155,7 +155,7 @@ def test_a_forked_job_outlives_its_launcher_and_stops_cleanly(tmp_path, source):
 
 
 def test_torchrun_jobs_and_foreign_scripts_are_exec_d(tmp_path, source):
-    from dogbreed.backends.warm_start import WarmStart
+    from dogbreed.backends.local_tuning.warm_start import WarmStart
 
     launcher = WarmStart(source, "job.py")
     plain = {"argv": [sys.executable, str(source / "job.py")], "processes": 1}

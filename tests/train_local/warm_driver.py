@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from dogbreed.backends.job_layout import JobLayout
-from dogbreed.backends.warm_start import WarmStart
+from dogbreed.backends.local_tuning.warm_start import WarmStart
 
 
 def main() -> None:

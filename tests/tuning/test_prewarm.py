@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dogbreed.backends.warm_start import FORKED_NOTE
+from dogbreed.backends.local_tuning.warm_start import FORKED_NOTE
 
 pytestmark = pytest.mark.slow
 

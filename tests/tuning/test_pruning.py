@@ -10,10 +10,12 @@ import optuna
 import pytest
 
 from dogbreed.config import load_config
-from dogbreed.tuning import strategy
-from dogbreed.tuning.runner import TrialBackend, run_trial
+from dogbreed.backends.local_tuning import strategy
+from dogbreed.backends.local_training import LocalTraining
+from dogbreed.backends.local_tuning.backend import setup_of
+from dogbreed.backends.local_tuning.runner import run_trial
 from dogbreed.tuning.space import distributions
-from dogbreed.tuning.study import TuningSetup, open_study
+from dogbreed.backends.local_tuning.study import TuningSetup, open_study
 from dogbreed.workflows.tune import plan
 from tests.conftest import EXAMPLES
 from tests.tuning.conftest import build_dataset
@@ -38,7 +40,7 @@ def test_a_trial_below_the_median_is_stopped_through_the_backend(tune_env, tmp_p
         train={"epochs": 3, "feature_cache": False},
         tune={"early_stopping": "Auto", "ranges": {"lr": {"type": "continuous", "min": 1e-7, "max": 2e-7}}},
     )
-    setup: TuningSetup = plan(load_config([tune_env.config]), tune_env.ledger, dataset=small_dataset(tmp_path)).setup
+    setup: TuningSetup = setup_of(plan(load_config([tune_env.config]), tune_env.ledger, dataset=small_dataset(tmp_path)).request)
     study = open_study(setup)
     for _ in range(2):  # MedianPruner's two finished trials to compare with
         study.add_trial(optuna.trial.create_trial(
@@ -46,7 +48,7 @@ def test_a_trial_below_the_median_is_stopped_through_the_backend(tune_env, tmp_p
             intermediate_values={epoch: 0.9 for epoch in range(1, 4)},
         ))
 
-    summary = run_trial(setup, study, study.ask(), TrialBackend(setup.config, setup.workspace), tune_env.ledger)
+    summary = run_trial(setup, study, study.ask(), LocalTraining(setup.config, setup.workspace), tune_env.ledger)
 
     assert summary.status == "Stopped" and summary.epochs == 2
     job = tune_env.workspace / "jobs" / summary.name

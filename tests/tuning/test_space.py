@@ -12,8 +12,8 @@ import pytest
 from dogbreed.config import load_config
 from dogbreed.config.flags import flag_for
 from dogbreed.errors import ConfigError, DogbreedError
-from dogbreed.tuning import strategy
-from dogbreed.tuning.space import apply, build_space, distributions, grid, grid_points, suggest
+from dogbreed.backends.local_tuning import strategy
+from dogbreed.tuning.space import apply, build_space, check_search, distributions, grid, grid_points, suggest, trial_budget
 
 REPO = Path(__file__).resolve().parents[2]
 HPO = REPO / "configs" / "hpo.yaml"
@@ -95,9 +95,9 @@ def test_ranges_no_backend_could_search_are_refused_up_front(ranges, message, tm
 def test_sagemaker_rules_are_checked_locally_too(tmp_path):
     hyperband = config_with("tune.strategy=Hyperband", "tune.early_stopping=Auto", ranges="{lr: {type: continuous, min: 0.001, max: 0.1}}", tmp=tmp_path)
     with pytest.raises(ConfigError, match="Hyperband"):
-        strategy.check(hyperband.tune)
+        check_search(hyperband.tune)
     with pytest.raises(ConfigError, match="not a metric train.py prints"):
-        strategy.check(config_with("tune.objective.metric=valid_f1").tune)
+        check_search(config_with("tune.objective.metric=valid_f1").tune)
 
 
 def test_grid_sampler_visits_every_point_once(tmp_path):
@@ -106,7 +106,7 @@ def test_grid_sampler_visits_every_point_once(tmp_path):
         ranges="{epochs: {type: integer, min: 1, max: 3}, batch_size: {type: categorical, values: [16, 32]}}", tmp=tmp_path,
     )
     space = build_space(config)
-    assert strategy.trial_budget(config.tune, space) == 6
+    assert trial_budget(config.tune, space) == 6
     study = optuna.create_study(sampler=strategy.make_sampler(config.tune, space))
     seen = []
     for _ in range(6):
@@ -167,4 +167,4 @@ def test_grid_enumerates_the_same_values_as_the_sagemaker_grid(tmp_path):
     assert {flag_for(k): v for k, v in local.items()} == {
         flag: [json.loads(v) for v in spec["Values"]] for flag, spec in remote.items()
     }
-    assert strategy.trial_budget(config.tune, build_space(config)) == trial_count(config) == 6
+    assert trial_budget(config.tune, build_space(config)) == trial_count(config) == 6

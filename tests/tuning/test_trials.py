@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dogbreed.tuning.trials import (
+from dogbreed.backends.local_tuning.trials import (
     TrialSummary,
     best,
     budget_left,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from dogbreed.backends.local_training import parse_log
-from dogbreed.tuning.study import TuningSetup, open_study
+from dogbreed.backends.local_tuning.study import TuningSetup, open_study
 
 pytestmark = pytest.mark.slow
 
@@ -206,20 +206,23 @@ def test_no_wait_starts_detached_workers_and_a_later_tune_follows_them(tune_env)
 
 def _launched(env):
     """A local tuning job of env's config with its workers started, in this process as the CLI
-    runs it, for tests that drive LocalTuning.run with their own view."""
+    runs it; returns what follows it to the end with a view of the test's own."""
+    from dogbreed.backends.local import LocalBackend
     from dogbreed.config import load_config
-    from dogbreed.workflows.tune import LocalTuning, plan
+    from dogbreed.workflows import tune as workflow
+    from dogbreed.workspace import Workspace
 
-    job = LocalTuning(plan(load_config([env.config]), env.ledger), env.ledger)
-    job.begin()
-    job.launch(detached=False)
-    return job
+    config = load_config([env.config])
+    backend = LocalBackend(config, Workspace(env.workspace))
+    plan = workflow.plan(config, env.ledger)
+    workflow.start(env.ledger, backend, plan, wait=True)
+    return lambda show: workflow.wait(env.ledger, backend, plan, show)
 
 
 def test_ctrl_c_after_the_last_trial_finished_reports_the_completed_job(tune_env):
     """Ctrl-C that lands between the last trial's end and the answer is not an interruption."""
     tune_env.write_config(tune={"max_jobs": 2})
-    job = _launched(tune_env)
+    run = _launched(tune_env)
     seen = []
 
     def ctrl_c_once_all_finished(records):
@@ -227,7 +230,7 @@ def test_ctrl_c_after_the_last_trial_finished_reports_the_completed_job(tune_env
         if len(records) == 2 and all(r.state in FINISHED for r in records):
             raise KeyboardInterrupt
 
-    answer = job.run(ctrl_c_once_all_finished)
+    answer = run(ctrl_c_once_all_finished)
     assert seen[-1] == ["Completed", "Completed"]  # the Ctrl-C was raised, and absorbed
     assert answer["state"] == "Completed" and [t["status"] for t in answer["trials"]] == ["Completed"] * 2
     assert answer["best"]["name"] in {t["name"] for t in answer["trials"]}
@@ -236,17 +239,17 @@ def test_ctrl_c_after_the_last_trial_finished_reports_the_completed_job(tune_env
 
 def test_ctrl_c_during_a_trial_propagates_and_leaves_a_stopped_job(tune_env):
     tune_env.write_config(train=UNCACHED, tune={"max_jobs": 2})
-    job = _launched(tune_env)
+    run = _launched(tune_env)
 
     def ctrl_c_while_running(records):
         if any(r.state == "InProgress" for r in records):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        job.run(ctrl_c_while_running)
+        run(ctrl_c_while_running)
     (record,) = tune_env.ledger.list("tuning-job")
     assert record.state == "Stopped"
-    assert all(t.state in FINISHED for t in job.trial_records())  # the running job was stopped
+    assert all(t.state in FINISHED for t in tune_env.ledger.list("trial", parent=record.name))  # the running job was stopped
 
 
 def test_ctrl_c_stops_every_job_and_tune_again_resumes_the_latest_unfinished_job(tune_env):

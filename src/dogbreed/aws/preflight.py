@@ -6,24 +6,21 @@ these checks say it in seconds, one clear line per problem:
   tables (no call);
 - the role's account is the caller's (STS), the bucket exists, is reachable and in the
   region (HeadBucket), the dataset's manifest.json can be read;
-- a rehearsal: train.py runs one batch per split locally (the local backend's runner,
-  `--max-batches 1`) with the very flags the job will get, on a few files of the dataset,
-  and every metric regex the job will be judged by must match that run's output.
+- what a rehearsal needs (backends/sagemaker_preflight.py runs train.py on one batch per
+  split locally with the very flags the job will get): a few files of the dataset, the
+  weights, and which metric regexes matched nothing the run printed.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Callable, Iterable
-from dataclasses import replace
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from dogbreed.aws.client_errors import code_of
 from dogbreed.aws.session import AwsSession, import_sdk
 from dogbreed.aws.staging import split_s3_uri
-from dogbreed.backends.base import TrainingOutcome, TrainingRequest
 from dogbreed.config import Config
 from dogbreed.errors import DogbreedError
 from dogbreed.jobspec import metric_spec
@@ -34,9 +31,6 @@ MANIFEST = "manifest.json"
 SKIP_HINT = "skip the checks with --set sagemaker.preflight=false"
 # botocore's enums of instance types each API accepts.
 _INSTANCE_ENUMS = {"train": "TrainingInstanceType", "tune": "TrainingInstanceType", "endpoint": "ProductionVariantInstanceType"}
-
-# Runs a TrainingRequest to its end locally; the default is the local backend's runner.
-Rehearse = Callable[[TrainingRequest], TrainingOutcome]
 
 
 class PreflightError(DogbreedError):
@@ -171,20 +165,6 @@ def rehearsal_dataset(aws: AwsSession, dataset_uri: str, manifest: dict[str, Any
     return dest
 
 
-def local_rehearsal(config: Config, workspace: Workspace, reporter: Reporter) -> Rehearse:
-    """The local backend's runner (train.py as a subprocess with the SM_* environment)."""
-    from dogbreed.backends.local_training import LocalTraining
-
-    runner = LocalTraining()
-    runner.config, runner.workspace, runner.reporter = config, workspace, reporter
-
-    def run(request: TrainingRequest) -> TrainingOutcome:
-        runner.start_training(request)
-        return runner.wait_training(request.name)
-
-    return run
-
-
 def unmatched_metrics(log_text: str) -> list[str]:
     """Names of the job's metric definitions whose regex matches no line of `log_text`."""
     import re
@@ -194,47 +174,8 @@ def unmatched_metrics(log_text: str) -> list[str]:
     ]
 
 
-def rehearse_training(
-    config: Config,
-    aws: AwsSession,
-    workspace: Workspace,
-    request: TrainingRequest,
-    hyperparameters: dict[str, Any],
-    rehearse: Rehearse,
-) -> list[str]:
-    """Run train.py for one batch with the job's flags; problems if it fails or a regex misses.
-
-    `hyperparameters`: the job's flags, weights still as configured (a path or s3:// URI,
-    not yet the channel's file name)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    flags = dict(hyperparameters)
-    try:
-        manifest = read_manifest(aws, request.dataset_uri)
-        weights = str(flags.get("weights", "none"))
-        if weights not in ("imagenet", "none"):
-            flags["weights"] = str(_local_weights(aws, workspace, weights))
-        batch = int(flags.get("batch-size", config.train.batch_size))
-        key = (manifest.get("manifest_sha256") or "dataset")[:16]
-        data = rehearsal_dataset(aws, request.dataset_uri, manifest, batch, workspace.cache("preflight") / key)
-    except DogbreedError as exc:
-        return [str(exc)]
-    except (BotoCoreError, ClientError) as exc:
-        return [f"cannot fetch a few files of {request.dataset_uri} for the rehearsal ({code_of(exc) or exc})"]
-    name = f"{request.name[:50]}-preflight"
-    shutil.rmtree(workspace.root / "jobs" / name, ignore_errors=True)  # no resuming an old rehearsal
-    local = replace(request, name=name, dataset_uri=str(data), hyperparameters=flags, max_batches=1)
-    outcome = rehearse(local)
-    if outcome.state != "Completed":
-        return [f"train.py failed its one-batch rehearsal ({outcome.failure or outcome.state}); log: {outcome.log_uri}"]
-    text = Path(outcome.log_uri).read_text(errors="replace") if outcome.log_uri else ""
-    missing = unmatched_metrics(text)
-    if missing:
-        return [f"metric regexes for {', '.join(missing)} matched nothing train.py printed; log: {outcome.log_uri}"]
-    return []
-
-
-def _local_weights(aws: AwsSession, workspace: Workspace, weights: str) -> Path:
+def local_weights(aws: AwsSession, workspace: Workspace, weights: str) -> Path:
+    """A weights file on this machine: the path as given, or an s3:// one downloaded once."""
     if not weights.startswith("s3://"):
         return Path(weights).expanduser().resolve()
     bucket, key = split_s3_uri(weights)

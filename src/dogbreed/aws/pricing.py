@@ -51,6 +51,24 @@ def endpoint_hourly(config: Config, instance_type: str | None, count: int) -> fl
     return hourly(config, instance_type or "serverless", count) or 0.0
 
 
+def resource_hourly(config: Config, kind: str, meta: dict[str, Any], instance_type: str | None = None) -> float:
+    """For status: USD/hour of a resource the ledger recorded (its meta says what it ran on;
+    the config's instance types otherwise), rounded to cents' hundredths."""
+    sm = config.sagemaker
+    if kind == "endpoint":
+        if meta.get("serverless"):
+            return sm.prices.get("serverless", 0.0)
+        use = instance_type or meta.get("instance_type") or sm.instance_type.endpoint
+        count = meta.get("instance_count") or sm.endpoint_instance_count
+    elif kind == "tuning-job":
+        use = meta.get("instance_type") or sm.instance_type.tune
+        count = meta.get("max_parallel_jobs") or config.tune.max_parallel_jobs
+    else:
+        use = meta.get("instance_type") or sm.instance_type.train
+        count = meta.get("instance_count") or sm.instance_count
+    return round(hourly(config, use, int(count)) or 0.0, 4)
+
+
 def endpoint_estimate(config: Config) -> dict[str, Any]:
     if config.deploy.serverless:
         instance_type, count = "serverless", 1

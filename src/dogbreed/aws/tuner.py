@@ -6,7 +6,6 @@ Ranges are keyed by train.* names in the config and by train.py's flag names on 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from dogbreed.aws.session import import_sdk
@@ -15,6 +14,7 @@ from dogbreed.config.flags import flag_for
 from dogbreed.config.schema import ParamRange
 from dogbreed.errors import ConfigError
 from dogbreed.jobspec import metric_spec
+from dogbreed.tuning.space import build_space, check_search, trial_budget
 
 # Transfer learning is the warm start that stays valid when the dataset, the static
 # hyperparameters or the ranges changed since the parent job; IdenticalDataAndAlgorithm is
@@ -50,13 +50,10 @@ def parameter_ranges(config: Config) -> dict[str, Any]:
     return ranges
 
 
-def grid_size(config: Config) -> int:
-    return math.prod(len(_grid_values(spec)) for spec in config.tune.ranges.values())
-
-
 def trial_count(config: Config) -> int:
-    """How many training jobs the tuning job runs (at most)."""
-    return grid_size(config) if config.tune.strategy == "Grid" else config.tune.max_jobs
+    """How many training jobs the tuning job runs (at most): the same budget the local
+    engine spends (tuning/space.py)."""
+    return trial_budget(config.tune, build_space(config))
 
 
 def build_tuner(config: Config, estimator: Any, *, tags: list[dict[str, str]]) -> Any:
@@ -71,11 +68,8 @@ def build_tuner(config: Config, estimator: Any, *, tags: list[dict[str, str]]) -
     )
 
     tune = config.tune
+    check_search(tune)  # what the service would refuse, in the words the local engine uses
     objective = tune.objective.metric
-    if objective not in metric_spec().names:
-        raise ConfigError(
-            f"tune.objective.metric: {objective!r} is not a metric train.py prints ({', '.join(metric_spec().names)})"
-        )
     kwargs: dict[str, Any] = {
         "objective_metric_name": objective,
         "objective_type": tune.objective.type,
@@ -95,10 +89,6 @@ def build_tuner(config: Config, estimator: Any, *, tags: list[dict[str, str]]) -
     # Grid omit the limit or give the exact number of combinations: we give that number.
     kwargs["max_jobs"] = trial_count(config)
     if tune.strategy == "Hyperband":
-        if tune.early_stopping != "Off":
-            raise ConfigError(
-                "tune.early_stopping must be Off with the Hyperband strategy: Hyperband stops trials itself"
-            )
         # Hyperband allots epochs: from one up to train.epochs, which train.py reads as --epochs.
         kwargs["strategy_config"] = StrategyConfig(
             HyperbandStrategyConfig(min_resource=1, max_resource=config.train.epochs)

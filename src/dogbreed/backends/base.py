@@ -11,11 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from dogbreed.config import Config
+from dogbreed.errors import DogbreedError
+from dogbreed.ledger import Resource
 
 LogSink = Callable[[str], None]
+TrialsSink = Callable[[list[Resource]], None]  # a local search's trial rows, as they change
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,51 @@ class TrainingOutcome:
             "failure": self.failure,
             "log_uri": self.log_uri,
         }
+
+
+@dataclass
+class JobRecords:
+    """A training job's records (records.jsonl) on this machine, and what its backend's own
+    tooling judged (SageMaker Debugger): what `report` reads."""
+
+    path: Path | None  # records.jsonl here; None when the job left none
+    source: str | None  # where they came from: the job's file, or its output.tar.gz
+    verdicts: list[Any] = field(default_factory=list)  # dogbreed.report.rules.RuleResult
+    links: list[tuple[str, str]] = field(default_factory=list)  # (title, file beside the report)
+    notes: list[str] = field(default_factory=list)
+    status: str | None = None  # the job's state as its backend reports it
+
+
+@dataclass(frozen=True)
+class TuningRequest:
+    name: str  # at most 32 characters on SageMaker (dogbreed.naming.unique_name("tune"))
+    config: Config  # tune.* says what to search; train.* gives the static values
+    dataset_uri: str
+    manifest_sha256: str | None = None
+    fingerprint: str | None = None  # what makes two runs the same search (workflows/tune.py)
+    resumed: bool = False  # the ledger knows this job: resume it (locally) or follow it
+
+
+@dataclass
+class TuningStarted:
+    uri: str | None = None  # where the job lives, for the ledger (the local tuning folder)
+    extra: dict[str, Any] = field(default_factory=dict)  # what a --no-wait answer adds
+
+
+class TuningStopped(KeyboardInterrupt):
+    """Ctrl-C stopped a search before its budget was spent; `answer` is where it stands."""
+
+    def __init__(self, answer: dict[str, Any]) -> None:
+        super().__init__()
+        self.answer = answer
+
+
+class TuningFailed(DogbreedError):
+    """Every trial failed; `answer` says which and why."""
+
+    def __init__(self, message: str, answer: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.answer = answer
 
 
 @dataclass(frozen=True)
@@ -95,6 +144,11 @@ class Backend(Protocol):
     name: str
     config: Config
 
+    # Datasets: where `ingest` stores one (dogbreed.data.stores.DatasetStore).
+    def default_dataset_uri(self, name: str) -> str: ...
+
+    def dataset_store(self, uri: str) -> Any: ...
+
     # Training: one job of source_dir/train.py.
     def plan_training(self, request: TrainingRequest) -> dict[str, Any]: ...
 
@@ -103,6 +157,16 @@ class Backend(Protocol):
     def wait_training(self, name: str, on_log: LogSink | None = None) -> TrainingOutcome: ...
 
     def describe_training(self, name: str) -> TrainingOutcome: ...
+
+    def job_records(self, job: Resource, dest: Path) -> JobRecords: ...  # fetched into dest if remote
+
+    # Tuning: a search over tune.ranges whose trials are jobs of train.py. The answer is the
+    # tune command's (DESIGN section 3): tuning_job, strategy, trials, best, ...
+    def plan_tuning(self, request: TuningRequest) -> dict[str, Any]: ...
+
+    def start_tuning(self, request: TuningRequest, wait: bool = True) -> TuningStarted: ...
+
+    def wait_tuning(self, request: TuningRequest, on_trials: TrialsSink | None = None) -> dict[str, Any]: ...
 
     # Serving: an endpoint with SageMaker's HTTP contract.
     def plan_deploy(self, request: DeployRequest) -> dict[str, Any]: ...

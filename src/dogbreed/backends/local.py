@@ -2,23 +2,32 @@
 SageMaker, with no AWS, no Docker and no network.
 
 Training lives in local_training.py (train.py as a subprocess with the SM_* environment),
-serving in local_endpoints.py (a background server with SageMaker's endpoint contract);
-this class only puts the two halves behind the one Backend protocol.
+tuning in local_tuning/ (Optuna over real jobs of train.py), serving in local_endpoints.py
+(a background server with SageMaker's endpoint contract); this class only puts the three
+behind the one Backend protocol.
 """
 
 from __future__ import annotations
 
+from dogbreed.backends.datasets import open_store
 from dogbreed.backends.local_endpoints import LocalEndpoints
 from dogbreed.backends.local_training import LocalTraining
-from dogbreed.config import Config
-from dogbreed.reporting import NullReporter, Reporter
-from dogbreed.workspace import Workspace
+from dogbreed.backends.local_tuning.backend import LocalTuning
+from dogbreed.data.stores import DatasetStore
 
 
-class LocalBackend(LocalTraining, LocalEndpoints):
+class LocalBackend(LocalTraining, LocalTuning, LocalEndpoints):
     name = "local"
 
-    def __init__(self, config: Config, workspace: Workspace, reporter: Reporter | None = None) -> None:
-        self.config = config
-        self.workspace = workspace
-        self.reporter = reporter or NullReporter()
+    def default_dataset_uri(self, name: str) -> str:
+        return str((self.workspace.datasets() / name).resolve())
+
+    def dataset_store(self, uri: str) -> DatasetStore:
+        """A folder; an s3:// destination works too (the SageMaker section's credentials)."""
+
+        def aws():  # noqa: ANN202 - dogbreed.aws.session.AwsSession, imported only for S3
+            from dogbreed.aws.session import AwsSession
+
+            return AwsSession(self.config.sagemaker)
+
+        return open_store(uri, aws)

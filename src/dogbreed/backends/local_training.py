@@ -16,17 +16,19 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dogbreed.backends.base import LogSink, TrainingOutcome, TrainingRequest
+from dogbreed.backends.base import JobRecords, LogSink, TrainingOutcome, TrainingRequest
 from dogbreed.backends.job_layout import JobLayout, job_argv, job_env, write_input_config
 from dogbreed.config import Config
 from dogbreed.errors import DogbreedError, NotFoundError
 from dogbreed.jobspec import SOURCE_DIR, metric_spec
+from dogbreed.ledger import Resource
+from dogbreed.report.records import RECORDS_FILE
 from dogbreed.processes import is_alive
-from dogbreed.reporting import Reporter
+from dogbreed.reporting import NullReporter, Reporter
 from dogbreed.workspace import Workspace
 
 if TYPE_CHECKING:
-    from dogbreed.backends.warm_start import WarmStart
+    from dogbreed.backends.local_tuning.warm_start import WarmStart
 
 TERMINAL = ("Completed", "Failed", "Stopped")
 POLL_SECONDS = 0.05  # reading status.json and the log tail: cheap, and trials last under a second
@@ -35,7 +37,7 @@ POLL_SECONDS = 0.05  # reading status.json and the log tail: cheap, and trials l
 def trial_threads(config: Config) -> int:
     """torch threads per process of a tuning trial. Trials run side by side: each gets its
     share of the cores, or their thread pools spin against each other (several times slower
-    on 2 cores). A tuning worker exports it before it imports torch (tuning/worker.py)."""
+    on 2 cores). A tuning worker exports it before it imports torch (local_tuning/worker.py)."""
     return max(1, (os.cpu_count() or 1) // (config.tune.max_parallel_jobs * config.train.processes))
 
 
@@ -56,13 +58,19 @@ def parse_log(text: str) -> tuple[list[dict[str, float]], dict[str, float]]:
 
 
 class LocalTraining:
-    """Mixin of LocalBackend: self.config, self.workspace, self.reporter are set there."""
+    """The training half of LocalBackend, and on its own what a tuning worker (trials need no
+    endpoints) and the SageMaker pre-flight's local rehearsal run jobs with."""
 
-    config: Config
-    workspace: Workspace
-    reporter: Reporter
-    # Tuning workers set a warmed WarmStart: their trials fork instead of exec (warm_start.py).
-    launcher: WarmStart | None = None
+    name = "local"
+
+    def __init__(
+        self, config: Config, workspace: Workspace, reporter: Reporter | None = None, launcher: WarmStart | None = None
+    ) -> None:
+        self.config = config
+        self.workspace = workspace
+        self.reporter = reporter or NullReporter()
+        # Tuning workers pass a warmed WarmStart: their trials fork instead of exec (warm_start.py).
+        self.launcher = launcher
 
     def _layout(self, name: str) -> JobLayout:
         return JobLayout(self.workspace.root / "jobs" / name)
@@ -183,6 +191,25 @@ class LocalTraining:
             failure=status.get("failure"),
             log_uri=str(layout.log),
         )
+
+    def _records_path(self, job: Resource) -> Path:
+        default = self._layout(job.name).output_data_dir / RECORDS_FILE
+        output = job.meta.get("output_uri")
+        if output and "://" not in str(output):
+            recorded = Path(output) / RECORDS_FILE
+            # A relative workspace makes the recorded path relative to where `train` ran.
+            if recorded.is_file() or not default.is_file():
+                return recorded
+        return default
+
+    def job_records(self, job: Resource, dest: Path) -> JobRecords:
+        """The records train.py's recorder wrote into the job folder; nothing to fetch."""
+        path = self._records_path(job)
+        if not path.is_file():
+            raise DogbreedError(
+                f"training job {job.name} has no records at {path} (not started yet, or trained before records existed)"
+            )
+        return JobRecords(path, str(path), status=job.state)
 
     def stop_training(self, name: str) -> None:
         status = self._layout(name).read_status()

@@ -15,9 +15,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from dogbreed.aws import inventory, naming, preflight, pricing
+from dogbreed.aws import inventory, job_output, naming, preflight, pricing
 from dogbreed.aws.client_errors import code_of, is_missing, message_of
-from dogbreed.aws.describe import endpoint_info, training_outcome
+from dogbreed.aws.describe import endpoint_info, training_outcome, tuning_answer
 from dogbreed.aws.estimators import JobInputs, build_estimator, job_hyperparameters, job_inputs
 from dogbreed.aws.models import build_model, deploy_arguments
 from dogbreed.aws.requests import RecordingClient
@@ -25,13 +25,26 @@ from dogbreed.aws.session import AwsSession
 from dogbreed.aws.staging import StagedObject, ensure_bucket, local_file, source_bundle, upload_if_missing
 from dogbreed.aws.tags import as_dict, resource_tags
 from dogbreed.aws.tuner import build_tuner, trial_count
-from dogbreed.aws.tuning import TuningRequest, tuning_answer
 from dogbreed.aws.watch import LogTail, follow_endpoint, follow_training_job, follow_tuning_job
-from dogbreed.backends.base import DeployRequest, EndpointInfo, LogSink, TrainingOutcome, TrainingRequest
+from dogbreed.backends.base import (
+    DeployRequest,
+    EndpointInfo,
+    JobRecords,
+    LogSink,
+    TrainingOutcome,
+    TrainingRequest,
+    TrialsSink,
+    TuningRequest,
+    TuningStarted,
+)
+from dogbreed.backends.datasets import open_store
+from dogbreed.backends.sagemaker_preflight import Rehearse, local_rehearsal, rehearse_training
 from dogbreed.config import Config
 from dogbreed.config.flags import hyperparameters
+from dogbreed.data.stores import DatasetStore
 from dogbreed.errors import ConfigError, DogbreedError, NotFoundError
 from dogbreed.jobspec import metric_spec
+from dogbreed.ledger import Resource
 from dogbreed.reporting import NullReporter, Reporter
 from dogbreed.workspace import Workspace
 
@@ -48,7 +61,7 @@ class SageMakerBackend:
         reporter: Reporter | None = None,
         *,
         aws: AwsSession | None = None,
-        rehearse: preflight.Rehearse | None = None,
+        rehearse: Rehearse | None = None,
     ) -> None:
         self.config = config
         self.workspace = workspace
@@ -57,10 +70,6 @@ class SageMakerBackend:
         self._rehearse = rehearse
         # The exact requests the last real operation sent (CreateTrainingJob, ...).
         self.last_requests: dict[str, dict[str, Any]] = {}
-
-    @classmethod
-    def from_config(cls, config: Config, workspace: Workspace, reporter: Reporter | None = None) -> SageMakerBackend:
-        return cls(config, workspace, reporter)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -122,6 +131,28 @@ class SageMakerBackend:
                 return None
             code, message = code_of(exc), message_of(exc)
             raise DogbreedError(f"{method}: SageMaker said {code}: {message}") from None
+
+    # ------------------------------------------------------------------ datasets
+
+    def default_dataset_uri(self, name: str) -> str:
+        """s3://<bucket>/<prefix>/data/<name>; the SDK's default bucket when none is set."""
+        bucket = self.config.sagemaker.bucket or self._sdk_default_bucket()
+        prefix = self.config.sagemaker.prefix.strip("/")
+        return f"s3://{bucket}/{prefix}/data/{name}" if prefix else f"s3://{bucket}/data/{name}"
+
+    def _sdk_default_bucket(self) -> str:
+        try:
+            return self.aws.sagemaker.default_bucket()
+        except DogbreedError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the SDK raises botocore and its own errors alike
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DogbreedError(
+                f"cannot find the SageMaker default bucket ({detail}); set sagemaker.bucket or pass --dest s3://bucket/prefix"
+            ) from exc
+
+    def dataset_store(self, uri: str) -> DatasetStore:
+        return open_store(uri, lambda: self.aws)
 
     # ------------------------------------------------------------------ training
 
@@ -188,9 +219,9 @@ class SageMakerBackend:
         ]
         if not problems:
             self.reporter.info("pre-flight: rehearsing train.py on one batch per split, locally")
-            rehearse = self._rehearse or preflight.local_rehearsal(config, self.workspace, self.reporter)
+            rehearse = self._rehearse or local_rehearsal(config, self.workspace, self.reporter)
             flags = job_hyperparameters(config, request.hyperparameters)
-            problems += preflight.rehearse_training(config, self.aws, self.workspace, request, flags, rehearse)
+            problems += rehearse_training(config, self.aws, self.workspace, request, flags, rehearse)
         preflight.raise_if(problems, self.reporter, f"training job {request.name}")
 
     def _follow_existing(self, what: str, name: str, state: str | None, hint: str = "") -> bool:
@@ -222,7 +253,7 @@ class SageMakerBackend:
         describe = self._describe("describe_training_job", TrainingJobName=name)
         if describe is None:
             raise NotFoundError(f"training job {name} not found on SageMaker in {self.aws.region}")
-        return training_outcome(describe, self.aws.region)
+        return TrainingOutcome(**training_outcome(describe, self.aws.region))
 
     def wait_training(self, name: str, on_log: LogSink | None = None) -> TrainingOutcome:
         """Stream the job's CloudWatch logs and status until it ends. Ctrl-C stops the job."""
@@ -250,7 +281,17 @@ class SageMakerBackend:
         except KeyboardInterrupt:
             self.stop_training(name)
             raise
-        return training_outcome(describe, self.aws.region, history)
+        return TrainingOutcome(**training_outcome(describe, self.aws.region, history))
+
+    def job_records(self, job: Resource, dest: Path) -> JobRecords:
+        """records.jsonl from the job's output.tar.gz, and Debugger's and the ProfilerReport's
+        verdicts, downloaded into dest."""
+        found = job_output.fetch(self.aws, job.name, dest, job.meta.get("output_uri"))
+        if found.records is None and not found.debugger_rules:
+            detail = "; ".join(found.notes) or "nothing found"
+            raise DogbreedError(f"SageMaker training job {job.name} has no records and no Debugger results yet: {detail}")
+        links = [("Debugger ProfilerReport", found.profiler_report.name)] if found.profiler_report else []
+        return JobRecords(found.records, found.output_uri, found.debugger_rules, links, found.notes, found.status)
 
     def stop_training(self, name: str) -> None:
         self.reporter.warn(f"stopping training job {name} on SageMaker")
@@ -290,12 +331,13 @@ class SageMakerBackend:
             "cost": estimate,
         }
 
-    def start_tuning(self, request: TuningRequest) -> None:
+    def start_tuning(self, request: TuningRequest, wait: bool = True) -> TuningStarted:
+        """Create the tuning job (or follow one of this name); it runs on SageMaker either way."""
         name = naming.tuning_job_name(request.name)
         existing = self._describe("describe_hyper_parameter_tuning_job", HyperParameterTuningJobName=name)
         state = existing["HyperParameterTuningJobStatus"] if existing else None
         if self._follow_existing("tuning job", name, state, " (tune.warm_start_from can build on it)"):
-            return
+            return TuningStarted()
         if request.config.sagemaker.preflight:
             # Trials differ only in the tuned values: rehearse with the config's own.
             rehearsal = TrainingRequest(
@@ -311,6 +353,7 @@ class SageMakerBackend:
         self._fit_tuner(tuner, inputs, name)
         self._sent(name, recorder)
         self.reporter.info(f"tuning job {name} started: {trial_count(request.config)} trials")
+        return TuningStarted()
 
     def describe_tuning(self, name: str) -> dict[str, Any]:
         describe = self._describe("describe_hyper_parameter_tuning_job", HyperParameterTuningJobName=name)
@@ -326,13 +369,16 @@ class SageMakerBackend:
         summaries = [s for page in pages for s in page.get("TrainingJobSummaries", [])]
         return tuning_answer(describe, summaries)
 
-    def wait_tuning(self, name: str, on_log: LogSink | None = None) -> dict[str, Any]:
-        """Follow the tuning job's trial counters until it ends; the tune answer. Ctrl-C stops it."""
+    def wait_tuning(self, request: TuningRequest, on_trials: TrialsSink | None = None) -> dict[str, Any]:
+        """Follow the tuning job's trial counters until it ends; the tune answer. Ctrl-C stops it.
+        Progress goes to the reporter as status lines (on_trials is the local engine's)."""
+        name = naming.tuning_job_name(request.name)
         if self._describe("describe_hyper_parameter_tuning_job", HyperParameterTuningJobName=name) is None:
             raise NotFoundError(f"tuning job {name} not found on SageMaker in {self.aws.region}")
-        say = on_log or self.reporter.info
         try:
-            describe = follow_tuning_job(self._sagemaker, name, on_status=say, poll_seconds=self.poll_seconds)
+            describe = follow_tuning_job(
+                self._sagemaker, name, on_status=self.reporter.info, poll_seconds=self.poll_seconds
+            )
         except KeyboardInterrupt:
             self.reporter.warn(f"stopping tuning job {name} on SageMaker")
             self._sagemaker.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
@@ -443,7 +489,7 @@ class SageMakerBackend:
         model_name = ((endpoint_config or {}).get("ProductionVariants") or [{}])[0].get("ModelName")
         model = self._describe("describe_model", ModelName=model_name) if model_name else None
         tags = as_dict(self._sagemaker.list_tags(ResourceArn=described["EndpointArn"]).get("Tags", []))
-        return endpoint_info(self.config, described, endpoint_config, model, tags)
+        return EndpointInfo(**endpoint_info(self.config, described, endpoint_config, model, tags))
 
     def delete_endpoint(self, endpoint: str) -> bool:
         """Delete the endpoint, its endpoint config and its models; False if none existed."""

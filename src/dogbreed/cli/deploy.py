@@ -55,9 +55,8 @@ def command(
     session = Session.start(
         config, set_, backend, json_out, verbose, {"deploy.endpoint_name": endpoint, "deploy.port": port, "deploy.ttl": ttl}
     )
-    from dogbreed.backends import get_backend
     from dogbreed.workflows.deploy import deploy
 
-    result = deploy(session.config, get_backend(session), session.workspace.ledger, model, wait=wait, dry_run=dry_run)
+    result = deploy(session.config, session.backend(), session.workspace.ledger, model, wait=wait, dry_run=dry_run)
     answer = result.to_json()
     session.emit(answer, _render(answer))

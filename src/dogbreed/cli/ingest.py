@@ -35,7 +35,9 @@ def command(
     # Imported here: the workflow pulls in Pillow (and boto3 for S3), which `dogbreed --help` must not pay for.
     from dogbreed.workflows.ingest import ingest
 
-    result = ingest(session.config, session.workspace, strict=strict, prune=prune, reporter=session.reporter)
+    result = ingest(
+        session.config, session.workspace, strict=strict, prune=prune, reporter=session.reporter, backend=session.backend()
+    )
     session.emit(result.to_json(), render=lambda console: _render(result, console))
 
 

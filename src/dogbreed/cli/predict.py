@@ -48,11 +48,10 @@ def command(
     verbose: VerboseOpt = False,
 ) -> None:
     session = Session.start(config, set_, backend, json_out, verbose, {"deploy.top_k": top_k})
-    from dogbreed.backends import get_backend
     from dogbreed.workflows.predict import predict
 
     result = predict(
-        get_backend(session),
+        session.backend(),
         session.workspace.ledger,
         images,
         endpoint=endpoint,

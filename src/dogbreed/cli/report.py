@@ -52,12 +52,7 @@ def command(
     if job and tuning:
         raise UsageError("give a training JOB or --tuning NAME, not both")
 
-    def aws():
-        from dogbreed.aws.session import AwsSession
-
-        return AwsSession(session.config.sagemaker)
-
-    options = {"aws": aws, "reporter": session.reporter}
+    options = {"backend_for": session.backend, "reporter": session.reporter}
     if tuning:
         result = workflow.tuning_report(session.config, session.workspace, tuning, **options)
     else:

@@ -12,13 +12,16 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from dogbreed.config import Config, load_config
 from dogbreed.reporting import RichReporter
 from dogbreed.workspace import Workspace
+
+if TYPE_CHECKING:
+    from dogbreed.backends.base import Backend
 
 # Set by the options of the running command; read by the error handler in app.main.
 VERBOSE = {"on": False}
@@ -77,6 +80,12 @@ class Session:
     @property
     def reporter(self) -> RichReporter:
         return RichReporter(self.stderr, quiet=self.json_mode)
+
+    def backend(self, name: str | None = None) -> Backend:
+        """The backend `name` (default: the config's), built from this command's config."""
+        from dogbreed.backends import get_backend
+
+        return get_backend(self.config, self.workspace, self.reporter, name)
 
     @property
     def interactive(self) -> bool:

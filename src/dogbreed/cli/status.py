@@ -66,9 +66,8 @@ def command(
     verbose: VerboseOpt = False,
 ) -> None:
     session = Session.start(config, set_, backend, json_out, verbose)
-    from dogbreed.backends import get_backend
     from dogbreed.workflows.status import status
 
-    backend_ = get_backend(session)
+    backend_ = session.backend()
     result = status(session.config, session.workspace.ledger, {backend_.name: backend_})
     session.emit(result.to_json(), _render(result.to_json()))

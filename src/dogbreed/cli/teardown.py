@@ -48,13 +48,12 @@ def command(
     verbose: VerboseOpt = False,
 ) -> None:
     session = Session.start(config, set_, backend, json_out, verbose)
-    from dogbreed.backends import get_backend
     from dogbreed.workflows.teardown import listed_endpoints, select, teardown
 
     ledger = session.workspace.ledger
     # A backend that lists this project's endpoints by tags (SageMaker) adds those the ledger
     # does not know (listed_endpoints is empty for one that cannot list, as local).
-    backend_ = get_backend(session) if (all_ or expired or names) else None
+    backend_ = session.backend() if (all_ or expired or names) else None
     listed = listed_endpoints(backend_)
     plan = select(
         ledger, session.config.backend, names or [], all_, session.reporter, expired=expired, listed=listed
@@ -64,6 +63,6 @@ def command(
         if not typer.confirm(question, default=False, err=True):
             raise typer.Abort()
     if backend_ is None and plan.targets and not dry_run:
-        backend_ = get_backend(session)
+        backend_ = session.backend()
     result = teardown(backend_, ledger, plan, dry_run=dry_run, reporter=session.reporter)
     session.emit(result.to_json(), _render(result.to_json()))

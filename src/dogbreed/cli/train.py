@@ -53,13 +53,12 @@ def command(
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    from dogbreed.backends import get_backend
     from dogbreed.errors import DogbreedError
     from dogbreed.workflows import train as workflow
 
     session = Session.start(config, set_, backend, json_out, verbose)
     ledger = session.workspace.ledger
-    runner = get_backend(session)
+    runner = session.backend()
     workflow.sync(ledger, runner)
     plan = workflow.plan(session.config, ledger, name=name, dataset=dataset, from_tuning=from_tuning)
     if dry_run:

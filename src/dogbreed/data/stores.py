@@ -11,6 +11,9 @@ another source, a photo since excluded, a temp file of a killed copy) are `stale
 and deleted with `ingest --prune`. They never reach training, which reads the manifest, but
 SageMaker's File mode downloads the whole prefix, and a scan without manifest would see them.
 Only the split folders are ever pruned: anything else at the destination is not ours.
+
+The S3 store (s3store.py) is built by a backend with the AWS gateway it holds
+(backends/datasets.py); this module knows nothing of it.
 """
 
 from __future__ import annotations
@@ -23,15 +26,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from dogbreed.data.download import file_sha256
 from dogbreed.data.manifest import MANIFEST_NAME, parse_manifest
 from dogbreed.data.plan import PlannedFile
-from dogbreed.errors import DogbreedError, UsageError
-
-if TYPE_CHECKING:
-    from dogbreed.aws.session import AwsSession
+from dogbreed.errors import DogbreedError
 
 Advance = Callable[[float], None]
 SPLITS = ("train", "valid", "test")
@@ -181,14 +181,3 @@ class LocalStore:
             yield
         finally:
             os.close(fd)  # releases the lock
-
-
-def open_store(uri: str, aws: Callable[[], AwsSession]) -> DatasetStore:
-    """The store for a destination URI; aws is called only for s3:// destinations."""
-    if uri.startswith("s3://"):
-        from dogbreed.data.s3store import S3Store
-
-        return S3Store.from_uri(uri, aws())
-    if "://" in uri and not uri.startswith("file://"):
-        raise UsageError(f"{uri}: unsupported destination; use a local folder or s3://bucket/prefix")
-    return LocalStore(Path(uri.removeprefix("file://")).expanduser().resolve())

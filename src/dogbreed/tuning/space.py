@@ -27,8 +27,9 @@ from pydantic import ValidationError
 
 from dogbreed.config import Config
 from dogbreed.config.flags import with_params
-from dogbreed.config.schema import TrainConfig
+from dogbreed.config.schema import TrainConfig, TuneConfig
 from dogbreed.errors import ConfigError, DogbreedError
+from dogbreed.jobspec import metric_spec
 
 Value = str | int | float
 
@@ -107,6 +108,26 @@ def build_space(config: Config) -> list[SearchParam]:
     if not config.tune.ranges:
         raise ConfigError("tune.ranges is empty: give at least one train.* setting to search")
     return [_param(config, name, spec) for name, spec in config.tune.ranges.items()]
+
+
+def check_search(tune: TuneConfig) -> None:
+    """What SageMaker's tuner refuses, refused for both backends before anything runs, so a
+    local rehearsal cannot pass a config the SageMaker run would reject."""
+    if tune.objective.metric not in metric_spec().names:
+        raise ConfigError(
+            f"tune.objective.metric: {tune.objective.metric!r} is not a metric train.py prints "
+            f"({', '.join(metric_spec().names)})"
+        )
+    if tune.strategy == "Hyperband" and tune.early_stopping != "Off":
+        raise ConfigError("tune.early_stopping must be Off with the Hyperband strategy: Hyperband stops trials itself")
+
+
+def trial_budget(tune: TuneConfig, space: list[SearchParam]) -> int:
+    """How many trials a search runs: max_jobs, or for Grid the whole grid, as SageMaker
+    computes MaxNumberOfTrainingJobs for Grid search itself."""
+    if tune.strategy == "Grid":
+        return grid_size(space)
+    return tune.max_jobs
 
 
 def suggest(trial: SuggestingTrial, space: list[SearchParam]) -> dict[str, Value]:

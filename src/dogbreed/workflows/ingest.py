@@ -10,7 +10,6 @@ destination lacks and the manifest last.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +20,13 @@ from dogbreed.data.layout import Layout, detect_layout, list_folder
 from dogbreed.data.manifest import build_manifest, dump_manifest
 from dogbreed.data.plan import Plan, plan_dataset
 from dogbreed.data.sources import LocalSource, resolve_source
-from dogbreed.data.stores import open_store
+from dogbreed.data.stores import DatasetStore
 from dogbreed.errors import DogbreedError, UsageError
 from dogbreed.reporting import NullReporter, Reporter
 from dogbreed.workspace import Workspace
 
 if TYPE_CHECKING:
-    from dogbreed.aws.session import AwsSession
+    from dogbreed.backends.base import Backend
     from dogbreed.data.images import ImageCheck
 
 
@@ -72,29 +71,6 @@ class IngestResult:
         }
 
 
-def default_dataset_uri(config: Config, workspace: Workspace, name: str, aws: Callable[[], AwsSession]) -> str:
-    """data.uri, else <workspace>/data/<name> (local) or s3://<bucket>/<prefix>/data/<name> (sagemaker)."""
-    if config.data.uri:
-        return config.data.uri
-    if config.backend == "sagemaker":
-        bucket = config.sagemaker.bucket or _sdk_default_bucket(aws)
-        prefix = config.sagemaker.prefix.strip("/")
-        return f"s3://{bucket}/{prefix}/data/{name}" if prefix else f"s3://{bucket}/data/{name}"
-    return str((workspace.datasets() / name).resolve())
-
-
-def _sdk_default_bucket(aws: Callable[[], AwsSession]) -> str:
-    try:
-        return aws().sagemaker.default_bucket()
-    except DogbreedError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the SDK raises botocore and its own errors alike
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DogbreedError(
-            f"cannot find the SageMaker default bucket ({detail}); set sagemaker.bucket or pass --dest s3://bucket/prefix"
-        ) from exc
-
-
 def check_images(source: LocalSource, layout: Layout, config: Config, workspace: Workspace, reporter: Reporter) -> dict[str, ImageCheck]:
     """Every file's check, on a thread pool: Pillow's decoders and hashlib release the GIL,
     and threads measured faster than processes here (no pickling, no worker start-up)."""
@@ -133,10 +109,12 @@ def ingest(
     strict: bool = False,
     prune: bool = False,
     reporter: Reporter | None = None,
-    aws: AwsSession | None = None,
+    backend: Backend | None = None,
+    store: DatasetStore | None = None,
 ) -> IngestResult:
     """Ingest `source` (default data.source) into `dest` (default data.uri or the backend's
-    default) and record it in the ledger as the latest dataset. `prune`: delete the stale
+    default) and record it in the ledger as the latest dataset. The backend (default: the
+    config's) opens the destination's store unless one is given. `prune`: delete the stale
     files (stores.py) after the new manifest is written."""
     reporter = reporter or NullReporter()
     started = time.monotonic()
@@ -148,20 +126,19 @@ def ingest(
         timings[name] = round(now - since, 3)
         return now
 
-    def aws_session() -> AwsSession:
-        nonlocal aws
-        if aws is None:
-            from dogbreed.aws.session import AwsSession
-
-            aws = AwsSession(config.sagemaker)
-        return aws
-
     local = resolve_source(given, workspace.downloads(), config.data, reporter)
     mark = lap("fetch", started)
     # The destination is settled before the slow part, so a wrong --dest fails in a second.
-    dataset_uri = dest or default_dataset_uri(config, workspace, local.name, aws_session)
-    _refuse_nested(local, dataset_uri)
-    store = open_store(dataset_uri, aws_session)
+    if store is None:
+        if backend is None:
+            from dogbreed.backends import get_backend
+
+            backend = get_backend(config, workspace, reporter)
+        dataset_uri = dest or config.data.uri or backend.default_dataset_uri(local.name)
+        _refuse_nested(local, dataset_uri)
+        store = backend.dataset_store(dataset_uri)
+    else:
+        _refuse_nested(local, store.uri)
     files, dirs = list_folder(local.folder)
     layout = detect_layout(files, dirs, where=given)
     reporter.info(f"{given}: {layout.kind} layout, {len(layout.folders)} classes, {len(layout.files)} files")

@@ -1,9 +1,10 @@
 """`report`: find a job in the ledger, read its records, judge them, write the HTML page.
 
-Backend-agnostic: a local job's records are in its job folder; a SageMaker job's are inside
-its output.tar.gz on S3, fetched through the AwsSession the caller injects (tests give one
-aimed at moto). Output goes to <workspace>/reports/<job>/: report.html (self-contained) and
-the same figures as PNG files, for people who want to paste one into a ticket.
+Backend-agnostic: the job's own backend (the ledger says which) puts its records on this
+machine (a local job's are in its job folder; a SageMaker job's are inside its
+output.tar.gz on S3) with what its own tooling judged (Debugger). Output goes to
+<workspace>/reports/<job>/: report.html (self-contained) and the same figures as PNG files,
+for people who want to paste one into a ticket.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from dogbreed.backends.base import Backend
 from dogbreed.config import Config
 from dogbreed.errors import DogbreedError, NotFoundError
 from dogbreed.ledger import Ledger, Resource
-from dogbreed.report import page, plots, rules, sagemaker_job
-from dogbreed.report.records import RECORDS_FILE, Run, read_records
+from dogbreed.report import page, plots, rules
+from dogbreed.report.records import Run, read_records
 from dogbreed.report.tuning import TuningSummary, log_scaled, summarize
 from dogbreed.reporting import NullReporter, Reporter
 from dogbreed.workspace import Workspace
@@ -27,7 +29,7 @@ from dogbreed.workspace import Workspace
 REPORT_FILE = "report.html"
 LIST_JOBS = "list jobs with `dogbreed status`"
 
-AwsFactory = Callable[[], Any]  # () -> dogbreed.aws.session.AwsSession
+BackendFor = Callable[[str], Backend]  # a backend by name: the one each job ran on
 
 
 @dataclass
@@ -86,18 +88,6 @@ def find_tuning_job(ledger: Ledger, name: str) -> Resource:
     return found
 
 
-def local_records_path(workspace: Workspace, job: Resource) -> Path:
-    # The local backend's job folder (backends/job_layout.py): jobs/<name>/output/data.
-    default = workspace.root / "jobs" / job.name / "output" / "data" / RECORDS_FILE
-    output = job.meta.get("output_uri")
-    if output and not str(output).startswith("s3://"):
-        recorded = Path(output) / RECORDS_FILE
-        # A relative workspace makes the recorded path relative to where `train` ran.
-        if recorded.is_file() or not default.is_file():
-            return recorded
-    return default
-
-
 @dataclass
 class Loaded:
     run: Run
@@ -108,24 +98,11 @@ class Loaded:
     status: str | None = None
 
 
-def load_job(workspace: Workspace, job: Resource, out_dir: Path, aws: AwsFactory | None) -> Loaded:
-    """The job's records (and Debugger's verdicts for a SageMaker job)."""
-    if job.backend == "sagemaker":
-        if aws is None:
-            raise DogbreedError(f"training job {job.name} ran on SageMaker, and no AWS session was given")
-        found = sagemaker_job.fetch(aws(), job.name, out_dir, job.meta.get("output_uri"))
-        run = read_records(found.records) if found.records else Run()
-        if found.records is None and not found.debugger_rules:
-            detail = "; ".join(found.notes) or "nothing found"
-            raise DogbreedError(f"SageMaker training job {job.name} has no records and no Debugger results yet: {detail}")
-        links = [("Debugger ProfilerReport", found.profiler_report.name)] if found.profiler_report else []
-        return Loaded(run, found.output_uri, found.debugger_rules, links, found.notes, found.status)
-    path = local_records_path(workspace, job)
-    if not path.is_file():
-        raise DogbreedError(
-            f"training job {job.name} has no records at {path} (not started yet, or trained before records existed)"
-        )
-    return Loaded(read_records(path), str(path), status=job.state)
+def load_job(job: Resource, out_dir: Path, backend_for: BackendFor) -> Loaded:
+    """The job's records (and what its backend's own tooling judged, e.g. Debugger)."""
+    found = backend_for(job.backend).job_records(job, out_dir)
+    run = read_records(found.path) if found.path else Run()
+    return Loaded(run, found.source, found.verdicts, found.links, found.notes, found.status)
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -151,6 +128,12 @@ def _write_outputs(out_dir: Path, html: str, figures: dict[str, bytes]) -> tuple
     html_path = out_dir / REPORT_FILE
     _write(html_path, html.encode("utf-8"))
     return html_path, pngs
+
+
+def _backends(config: Config, workspace: Workspace, reporter: Reporter) -> BackendFor:
+    from dogbreed.backends import get_backend
+
+    return lambda name: get_backend(config, workspace, reporter, name)
 
 
 def _record(ledger: Ledger, report: Report) -> None:
@@ -212,15 +195,16 @@ def training_report(
     workspace: Workspace,
     job_name: str | None = None,
     *,
-    aws: AwsFactory | None = None,
+    backend_for: BackendFor | None = None,
     reporter: Reporter | None = None,
 ) -> Report:
     reporter = reporter or NullReporter()
+    backend_for = backend_for or _backends(config, workspace, reporter)
     ledger = workspace.ledger
     job = find_training_job(ledger, job_name, config.backend)
     out_dir = workspace.reports() / job.name
     reporter.info(f"report on training job {job.name} ({job.backend})")
-    loaded = load_job(workspace, job, out_dir, aws)
+    loaded = load_job(job, out_dir, backend_for)
     results = rules.evaluate(loaded.run) + loaded.debugger
     with reporter.task("drawing the plots"):
         figures = plots.training_figures(loaded.run)
@@ -248,15 +232,17 @@ def _scalings(config: Config, job: Resource) -> dict[str, str]:
     return {name: scaling for name, scaling in scalings.items() if scaling != "Auto"}
 
 
-def _trial_issues(workspace: Workspace, trials: Sequence[Resource]) -> dict[str, str]:
-    """Rules flagged per local trial, from the records its job left (cheap: no network)."""
+def _trial_issues(trials: Sequence[Resource], out_dir: Path, backend_for: BackendFor) -> dict[str, str]:
+    """Rules flagged per trial, from the records its job left (trial rows are the local
+    engine's: the records are in the trials' job folders, no network)."""
     flagged = {}
     for trial in trials:
-        if trial.backend != "local":
-            continue
-        path = local_records_path(workspace, trial)
-        if path.is_file():
-            issues = [r.name for r in rules.evaluate(read_records(path)) if r.status == rules.ISSUE]
+        try:
+            found = backend_for(trial.backend).job_records(trial, out_dir / trial.name)
+        except DogbreedError:
+            continue  # no records (yet): nothing to flag
+        if found.path is not None:
+            issues = [r.name for r in rules.evaluate(read_records(found.path)) if r.status == rules.ISSUE]
             flagged[trial.name] = ", ".join(issues) or "none"
     return flagged
 
@@ -287,10 +273,11 @@ def tuning_report(
     workspace: Workspace,
     tuning: str = "latest",
     *,
-    aws: AwsFactory | None = None,
+    backend_for: BackendFor | None = None,
     reporter: Reporter | None = None,
 ) -> Report:
     reporter = reporter or NullReporter()
+    backend_for = backend_for or _backends(config, workspace, reporter)
     ledger = workspace.ledger
     job = find_tuning_job(ledger, tuning)
     trials = ledger.list("trial", parent=job.name)
@@ -306,7 +293,7 @@ def tuning_report(
     best = next((t for t in trials if t.name == best_name), None)
     if best is not None:
         try:
-            loaded = load_job(workspace, best, out_dir, aws)
+            loaded = load_job(best, out_dir, backend_for)
         except DogbreedError as exc:
             notes.append(f"no rules for the best trial: {exc}")
         else:
@@ -331,7 +318,7 @@ def tuning_report(
         ("log axes", ", ".join(sorted(log_params)) or "none"),
         ("generated", datetime.now(timezone.utc).isoformat(timespec="seconds")),
     ]
-    table = _trials_table(summary, _trial_issues(workspace, trials))
+    table = _trials_table(summary, _trial_issues(trials, out_dir, backend_for))
     html = page.render(
         f"Tuning job {job.name}", [(k, v) for k, v in facts if v], results, _images(figures), [table], notes, links,
         rules_title=f"Rules on the best trial, {best_name}",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from dogbreed.backends import hourly_cost
 from dogbreed.backends.base import Backend
 from dogbreed.config import Config
 from dogbreed.errors import NotFoundError
@@ -32,25 +33,6 @@ class StatusResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"resources": self.resources}
-
-
-def hourly_cost(config: Config, record: Resource, instance_type: str | None = None) -> float:
-    """Estimated USD per hour from sagemaker.prices; local resources cost nothing."""
-    if record.backend == "local":
-        return 0.0
-    sm, meta = config.sagemaker, record.meta
-    if record.kind == "endpoint":
-        if meta.get("serverless"):
-            return sm.prices.get("serverless", 0.0)
-        kind = instance_type or meta.get("instance_type") or sm.instance_type.endpoint
-        count = meta.get("instance_count") or sm.endpoint_instance_count
-    elif record.kind == "tuning-job":
-        kind = meta.get("instance_type") or sm.instance_type.tune
-        count = meta.get("max_parallel_jobs") or config.tune.max_parallel_jobs
-    else:
-        kind = meta.get("instance_type") or sm.instance_type.train
-        count = meta.get("instance_count") or sm.instance_count
-    return round(sm.prices.get(kind, 0.0) * int(count), 4)
 
 
 def _seconds(later: datetime | None, earlier: datetime | None) -> int | None:

@@ -1,7 +1,9 @@
 """The table of trials people watch while a study runs (stderr; stdout stays for --json).
 
-On a terminal it is a rich Live table redrawn a few times a second from the ledger; in a
-log (CI, a pipe) it prints one line whenever a trial starts or ends instead of redrawing.
+On a terminal it is a rich Live table redrawn a few times a second from the ledger's trial
+rows; in a log (CI, a pipe) it prints one line whenever a trial starts or ends instead of
+redrawing. Nothing is drawn until the backend shows trials (a SageMaker search reports its
+progress as lines of its own).
 """
 
 from __future__ import annotations
@@ -62,11 +64,6 @@ class TrialView:
         self._seen: dict[str, str] = {}
 
     def __enter__(self) -> TrialView:
-        if self.live_mode:
-            from rich.live import Live
-
-            self._live = Live(table(self.title, self.metric, []), console=self.console, refresh_per_second=4)
-            self._live.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -76,7 +73,12 @@ class TrialView:
     def show(self, trials: list[Resource]) -> None:
         if self.quiet:
             return
-        if self._live is not None:
+        if self.live_mode:
+            if self._live is None:
+                from rich.live import Live
+
+                self._live = Live(table(self.title, self.metric, []), console=self.console, refresh_per_second=4)
+                self._live.__enter__()
             self._live.update(table(self.title, self.metric, trials))
             return
         for trial in trials:

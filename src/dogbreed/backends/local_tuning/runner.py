@@ -15,30 +15,22 @@ from typing import Any
 
 from dogbreed.backends.base import TrainingOutcome, TrainingRequest
 from dogbreed.backends.local_training import LocalTraining
-from dogbreed.backends.warm_start import WarmStart
+from dogbreed.backends.local_tuning.study import TuningSetup
+from dogbreed.backends.local_tuning.trials import (
+    ATTR_EPOCHS,
+    ATTR_FAILURE,
+    ATTR_OBJECTIVE,
+    ATTR_PARAMS,
+    ATTR_TEST_ACC,
+    TrialSummary,
+    trial_name,
+)
 from dogbreed.config import Config
 from dogbreed.config.flags import hyperparameters
 from dogbreed.errors import DogbreedError
 from dogbreed.jobspec import metric_spec
 from dogbreed.ledger import Ledger
-from dogbreed.reporting import NullReporter, Reporter
-from dogbreed.tuning import trials as book
 from dogbreed.tuning.space import apply, suggest
-from dogbreed.tuning.study import TuningSetup
-from dogbreed.workspace import Workspace
-
-
-class TrialBackend(LocalTraining):
-    """The local backend's training half: trials need no endpoints."""
-
-    name = "local"
-
-    def __init__(self, config: Config, workspace: Workspace, reporter: Reporter | None = None,
-                 launcher: WarmStart | None = None) -> None:
-        self.config = config
-        self.workspace = workspace
-        self.reporter = reporter or NullReporter()
-        self.launcher = launcher
 
 
 def job_request(setup: TuningSetup, name: str, config: Config) -> TrainingRequest:
@@ -52,7 +44,7 @@ def job_request(setup: TuningSetup, name: str, config: Config) -> TrainingReques
     )
 
 
-def record(ledger: Ledger, setup: TuningSetup, summary: book.TrialSummary, **extra: Any) -> None:
+def record(ledger: Ledger, setup: TuningSetup, summary: TrialSummary, **extra: Any) -> None:
     """The trial as the ledger keeps it: kind 'trial', parent = the tuning job."""
     meta = {
         "number": summary.number,
@@ -107,8 +99,8 @@ class JobFinished(Exception):
 class EpochFollower:
     """The job's log sink: reports each epoch's objective and stops the job when pruned."""
 
-    def __init__(self, trial: Any, setup: TuningSetup, summary: book.TrialSummary, epochs: int,
-                 backend: TrialBackend, ledger: Ledger) -> None:
+    def __init__(self, trial: Any, setup: TuningSetup, summary: TrialSummary, epochs: int,
+                 backend: LocalTraining, ledger: Ledger) -> None:
         self.trial, self.setup, self.summary, self.epochs = trial, setup, summary, epochs
         self.backend, self.ledger = backend, ledger
         self.spec = metric_spec()
@@ -133,17 +125,17 @@ class EpochFollower:
             self.backend.stop_training(self.summary.name)
 
 
-def run_trial(setup: TuningSetup, study: Any, trial: Any, backend: TrialBackend, ledger: Ledger) -> book.TrialSummary:
+def run_trial(setup: TuningSetup, study: Any, trial: Any, backend: LocalTraining, ledger: Ledger) -> TrialSummary:
     """Run the trial's job to its end and tell the study. A failure is recorded, not raised;
     KeyboardInterrupt (Ctrl-C, SIGTERM) stops the job and propagates: the trial stays
     RUNNING in the study and the next `tune` retries it (recovery.py)."""
     from optuna.trial import TrialState
 
-    summary = book.TrialSummary(number=trial.number, name=book.trial_name(setup.name, trial.number), status="InProgress")
+    summary = TrialSummary(number=trial.number, name=trial_name(setup.name, trial.number), status="InProgress")
     try:
         params = suggest(trial, setup.space)
         summary.params = params
-        trial.set_user_attr(book.ATTR_PARAMS, params)
+        trial.set_user_attr(ATTR_PARAMS, params)
         config = apply(setup.config, params)
         record(ledger, setup, summary, epoch=0, epochs=config.train.epochs)
         backend.start_training(job_request(setup, summary.name, config))
@@ -158,17 +150,17 @@ def run_trial(setup: TuningSetup, study: Any, trial: Any, backend: TrialBackend,
 
     summary.test_acc = outcome.metrics.get("test_acc")
     summary.epochs = follower.last_epoch
-    trial.set_user_attr(book.ATTR_EPOCHS, follower.last_epoch)
+    trial.set_user_attr(ATTR_EPOCHS, follower.last_epoch)
     if summary.test_acc is not None:
-        trial.set_user_attr(book.ATTR_TEST_ACC, summary.test_acc)
+        trial.set_user_attr(ATTR_TEST_ACC, summary.test_acc)
     objective = objective_of(outcome, setup.metric)
     if outcome.state == "Completed" and objective is not None:
         summary.status, summary.objective = "Completed", objective
-        trial.set_user_attr(book.ATTR_OBJECTIVE, objective)
+        trial.set_user_attr(ATTR_OBJECTIVE, objective)
         study.tell(trial, objective)
     elif outcome.state == "Stopped" and follower.pruned:
         summary.status = "Stopped"
-        trial.set_user_attr(book.ATTR_OBJECTIVE, summary.objective)
+        trial.set_user_attr(ATTR_OBJECTIVE, summary.objective)
         study.tell(trial, state=TrialState.PRUNED)
     elif outcome.state == "Completed":
         return fail(setup, study, trial, summary, ledger, f"the job printed no {setup.metric}; see {outcome.log_uri}")
@@ -178,12 +170,12 @@ def run_trial(setup: TuningSetup, study: Any, trial: Any, backend: TrialBackend,
     return summary
 
 
-def fail(setup: TuningSetup, study: Any, trial: Any, summary: book.TrialSummary, ledger: Ledger,
-         failure: str) -> book.TrialSummary:
+def fail(setup: TuningSetup, study: Any, trial: Any, summary: TrialSummary, ledger: Ledger,
+         failure: str) -> TrialSummary:
     from optuna.trial import TrialState
 
     summary.status, summary.failure = "Failed", failure.splitlines()[0] if failure else "failed"
-    trial.set_user_attr(book.ATTR_FAILURE, summary.failure)
+    trial.set_user_attr(ATTR_FAILURE, summary.failure)
     study.tell(trial, state=TrialState.FAIL)
     record(ledger, setup, summary)
     return summary

@@ -13,14 +13,15 @@ from typing import Any
 
 from dogbreed.errors import NotFoundError
 from dogbreed.ledger import Ledger
-from dogbreed.tuning import trials as book
-from dogbreed.tuning.runner import TrialBackend, objective_of, record
-from dogbreed.tuning.study import TuningSetup, trial_handle
+from dogbreed.backends.local_training import LocalTraining
+from dogbreed.backends.local_tuning.runner import objective_of, record
+from dogbreed.backends.local_tuning.study import TuningSetup, trial_handle
+from dogbreed.backends.local_tuning.trials import ATTR_FAILURE, ATTR_OBJECTIVE, ATTR_RETRIED, ATTR_TEST_ACC, summarize
 
 STOP_WAIT_SECONDS = 30
 
 
-def _settle(backend: TrialBackend, name: str) -> Any:
+def _settle(backend: LocalTraining, name: str) -> Any:
     """The job's outcome once it is no longer running (stopping it if need be)."""
     import time
 
@@ -37,30 +38,30 @@ def _settle(backend: TrialBackend, name: str) -> Any:
     return outcome
 
 
-def recover(setup: TuningSetup, study: Any, backend: TrialBackend, ledger: Ledger) -> list[str]:
+def recover(setup: TuningSetup, study: Any, backend: LocalTraining, ledger: Ledger) -> list[str]:
     """Settle every RUNNING trial; returns one line per trial for people."""
     from optuna.trial import TrialState
 
     notes: list[str] = []
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        summary = book.summarize(setup.name, frozen)
+        summary = summarize(setup.name, frozen)
         outcome = _settle(backend, summary.name)
         trial = trial_handle(study, frozen.number)
         objective = objective_of(outcome, setup.metric) if outcome else None
         if outcome is not None and outcome.state == "Completed" and objective is not None:
             summary.status, summary.objective = "Completed", objective
             summary.test_acc = outcome.metrics.get("test_acc")
-            trial.set_user_attr(book.ATTR_OBJECTIVE, objective)
+            trial.set_user_attr(ATTR_OBJECTIVE, objective)
             if summary.test_acc is not None:
-                trial.set_user_attr(book.ATTR_TEST_ACC, summary.test_acc)
+                trial.set_user_attr(ATTR_TEST_ACC, summary.test_acc)
             study.tell(trial, objective)
             record(ledger, setup, summary, model_uri=outcome.model_uri, log_uri=outcome.log_uri)
             notes.append(f"{summary.name}: finished while the tuning process was away; kept")
             continue
         summary.status, summary.retried = "Failed", True
         summary.failure = "interrupted (the tuning process stopped or was killed); retried with the same params"
-        trial.set_user_attr(book.ATTR_FAILURE, summary.failure)
-        trial.set_user_attr(book.ATTR_RETRIED, True)
+        trial.set_user_attr(ATTR_FAILURE, summary.failure)
+        trial.set_user_attr(ATTR_RETRIED, True)
         study.tell(trial, state=TrialState.FAIL)
         if frozen.params:
             # Same point again: a random or TPE sampler would not come back to it by itself.

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from dogbreed.config import Config
-from dogbreed.tuning.space import SearchParam, build_space
-from dogbreed.tuning.strategy import make_pruner, make_sampler, trial_budget
+from dogbreed.backends.local_tuning.strategy import make_pruner, make_sampler
+from dogbreed.tuning.space import SearchParam, build_space, trial_budget
 from dogbreed.workspace import Workspace
 
 SETUP_FILE = "setup.json"

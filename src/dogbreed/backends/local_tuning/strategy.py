@@ -14,29 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from dogbreed.config.schema import TuneConfig
-from dogbreed.errors import ConfigError
-from dogbreed.jobspec import metric_spec
 from dogbreed.tuning.space import SearchParam, grid, grid_size
-
-
-def check(tune: TuneConfig) -> None:
-    """What SageMaker's tuner refuses, refused here too, so a local rehearsal cannot pass a
-    config the SageMaker run would reject (aws/tuner.py raises the same)."""
-    if tune.objective.metric not in metric_spec().names:
-        raise ConfigError(
-            f"tune.objective.metric: {tune.objective.metric!r} is not a metric train.py prints "
-            f"({', '.join(metric_spec().names)})"
-        )
-    if tune.strategy == "Hyperband" and tune.early_stopping != "Off":
-        raise ConfigError("tune.early_stopping must be Off with the Hyperband strategy: Hyperband stops trials itself")
-
-
-def trial_budget(tune: TuneConfig, space: list[SearchParam]) -> int:
-    """How many trials the study runs: max_jobs, or for Grid the whole grid, as SageMaker
-    computes MaxNumberOfTrainingJobs for Grid search itself."""
-    if tune.strategy == "Grid":
-        return grid_size(space)
-    return tune.max_jobs
 
 
 def sampler_seed(tune: TuneConfig, worker: int) -> int:

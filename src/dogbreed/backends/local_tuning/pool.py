@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dogbreed.processes import command_line, is_alive
 
-WORKER_MODULE = "dogbreed.tuning.worker"
+WORKER_MODULE = "dogbreed.backends.local_tuning.worker"
 
 
 def _pid_dir(folder: Path) -> Path:

@@ -1,6 +1,6 @@
 """A worker process of a local tuning job: asks for trials and runs them until the budget is spent.
 
-    python -m dogbreed.tuning.worker <tuning folder> <worker index>
+    python -m dogbreed.backends.local_tuning.worker <tuning folder> <worker index>
 
 tune.max_parallel_jobs workers run side by side, each with its own handle on the study
 (JournalStorage is safe across processes). They count and ask under one file lock, so the
@@ -20,11 +20,11 @@ import signal
 import sys
 from pathlib import Path
 
-from dogbreed.backends.local_training import trial_threads
-from dogbreed.backends.warm_start import WarmStart
-from dogbreed.tuning import trials as book
-from dogbreed.tuning.runner import TrialBackend, run_trial
-from dogbreed.tuning.study import TuningSetup, ask_lock, open_study
+from dogbreed.backends.local_training import LocalTraining, trial_threads
+from dogbreed.backends.local_tuning.runner import run_trial
+from dogbreed.backends.local_tuning.study import TuningSetup, ask_lock, open_study
+from dogbreed.backends.local_tuning.trials import budget_left, summarize_all
+from dogbreed.backends.local_tuning.warm_start import WarmStart
 
 
 def _warm_launcher(setup: TuningSetup) -> WarmStart | None:
@@ -45,12 +45,12 @@ def work(folder: Path, worker: int) -> int:
     # Before torch is imported (the warm-up): libgomp reads it once. Jobs inherit it.
     os.environ.setdefault("OMP_NUM_THREADS", str(trial_threads(setup.config)))
     study = open_study(setup, worker)
-    backend = TrialBackend(setup.config, setup.workspace, launcher=_warm_launcher(setup))
+    backend = LocalTraining(setup.config, setup.workspace, launcher=_warm_launcher(setup))
     ledger = setup.workspace.ledger
     while True:
         with ask_lock(folder):
-            trials = book.summarize_all(setup.name, study.get_trials(deepcopy=False))
-            if book.budget_left(trials, setup.budget) == 0:
+            trials = summarize_all(setup.name, study.get_trials(deepcopy=False))
+            if budget_left(trials, setup.budget) == 0:
                 return 0
             trial = study.ask()
         summary = run_trial(setup, study, trial, backend, ledger)
@@ -64,7 +64,7 @@ def _stop(signum: int, _frame: object) -> None:
 
 def main() -> None:
     if len(sys.argv) != 3:
-        sys.exit("usage: python -m dogbreed.tuning.worker TUNING_DIR WORKER_INDEX")
+        sys.exit("usage: python -m dogbreed.backends.local_tuning.worker TUNING_DIR WORKER_INDEX")
     signal.signal(signal.SIGTERM, _stop)
     try:
         code = work(Path(sys.argv[1]), int(sys.argv[2]))
