@@ -2,6 +2,11 @@
 
 SQLite in WAL mode: every change is a transaction, so a crash or kill at any moment
 leaves either the old or the new state, and several CLI processes can use it at once.
+
+One writer per row: the workflows record what the backends return (jobs, models,
+endpoints, datasets, reports); backends only read. Two documented exceptions: a local
+endpoint server marks its own row "gone" when it stops (serving/main.py), and the local
+tuning engine writes its trial rows as the trials run (backends/local_tuning/).
 """
 
 from __future__ import annotations

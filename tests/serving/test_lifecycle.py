@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -29,6 +30,8 @@ from dogbreed.workflows import predict as predict_step
 from dogbreed.workflows import status as status_step
 from dogbreed.workflows import teardown as teardown_step
 from dogbreed.workspace import Workspace
+from tests.conftest import dogbreed_cli
+from tests.serving.conftest import servers_under
 from tests.serving.images import BEAGLE
 
 pytestmark = pytest.mark.usefixtures("no_server_left")
@@ -140,9 +143,11 @@ def test_teardown_never_kills_a_process_that_merely_has_the_pid(tmp_path, stub_m
             "endpoint", "stubby", "local", uri="http://127.0.0.1:9", state="in-service", meta={"pid": stranger.pid}
         )
         assert backend.describe_endpoint("stubby").state == "gone"
-        assert backend.delete_endpoint("stubby") is True
+        ledger = backend.workspace.ledger
+        result = teardown_step.teardown(backend, ledger, teardown_step.select(ledger, "local", ["stubby"]))
+        assert result.deleted == ["stubby"]
         assert stranger.poll() is None
-        assert backend.workspace.ledger.get("endpoint", "stubby", "local").state == "deleted"
+        assert ledger.get("endpoint", "stubby", "local").state == "deleted"
     finally:
         stranger.kill()
         stranger.wait()
@@ -191,7 +196,9 @@ def test_a_model_that_fails_to_load_reports_the_log(tmp_path, stub_model_dir):
     with pytest.raises(DogbreedError, match="weights are corrupt") as raised:
         deploy(backend, stub_model_dir)
     assert "exited with code 1 while loading" in str(raised.value)
-    assert backend.workspace.ledger.get("endpoint", "stubby", "local") is None
+    # Recorded while it loaded (intent first), and closed when it failed: nothing live is left.
+    assert backend.workspace.ledger.get("endpoint", "stubby", "local").state == "gone"
+    assert status_step.status(backend.config, backend.workspace.ledger, {"local": backend}).resources == []
 
 
 def test_dry_run_plans_and_starts_nothing(tmp_path, stub_model_dir):
@@ -209,6 +216,53 @@ def test_no_wait_returns_while_creating_and_status_catches_up(tmp_path, stub_mod
     backend = backend_for(tmp_path, ttl="10m")
     info = deploy(backend, stub_model_dir, wait=False)
     assert info.state == "creating" and info.url
+    ledger = backend.workspace.ledger
+    assert ledger.get("endpoint", "stubby", "local").state == "creating"
     wait_until(lambda: backend.describe_endpoint("stubby").state == "in-service", "the model to load")
-    assert backend.workspace.ledger.get("endpoint", "stubby", "local").state == "in-service"
+    (row,) = status_step.status(backend.config, ledger, {"local": backend}).resources
+    assert row["state"] == "in-service" and ledger.get("endpoint", "stubby", "local").state == "in-service"
     backend.delete_endpoint("stubby")
+
+
+SLOW_MODEL_FN = """
+def model_fn(model_dir):
+    model_dir = Path(model_dir)
+    (model_dir / "loading").touch()
+    for _ in range(12000):  # at most 120 s
+        if (model_dir / "go").exists():
+            break
+        time.sleep(0.01)
+    return model_dir
+"""
+
+
+def test_kill_9_of_deploy_while_the_model_loads_leaves_nothing_the_ledger_does_not_know(tmp_path, stub_model_dir):
+    """Issue 15 (the ledger loses track): the endpoint was recorded only once /ping answered,
+    so a deploy killed while the model loaded left a server that status did not list and
+    teardown --all did not find. Intent is recorded first (creating, pid, port)."""
+    handler = stub_model_dir / "code" / "inference.py"
+    original = handler.read_text()
+    handler.write_text(original.replace("\ndef model_fn(model_dir):\n    return Path(model_dir)\n", SLOW_MODEL_FN))
+    assert handler.read_text() != original
+    config = tmp_path / "deploy.yaml"
+    config.write_text(f"workspace: {tmp_path / '.dogbreed'}\ndeploy:\n  port: 0\n  endpoint_name: stubby\n  ttl: 10m\n")
+    cli = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dogbreed"), "deploy", "--model", str(stub_model_dir), "-c", str(config), "--json"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: (stub_model_dir / "loading").exists(), "the server to load the model")
+    finally:
+        cli.kill()
+        cli.wait()
+    (server,) = servers_under(tmp_path)
+    (stub_model_dir / "go").touch()
+
+    status = dogbreed_cli("status", "-c", str(config), "--json")
+    assert status.returncode == 0, status.stderr
+    rows = [(r["kind"], r["name"], r["state"]) for r in json.loads(status.stdout)["resources"]]
+    assert rows in ([("endpoint", "stubby", "creating")], [("endpoint", "stubby", "in-service")])
+    teardown = dogbreed_cli("teardown", "--all", "--yes", "-c", str(config), "--json")
+    assert teardown.returncode == 0, teardown.stderr
+    assert json.loads(teardown.stdout)["deleted"] == ["stubby"]
+    wait_until(lambda: not is_alive(server), "the server to stop")

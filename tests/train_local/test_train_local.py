@@ -154,3 +154,57 @@ def test_missing_dataset_and_weights_are_clear_errors(tmp_path, imagenet_weights
     dataset.mkdir()
     result = dogbreed_cli("train", "-c", str(config), "--dataset", str(dataset), "--set", "model.weights=/no/such.pth")
     assert result.returncode == 1 and "model.weights: /no/such.pth not found" in result.stderr
+
+
+def _finished(root: Path, job: str, limit_s: float = 600) -> None:
+    status = root / ".dogbreed" / "jobs" / job / "status.json"
+    deadline = time.monotonic() + limit_s
+    while not (status.is_file() and json.loads(status.read_text()).get("state") in ("Completed", "Failed", "Stopped")):
+        assert time.monotonic() < deadline, f"job {job} did not finish"
+        time.sleep(0.1)
+
+
+def test_a_no_wait_job_that_status_saw_finish_still_gives_deploy_its_model(project):
+    """Issue 15 (the ledger loses track): `status` marked a finished --no-wait job Completed
+    without recording its model, and later syncs looked only at jobs in progress, so
+    `deploy` said "no trained model in the ledger" beside a model.tar.gz."""
+    root, config = project
+    started = dogbreed_cli("train", "-c", str(config), "--no-wait", "--json")
+    assert started.returncode == 0, started.stderr
+    job = json.loads(started.stdout)["training_job"]
+    _finished(root, job)
+
+    status = dogbreed_cli("status", "-c", str(config), "--json")
+    assert status.returncode == 0, status.stderr
+    ledger = _ledger(root)
+    assert ledger.get("training-job", job, "local").state == "Completed"
+    model = ledger.get("model", job, "local")
+    assert model is not None and Path(model.uri).is_file() and model.uri.endswith("model.tar.gz")
+    # A dry run reads the ledger only (no sync): the model must already be there.
+    plan = dogbreed_cli("deploy", "-c", str(config), "--dry-run", "--json")
+    assert plan.returncode == 0, plan.stderr
+    assert json.loads(plan.stdout)["plan"]["model_uri"] == model.uri
+
+
+def test_a_job_the_ledger_calls_completed_without_its_model_is_synced(project):
+    """A row left Completed with no model (by an older `status`, or a sync cut short) is
+    not skipped by later syncs: deploy's sync records the model."""
+    from dogbreed.backends.local import LocalBackend
+    from dogbreed.config import load_config
+    from dogbreed.workflows.train import sync
+    from dogbreed.workspace import Workspace
+
+    root, config = project
+    started = dogbreed_cli("train", "-c", str(config), "--no-wait", "--json")
+    job = json.loads(started.stdout)["training_job"]
+    _finished(root, job)
+    ledger = _ledger(root)
+    ledger.update("training-job", job, "local", state="Completed")  # what main's status left
+    assert ledger.get("model", job, "local") is None
+
+    loaded = load_config([config])
+    recorded = sync(ledger, LocalBackend(loaded, Workspace(Path(loaded.workspace))))
+    assert [outcome.name for outcome in recorded] == [job]
+    model = ledger.get("model", job, "local")
+    assert model is not None and model.uri == recorded[0].model_uri
+    assert sync(ledger, LocalBackend(loaded, Workspace(Path(loaded.workspace)))) == []  # once

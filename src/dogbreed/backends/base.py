@@ -124,6 +124,8 @@ class EndpointInfo:
     instance_type: str | None = None
     est_cost_per_hour: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    # What the backend needs recorded to find, ask and stop it later; not part of the answer.
+    record: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -171,7 +173,11 @@ class Backend(Protocol):
     # Serving: an endpoint with SageMaker's HTTP contract.
     def plan_deploy(self, request: DeployRequest) -> dict[str, Any]: ...
 
-    def deploy(self, request: DeployRequest, wait: bool = True) -> EndpointInfo: ...
+    # on_created gets the endpoint as soon as it exists (state creating), and again when what
+    # was created changes before it is ready: the deploy workflow records it there (intent first).
+    def deploy(
+        self, request: DeployRequest, wait: bool = True, on_created: Callable[[EndpointInfo], None] | None = None
+    ) -> EndpointInfo: ...
 
     def invoke(self, endpoint: str, body: bytes, content_type: str, accept: str = "application/json") -> bytes: ...
 

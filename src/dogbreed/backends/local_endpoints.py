@@ -1,17 +1,23 @@
 """Serving on the local backend: each endpoint is a `python -m dogbreed.serving` process.
 
 deploy starts it in a session of its own (it outlives the CLI), with its output in
-<workspace>/endpoints/<name>/<release>/server.log, and records pid, port, url, log and
-expiry in the ledger. A release folder per deploy holds the extracted model, the log and
-the state file, so a redeploy never pulls files from under the server it replaces.
+<workspace>/endpoints/<name>/<release>/server.log, and hands what it started (pid, port, url,
+log, release) to the deploy workflow, which records it: as soon as the process exists
+(`on_created`, state creating), and again once it answers /ping. A release folder per
+deploy holds the extracted model, the log and the state file, so a redeploy never pulls
+files from under the server it replaces.
 
 Redeploying a name replaces it in place. On another port (or port 0) the new server starts
 first and the old one stops only once the new one answers /ping: no gap, and a broken new
 model leaves the old one serving. On the same fixed port the two cannot overlap, so the old
-one stops first (a few seconds' gap, said on stderr).
+one stops first (a few seconds' gap, said on stderr). While the new server loads, the
+ledger names it and the old one (`replacing`): requests still go to the old one, and a
+teardown stops both, even if the deploying CLI was killed.
 
-The ledger says what we believe; describe_endpoint checks the process (alive, and really our
-server by its command line) and /ping, and writes what it saw back to the ledger.
+This class reads the ledger (pids, ports, urls) but never writes it: the workflows record
+what it returns, and the server marks itself gone when it stops (serving/main.py).
+describe_endpoint checks the process (alive, and really our server by its command line)
+and /ping.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timezone
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -142,8 +149,33 @@ class LocalEndpoints:
             "est_cost_per_hour": 0.0,
         }
 
-    def deploy(self, request: DeployRequest, wait: bool = True) -> EndpointInfo:
+    def _started(
+        self, request: DeployRequest, process: subprocess.Popen, release: Path, model_dir: Path,
+        url: str | None, port: int, state: str, old: Resource | None,
+    ) -> EndpointInfo:
+        """What deploy started, for the ledger: enough to find, ask and stop it later."""
+        deploy = request.config.deploy
+        replacing = None
+        if old is not None:
+            replacing = {"pid": old.meta.get("pid"), "url": old.uri, "release": old.meta.get("release")}
+        return EndpointInfo(
+            name=request.endpoint_name,
+            backend=BACKEND,
+            state=state,
+            model_uri=request.model_uri,
+            url=url,
+            expires_at=request.expires_at,
+            instance_type="local",
+            est_cost_per_hour=0.0,
+            extra={"pid": process.pid, "port": port, "log": str(release / "server.log"), "model_dir": str(model_dir)},
+            record={"host": deploy.host, "release": str(release), "workers": deploy.workers, "replacing": replacing},
+        )
+
+    def deploy(
+        self, request: DeployRequest, wait: bool = True, on_created: Callable[[EndpointInfo], None] | None = None
+    ) -> EndpointInfo:
         name, deploy = request.endpoint_name, request.config.deploy
+        created = on_created or (lambda info: None)
         old = self._serving(name)
         same_port = old is not None and deploy.port != 0 and old.meta.get("port") == deploy.port
         if not same_port and deploy.port != 0 and _port_in_use(deploy.host, deploy.port):
@@ -159,7 +191,6 @@ class LocalEndpoints:
         if same_port:
             self.reporter.info(f"stopping endpoint {name} (pid {old.meta['pid']}) first: the new server needs port {deploy.port}")
             stop_server(old.meta["pid"], name)
-            self.workspace.ledger.update("endpoint", name, BACKEND, state="gone", meta={"stopped": "replaced"})
             old = None
 
         log = release / "server.log"
@@ -177,8 +208,13 @@ class LocalEndpoints:
             )
         self.reporter.info(f"endpoint {name}: server pid {process.pid}, log {log}")
         try:
-            state = self._wait_bound(name, process, release / "server.json", log)
-            url = state["url"]
+            # Recorded as soon as the process exists, and again once bound (an OS-picked port):
+            # a CLI killed from here on leaves a server the ledger knows.
+            fixed = f"http://{deploy.host}:{deploy.port}" if deploy.port else None
+            created(self._started(request, process, release, model_dir, fixed, deploy.port, "creating", old))
+            bound = self._wait_bound(name, process, release / "server.json", log)
+            url = bound["url"]
+            created(self._started(request, process, release, model_dir, url, bound["port"], "creating", old))
             # A replacement always waits: the old server must not stop before the new one answers.
             ready = wait or old is not None
             if ready:
@@ -189,41 +225,31 @@ class LocalEndpoints:
                 os.kill(process.pid, signal.SIGKILL)
             shutil.rmtree(release / "model", ignore_errors=True)
             raise
-        record = self.workspace.ledger.record(
-            "endpoint",
-            name,
-            BACKEND,
-            uri=url,
-            state="in-service" if ready else "creating",
-            parent=request.training_job,
-            expires_at=request.expires_at,
-            meta={
-                "pid": process.pid,
-                "host": deploy.host,
-                "port": state["port"],
-                "log": str(log),
-                "model_dir": str(model_dir),
-                "model_uri": request.model_uri,
-                "release": str(release),
-                "workers": deploy.workers,
-            },
-        )
         if old is not None:
             stop_server(old.meta["pid"], name)
             old_release = old.meta.get("release")
             if old_release and Path(old_release) != release:
                 shutil.rmtree(old_release, ignore_errors=True)
-        return self._info(record, record.state)
+        state = "in-service" if ready else "creating"
+        return self._started(request, process, release, model_dir, url, bound["port"], state, None)
+
+    def _answering_url(self, record: Resource) -> str | None:
+        """Where requests go: while a replacement loads, still the server it replaces."""
+        replacing = record.meta.get("replacing") or {}
+        if record.state == "creating" and replacing.get("url") and is_endpoint_server(replacing.get("pid"), record.name):
+            return replacing["url"]
+        return record.uri
 
     def invoke(self, endpoint: str, body: bytes, content_type: str, accept: str = "application/json") -> bytes:
         record = self._record(endpoint)
-        if record is None or not record.live or not record.uri:
+        url = self._answering_url(record) if record is not None and record.live else None
+        if record is None or not url:
             state = f" (it is {record.state})" if record is not None else ""
             raise EndpointUnavailableError(
                 f"endpoint {endpoint} is not deployed on the local backend{state}; "
                 f"deploy it with `dogbreed deploy --endpoint {endpoint}`"
             )
-        return EndpointClient(record.uri, endpoint, self._http()).invoke(body, content_type, accept)
+        return EndpointClient(url, endpoint, self._http()).invoke(body, content_type, accept)
 
     def describe_endpoint(self, endpoint: str) -> EndpointInfo:
         record = self._record(endpoint)
@@ -239,19 +265,18 @@ class LocalEndpoints:
             # Alive but not answering: still loading, or stuck. Not "gone": it holds a port
             # and memory, and teardown must still stop it.
             seen = "creating" if record.state == "creating" else "failed"
-        if seen != record.state:
-            record = self.workspace.ledger.update("endpoint", endpoint, BACKEND, state=seen)
         return self._info(record, seen)
 
     def delete_endpoint(self, endpoint: str) -> bool:
+        """Stop its server (and one it was replacing, if a deploy was cut short) and remove its
+        files; False when the ledger has nothing of that name to delete."""
         record = self._record(endpoint)
         if record is None or record.state == "deleted":
             return False
-        pid = record.meta.get("pid")
-        if pid and not stop_server(pid, endpoint) and is_alive(pid):
-            self.reporter.warn(f"pid {pid} is no longer endpoint {endpoint}'s server; leaving that process alone")
+        for pid in (record.meta.get("pid"), (record.meta.get("replacing") or {}).get("pid")):
+            if pid and not stop_server(pid, endpoint) and is_alive(pid):
+                self.reporter.warn(f"pid {pid} is no longer endpoint {endpoint}'s server; leaving that process alone")
         shutil.rmtree(self._endpoint_root(endpoint), ignore_errors=True)
-        self.workspace.ledger.update("endpoint", endpoint, BACKEND, state="deleted", meta={"stopped": "teardown"})
         return True
 
     # --- starting a server

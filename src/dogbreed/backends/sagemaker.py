@@ -11,6 +11,7 @@ and sent through one SDK session whose client records each request (aws/requests
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -439,7 +440,9 @@ class SageMakerBackend:
             problems += preflight.check_bucket(self.aws)
         preflight.raise_if(problems, self.reporter, f"endpoint {request.endpoint_name}")
 
-    def deploy(self, request: DeployRequest, wait: bool = True) -> EndpointInfo:
+    def deploy(
+        self, request: DeployRequest, wait: bool = True, on_created: Callable[[EndpointInfo], None] | None = None
+    ) -> EndpointInfo:
         endpoint = request.endpoint_name
         existing = self._describe("describe_endpoint", EndpointName=endpoint)
         if existing is not None:
@@ -453,6 +456,8 @@ class SageMakerBackend:
         self._upload(staged)
         self._send(f"endpoint {endpoint}", lambda: model.deploy(**kwargs))
         self._sent(endpoint, recorder)
+        if on_created is not None:
+            on_created(self.describe_endpoint(endpoint))  # it bills from here on: record it first
         if wait:
             settled = follow_endpoint(self._sagemaker, endpoint, on_status=self.reporter.info, poll_seconds=self.poll_seconds)
             if settled["EndpointStatus"] != "InService":

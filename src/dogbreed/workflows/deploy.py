@@ -1,8 +1,11 @@
 """deploy: put a trained model behind an endpoint that expires, or print the plan.
 
-Backend-agnostic: the backend starts the endpoint and records it in the ledger; this step
-finds the model ("latest" is the newest model the ledger knows), computes the expiry from
-deploy.ttl, and makes sure the ledger knows the endpoint even if a backend forgot.
+Backend-agnostic: the backend starts the endpoint; this step finds the model ("latest" is
+the newest model the ledger knows), computes the expiry from deploy.ttl, and is the one
+writer of the endpoint's ledger row. Intent first: the row is written (state creating, with
+what the backend needs to find and stop it: pid and port, or the ARN) as soon as the
+backend says the endpoint exists, before the model loads, then confirmed. A deploy killed
+in between leaves an endpoint that `status` lists and `teardown` finds.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dogbreed.backends.base import Backend, DeployRequest, EndpointInfo
 from dogbreed.config import Config
 from dogbreed.config.schema import parse_duration
 from dogbreed.errors import NotFoundError
-from dogbreed.ledger import Ledger, now
+from dogbreed.ledger import Ledger, Resource, now
 from dogbreed.workflows.train import sync as sync_training
 
 
@@ -66,17 +69,49 @@ def deploy(
     request = build_request(config, ledger, model)
     if dry_run:
         return DeployResult(plan=backend.plan_deploy(request))
-    info = backend.deploy(request, wait=wait)
-    recorded = ledger.get("endpoint", info.name, backend.name)
-    if recorded is None or not recorded.live:
-        ledger.record(
-            "endpoint",
-            info.name,
-            backend.name,
-            uri=info.url or info.arn,
-            state=info.state,
-            parent=request.training_job,
-            expires_at=info.expires_at or request.expires_at,
-            meta={"model_uri": request.model_uri, "instance_type": info.instance_type, **info.extra},
-        )
+    previous = ledger.get("endpoint", request.endpoint_name, backend.name)
+    recorded: list[EndpointInfo] = []
+
+    def created(info: EndpointInfo) -> None:
+        _record(ledger, backend, request, info)
+        recorded.append(info)
+
+    try:
+        info = backend.deploy(request, wait=wait, on_created=created)
+    except BaseException:
+        if recorded:
+            _settle_failed(ledger, backend, request.endpoint_name, previous)
+        raise
+    _record(ledger, backend, request, info)
     return DeployResult(endpoint=info)
+
+
+def _record(ledger: Ledger, backend: Backend, request: DeployRequest, info: EndpointInfo) -> None:
+    ledger.record(
+        "endpoint",
+        info.name,
+        backend.name,
+        uri=info.url or info.arn,
+        state=info.state,
+        parent=request.training_job,
+        expires_at=info.expires_at or request.expires_at,
+        meta={"model_uri": request.model_uri, "instance_type": info.instance_type, **info.extra, **info.record},
+    )
+
+
+def _settle_failed(ledger: Ledger, backend: Backend, name: str, previous: Resource | None) -> None:
+    """After a deploy that failed once its endpoint existed: the row names what is left. A
+    server this deploy was replacing may still serve (its row comes back); what the backend
+    created is stopped or failed, and says so."""
+    if previous is not None and previous.live:
+        ledger.record(
+            "endpoint", name, backend.name, uri=previous.uri, state=previous.state, parent=previous.parent,
+            expires_at=previous.expires_at, meta=previous.meta,
+        )
+    try:
+        seen = backend.describe_endpoint(name).state
+    except Exception:  # noqa: BLE001 - the deploy's own error is the one to report
+        return
+    current = ledger.get("endpoint", name, backend.name)
+    if current is not None and current.state != seen:
+        ledger.update("endpoint", name, backend.name, state=seen, meta={"stopped": "deploy failed"} if seen == "gone" else {})

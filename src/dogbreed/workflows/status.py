@@ -3,7 +3,8 @@
 Lists endpoints (until deleted or gone) and training/tuning jobs in progress, from the
 ledger. Each resource on a backend we were given is checked there (endpoint: process and
 /ping or DescribeEndpoint; training job: the job's own status) and the ledger is corrected
-to what was seen, so a server killed with `kill -9` shows as gone. Resources of other
+to what was seen, so a server killed with `kill -9` shows as gone, and a training job that
+ended is recorded as `train` records it, model included. Resources of other
 backends are listed from the ledger, unchecked (`checked: false`), so a forgotten
 SageMaker endpoint still shows up, with its price, on a machine set up for local work.
 A backend that can list what it runs (SageMaker, by this project's tags) adds what the
@@ -22,6 +23,7 @@ from dogbreed.backends.base import Backend
 from dogbreed.config import Config
 from dogbreed.errors import NotFoundError
 from dogbreed.ledger import Ledger, Resource, now
+from dogbreed.workflows.train import record_outcome
 
 JOB_KINDS = ("training-job", "tuning-job")
 ACTIVE_JOB_STATES = ("InProgress", "Stopping", "Starting", "creating", "running", "stopping")
@@ -55,10 +57,13 @@ def _observe(record: Resource, backend: Backend | None, ledger: Ledger) -> tuple
     if describe is None:
         return record.state, {"checked": False}
     try:
-        state = describe(record.name).state
+        outcome = describe(record.name)
     except NotFoundError:
-        state = "gone"
-    if state != record.state:
+        outcome = None
+    state = outcome.state if outcome is not None else "gone"
+    if outcome is not None and state != "InProgress":
+        record_outcome(ledger, backend, record.name, outcome)  # with its model, for deploy
+    elif state != record.state:
         ledger.update(record.kind, record.name, record.backend, state=state)
     return state, {"checked": True}
 

@@ -118,7 +118,7 @@ def teardown(
         existed = backend.delete_endpoint(name)
         record = ledger.get("endpoint", name, backend.name)
         if record is not None and record.state != "deleted":
-            ledger.update("endpoint", name, backend.name, state="deleted")
+            ledger.update("endpoint", name, backend.name, state="deleted", meta={"stopped": "teardown"})
         (result.deleted if existed else result.not_found).append(name)
         reporter.info(f"endpoint {name}: {'deleted' if existed else 'already gone'}")
     sweep = getattr(backend, "teardown", None) if plan.sweep else None

@@ -15,7 +15,7 @@ from dogbreed.backends.base import Backend, LogSink, TrainingOutcome, TrainingRe
 from dogbreed.config import Config
 from dogbreed.config.flags import hyperparameters, with_params
 from dogbreed.errors import DogbreedError, NotFoundError
-from dogbreed.ledger import Ledger
+from dogbreed.ledger import Ledger, Resource
 from dogbreed.naming import check_name, unique_name
 
 RESUMABLE = ("Stopped", "Failed", "InProgress")
@@ -92,11 +92,12 @@ def plan(
     return TrainPlan(request=request, resumed=resumed, tuned_params=tuned)
 
 
-def _record(ledger: Ledger, backend: Backend, request: TrainingRequest, outcome: TrainingOutcome) -> None:
+def record_outcome(ledger: Ledger, backend: Backend, name: str, outcome: TrainingOutcome) -> None:
+    """How a job ended, and its model when it completed: where `deploy` finds "the latest"."""
     state = outcome.state
     ledger.update(
         "training-job",
-        request.name,
+        name,
         backend.name,
         state=state,
         uri=outcome.output_uri,
@@ -106,31 +107,36 @@ def _record(ledger: Ledger, backend: Backend, request: TrainingRequest, outcome:
     if state == "Completed" and outcome.model_uri:
         ledger.record(
             "model",
-            request.name,
+            name,
             backend.name,
             uri=outcome.model_uri,
             state="created",
-            parent=request.name,
-            meta={"training_job": request.name, "metrics": outcome.metrics},
+            parent=name,
+            meta={"training_job": name, "metrics": outcome.metrics},
         )
+
+
+def _unsettled(job: Resource) -> bool:
+    """Still running as far as the ledger knows, or marked Completed by something that did not
+    record its outcome (no model_uri in its meta: a plain state change, e.g. an older status)."""
+    return job.state == "InProgress" or (job.state == "Completed" and "model_uri" not in job.meta)
 
 
 def sync(ledger: Ledger, backend: Backend) -> list[TrainingOutcome]:
     """Record the outcome of jobs that ended while no CLI was waiting (`--no-wait`, a killed
     CLI), so 'the latest model' is found by later commands. Returns the outcomes it recorded."""
     recorded = []
-    for job in ledger.list("training-job", backend=backend.name, states=["InProgress"]):
+    for job in ledger.list("training-job", backend=backend.name, states=["InProgress", "Completed"]):
+        if not _unsettled(job):
+            continue
         try:
             outcome = backend.describe_training(job.name)
         except NotFoundError:
-            ledger.update("training-job", job.name, backend.name, state="Failed", meta={"failure": "job not found"})
+            if job.state == "InProgress":
+                ledger.update("training-job", job.name, backend.name, state="Failed", meta={"failure": "job not found"})
             continue
         if outcome.state != "InProgress":
-            request = TrainingRequest(
-                name=job.name, config=backend.config, dataset_uri=job.meta.get("dataset_uri", ""),
-                hyperparameters=job.meta.get("hyperparameters", {}),
-            )
-            _record(ledger, backend, request, outcome)
+            record_outcome(ledger, backend, job.name, outcome)
             recorded.append(outcome)
     return recorded
 
@@ -161,7 +167,7 @@ def wait(ledger: Ledger, backend: Backend, request: TrainingRequest, on_log: Log
     except KeyboardInterrupt:
         ledger.update("training-job", request.name, backend.name, state="Stopped")
         raise
-    _record(ledger, backend, request, outcome)
+    record_outcome(ledger, backend, request.name, outcome)
     return outcome
 
 
