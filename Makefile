@@ -9,7 +9,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 DEBUGGER_VENV ?= .venv-debugger
 DBIN := $(DEBUGGER_VENV)/bin
 
-.PHONY: setup browser test test-debugger demo bench clean
+.PHONY: setup browser lint format test test-debugger demo bench clean
 
 setup: $(VENV)/.installed
 
@@ -23,6 +23,16 @@ $(VENV)/.installed: pyproject.toml
 # Debian's chromium: tests/report open report.html in a real headless browser.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# ruff (lint + format check) and the import rules: dependencies point down only (pyproject.toml).
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 test: setup browser
 	$(BIN)/python -m pytest -q

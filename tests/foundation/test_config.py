@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from dogbreed.config import load_config
 from dogbreed.config.flags import flag_for, hyperparameters, to_argv, with_params
@@ -133,7 +134,7 @@ def test_hyperparameters_round_trip_to_flags():
 def test_tuned_params_are_validated_and_typed():
     config = with_params(load_config(), {"batch_size": 16, "lr": 0.01})
     assert config.train.batch_size == 16 and isinstance(config.train.batch_size, int)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         with_params(load_config(), {"batch_size": 0})
 
 

@@ -59,7 +59,7 @@ def test_fail_on_rules_exits_1_with_one_line_naming_the_rules(trained):
 def test_a_missing_job_is_one_line_naming_it_and_how_to_list_jobs(trained):
     result = trained.cli("report", "no-such-job")
     assert result.returncode == 1 and result.stdout == ""
-    (line,) = [l for l in result.stderr.splitlines() if "error" in l]
+    (line,) = [line for line in result.stderr.splitlines() if "error" in line]
     assert "no-such-job" in line and "dogbreed status" in line
 
 

@@ -91,7 +91,7 @@ def test_a_sagemaker_job_that_aws_does_not_know_is_one_line(aws_env, tmp_path):
     Ledger(workspace / "ledger.sqlite").record("training-job", "ghost-job", "sagemaker", state="Completed")
     result = dogbreed_cli("report", "ghost-job", "--json", "--set", f"workspace={workspace}")
     assert result.returncode == 1 and result.stdout == ""
-    (line,) = [l for l in result.stderr.splitlines() if "error" in l]
+    (line,) = [line for line in result.stderr.splitlines() if "error" in line]
     assert "ghost-job" in line and "not found" in line
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
+from botocore.exceptions import ClientError
 
 from dogbreed.backends.base import DeployRequest
 from dogbreed.errors import DogbreedError
@@ -121,7 +122,7 @@ def test_a_local_model_tar_is_uploaded_content_addressed(tmp_path, s3):
     uri = planned["requests"]["CreateModel"]["PrimaryContainer"]["ModelDataUrl"]
     assert uri.startswith(f"s3://{BUCKET}/dogbreed/files/") and uri.endswith("/model.tar.gz")
     assert planned["uploads"][0]["uri"] == uri
-    with pytest.raises(Exception):  # the dry run uploaded nothing
+    with pytest.raises(ClientError):  # the dry run uploaded nothing
         s3.head_object(Bucket=BUCKET, Key=uri.split(f"s3://{BUCKET}/", 1)[1])
     backend.deploy(_request(config, model_uri=str(model)))
     assert s3.head_object(Bucket=BUCKET, Key=uri.split(f"s3://{BUCKET}/", 1)[1])["ContentLength"] == model.stat().st_size

@@ -116,7 +116,7 @@ class AwsSession:
                 for provider in ("container-role", "iam-role"):
                     resolver.remove(provider)
             return boto3.Session(botocore_session=core, region_name=self.config.region)
-        except Exception as exc:  # botocore.exceptions.ProfileNotFound and friends
+        except Exception as exc:  # noqa: BLE001 - botocore.exceptions.ProfileNotFound and friends
             raise DogbreedError(
                 f"AWS session: {exc}; set sagemaker.profile / sagemaker.region or the AWS_* environment"
             ) from None

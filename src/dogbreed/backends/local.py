@@ -25,7 +25,7 @@ class LocalBackend(LocalTraining, LocalTuning, LocalEndpoints):
     def dataset_store(self, uri: str) -> DatasetStore:
         """A folder; an s3:// destination works too (the SageMaker section's credentials)."""
 
-        def aws():  # noqa: ANN202 - dogbreed.aws.session.AwsSession, imported only for S3
+        def aws():  # a dogbreed.aws.session.AwsSession, imported only for an S3 destination
             from dogbreed.aws.session import AwsSession
 
             return AwsSession(self.config.sagemaker)

@@ -48,7 +48,7 @@ def _ask_tell_grid_sampler() -> type:
         """GridSampler whose after_trial does not call study.stop(): that works only inside
         study.optimize and raises from study.tell. Workers stop on the trial budget instead."""
 
-        def after_trial(self, study, trial, state, values) -> None:  # noqa: ANN001
+        def after_trial(self, study, trial, state, values) -> None:
             return None
 
     return AskTellGridSampler
