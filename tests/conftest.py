@@ -45,7 +45,7 @@ def workspace(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def moto_server():
     """A real moto server on 127.0.0.1, so boto3's whole HTTP path runs. Yields its URL."""
-    from dogbreed.aws.local_moto import moto_server as running
+    from dogbreed.testing import moto_server as running
 
     with running() as url:
         yield url

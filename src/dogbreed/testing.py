@@ -1,5 +1,7 @@
-"""A moto server on 127.0.0.1: the AWS stand-in that tests and benchmarks aim boto3 at
-(AWS_ENDPOINT_URL), so boto3's real HTTP path runs with no AWS account and no network."""
+"""Helpers for tests and benchmarks, not for the product: a moto server on 127.0.0.1, the AWS
+stand-in they aim boto3 at (AWS_ENDPOINT_URL), so boto3's real HTTP path runs with no AWS
+account and no network. Kept out of aws/ (the product's gateway); nothing in the product
+imports it."""
 
 from __future__ import annotations
 
