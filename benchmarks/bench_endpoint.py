@@ -95,8 +95,9 @@ def run_phase(call: Callable[[], float | None], concurrency: int, requests: int)
     return results
 
 
-def interleaved(calls: dict[str, Callable[[], float | None]], concurrency: int, requests: int, max_seconds: float,
-                rounds: int = 10) -> dict[str, list[tuple[float, float | None]]]:
+def interleaved(
+    calls: dict[str, Callable[[], float | None]], concurrency: int, requests: int, max_seconds: float, rounds: int = 10
+) -> dict[str, list[tuple[float, float | None]]]:
     """Each call's results, gathered in alternating rounds after a warm-up."""
     for call in calls.values():
         run_phase(call, concurrency, 3 * concurrency)
@@ -118,8 +119,21 @@ def percentile(values: list[float], q: float) -> float:
 def start_server(model_dir: Path, workers: int, folder: Path) -> tuple[subprocess.Popen, str]:
     state = folder / "server.json"
     log = (folder / "server.log").open("wb")
-    argv = [sys.executable, "-m", "dogbreed.serving", "--name", "bench", "--model-dir", str(model_dir),
-            "--port", "0", "--workers", str(workers), "--state-file", str(state)]
+    argv = [
+        sys.executable,
+        "-m",
+        "dogbreed.serving",
+        "--name",
+        "bench",
+        "--model-dir",
+        str(model_dir),
+        "--port",
+        "0",
+        "--workers",
+        str(workers),
+        "--state-file",
+        str(state),
+    ]
     process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -190,16 +204,20 @@ def main() -> None:
             process.terminate()
             process.wait(timeout=120)
 
-    print(f"\nlocal endpoint vs in-process handler: {IMAGE.name} ({len(body):,} bytes), mobilenet_v2, "
-          f"{args.workers} workers, {threads} torch thread(s) each, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"\nlocal endpoint vs in-process handler: {IMAGE.name} ({len(body):,} bytes), mobilenet_v2, "
+        f"{args.workers} workers, {threads} torch thread(s) each, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     print(f"{'conc':>4}  {'what':<11} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'p50 ratio':>10} {'p99 ratio':>10}")
     for concurrency, label, n, p50, p99, r50, r99 in rows:
         ratios = f"{r50:>10.3f} {r99:>10.3f}" if r50 is not None else f"{'':>10} {'':>10}"
         print(f"{concurrency:>4}  {label:<11} {n:>5} {p50:>8.2f} {p99:>8.2f} {ratios}")
     overhead = next(r[3] for r in rows if r[0] == 1 and r[1] == "overhead")
-    print(f"\nserver overhead at p50, concurrency 1: {overhead:.2f} ms (goal < 2 ms)"
-          f"{'' if overhead < 2 else '  <- over the goal (check the load average above)'}")
+    print(
+        f"\nserver overhead at p50, concurrency 1: {overhead:.2f} ms (goal < 2 ms)"
+        f"{'' if overhead < 2 else '  <- over the goal (check the load average above)'}"
+    )
     print("overhead = client latency - the model's time inside the server (Server-Timing), per request")
 
 

@@ -48,7 +48,6 @@ def matmul_gflops(seconds: float = 2.0, n: int = 1024) -> float:
 
 def backbone_only_images_per_sec(backbone, batch: int, seconds: float = 3.0) -> float:
     import torch
-
     from breedkit import engine
 
     x = engine.to_device(torch.randn(batch, 3, 224, 224), torch.device("cpu"))
@@ -64,9 +63,8 @@ def backbone_only_images_per_sec(backbone, batch: int, seconds: float = 3.0) -> 
 def time_epochs(source, epochs: int, optimizer, grad_norms, world, device, recorder) -> float:
     """Mean seconds of a training epoch, the way train.py runs one."""
     import torch
-    from torch import nn
-
     from breedkit import engine
+    from torch import nn
 
     criterion = nn.CrossEntropyLoss()
     scaler = torch.amp.GradScaler("cuda", enabled=False)
@@ -92,11 +90,11 @@ def main() -> None:
     opts = parser.parse_args()
 
     import torch
-
     from breedkit import data, engine, feature_cache, models
     from breedkit.distributed import World
     from breedkit.recorder import Recorder
     from breedkit.sources import CachedFeatures, DecodedImages
+
     from tests.training.datasets import build_channel
 
     torch.set_num_threads(opts.threads)
@@ -128,8 +126,14 @@ def main() -> None:
         key = feature_cache.CacheKey(index.identity, "mobilenet_v2", models.weights_identity(str(WEIGHTS)), 256, 224)
         wanted = {split: (samples, 1) for split, samples in index.splits.items()}
         features, report = feature_cache.load_or_extract(
-            Path(tmp) / "cache", key, channel, wanted, backbone, device=device,
-            batch_size=feature_cache.extraction_batch_size(device), num_workers=0,
+            Path(tmp) / "cache",
+            key,
+            channel,
+            wanted,
+            backbone,
+            device=device,
+            batch_size=feature_cache.extraction_batch_size(device),
+            num_workers=0,
         )
         cached = CachedFeatures(head, features, batch_size=32, world=world)
         cached_epoch = time_epochs(cached, opts.cached_epochs, optimizer, norms, world, device, no_records)

@@ -42,7 +42,11 @@ def compare_check_pools(sample: Path, workers: int) -> None:
     for name, pool_type in (("threads", ThreadPoolExecutor), ("processes", ProcessPoolExecutor)):
         started = time.perf_counter()
         with pool_type(max_workers=workers) as pool:
-            list(pool.map(check_image, files, [limits] * len(files), chunksize=16) if name == "processes" else pool.map(lambda f: check_image(f, limits), files))
+            list(
+                pool.map(check_image, files, [limits] * len(files), chunksize=16)
+                if name == "processes"
+                else pool.map(lambda f: check_image(f, limits), files)
+            )
         print(f"  image checks with {workers} {name:9s}: {len(files) / (time.perf_counter() - started):8.0f} files/s")
 
 

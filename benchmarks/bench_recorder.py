@@ -32,10 +32,9 @@ sys.path.insert(0, str(REPO))  # tests.training.datasets: the channel layout tra
 def step_times(source, recorder, epochs: int, optimizer, grad_norms) -> list[float]:
     """Seconds per step of `epochs` epochs (wall time of each epoch / its steps)."""
     import torch
-    from torch import nn
-
     from breedkit import engine
     from breedkit.distributed import World
+    from torch import nn
 
     world, device = World(), torch.device("cpu")
     scaler = torch.amp.GradScaler("cuda", enabled=False)
@@ -59,11 +58,11 @@ def main() -> None:
     opts = parser.parse_args()
 
     import torch
-
     from breedkit import data, engine, feature_cache, models
     from breedkit.distributed import World
     from breedkit.recorder import Recorder
     from breedkit.sources import CachedFeatures, DecodedImages
+
     from tests.training.datasets import build_channel
 
     torch.set_num_threads(opts.threads)

@@ -47,9 +47,16 @@ def config_for(workspace: Path, cached: bool, prewarm: bool, args: argparse.Name
         "workspace": str(workspace),
         "model": {"arch": "mobilenet_v2", "weights": str(WEIGHTS), "freeze": "backbone"},
         "train": {"feature_cache": cached},
-        "tune": {**hpo["tune"], "strategy": "Random", "early_stopping": "Off", "seed": args.seed,
-                 "max_jobs": args.trials, "max_parallel_jobs": args.parallel, "ranges": ranges,
-                 "prewarm": prewarm},
+        "tune": {
+            **hpo["tune"],
+            "strategy": "Random",
+            "early_stopping": "Off",
+            "seed": args.seed,
+            "max_jobs": args.trials,
+            "max_parallel_jobs": args.parallel,
+            "ranges": ranges,
+            "prewarm": prewarm,
+        },
     }
 
 
@@ -75,12 +82,17 @@ def run(way: str, cached: bool, prewarm: bool, root: Path, args: argparse.Namesp
     config.write_text(yaml.safe_dump(config_for(workspace, cached, prewarm, args)))
     ingest_examples(config, workspace)
     name = f"bench-{way}"
-    print(f"[{way}] tuning: {args.trials} trials, {args.parallel} at once, feature_cache={cached}, "
-          f"prewarm={prewarm}", file=sys.stderr)
+    print(
+        f"[{way}] tuning: {args.trials} trials, {args.parallel} at once, feature_cache={cached}, prewarm={prewarm}",
+        file=sys.stderr,
+    )
     started = time.monotonic()
     result = subprocess.run(
         [str(Path(sys.executable).parent / "dogbreed"), "tune", "-c", str(config), "--name", name, "--json"],
-        cwd=root / way, capture_output=True, text=True, check=False,
+        cwd=root / way,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     seconds = time.monotonic() - started
     if result.returncode != 0:
@@ -117,9 +129,15 @@ def main() -> None:
     seed_way, ours = runs["seed"], runs["ours"]
     params = [[t["params"] for t in r["trials"]] for r in runs.values()]
     report = {
-        "search": {"trials": args.trials, "parallel": args.parallel, "epochs": list(args.epochs), "strategy": "Random",
-                   "same_params_in_all": all(p == params[0] for p in params), "cpus": os.cpu_count(),
-                   "load_avg_at_end": os.getloadavg()},
+        "search": {
+            "trials": args.trials,
+            "parallel": args.parallel,
+            "epochs": list(args.epochs),
+            "strategy": "Random",
+            "same_params_in_all": all(p == params[0] for p in params),
+            "cpus": os.cpu_count(),
+            "load_avg_at_end": os.getloadavg(),
+        },
         "runs": runs,
         "speedup": round(seed_way["total_s"] / ours["total_s"], 2),
         "best_objective": {way: r["best"]["objective"] for way, r in runs.items()},
@@ -136,8 +154,11 @@ def main() -> None:
         file=sys.stderr,
     )
     if not args.pair:
-        print(f"without prewarm: {runs['seed-no-prewarm']['total_s']} s vs {runs['ours-no-prewarm']['total_s']} s: "
-              f"{report['speedup_without_prewarm']}x; prewarm gain {report['prewarm_gain']}", file=sys.stderr)
+        print(
+            f"without prewarm: {runs['seed-no-prewarm']['total_s']} s vs {runs['ours-no-prewarm']['total_s']} s: "
+            f"{report['speedup_without_prewarm']}x; prewarm gain {report['prewarm_gain']}",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

@@ -68,6 +68,4 @@ def dogbreed_cli(*args: str, cwd: Path | None = None, env: dict | None = None, t
     """Run the real console script as a subprocess (what users and CI run)."""
     exe = Path(sys.executable).parent / "dogbreed"
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [str(exe), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    return subprocess.run([str(exe), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False)

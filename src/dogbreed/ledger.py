@@ -177,9 +177,7 @@ class Ledger:
     def update(self, kind: str, name: str, backend: str, **changes: Any) -> Resource:
         """Change some fields; `meta` is merged key by key."""
         with self._transaction() as db:
-            row = db.execute(
-                "SELECT * FROM resources WHERE kind=? AND backend=? AND name=?", (kind, backend, name)
-            ).fetchone()
+            row = db.execute("SELECT * FROM resources WHERE kind=? AND backend=? AND name=?", (kind, backend, name)).fetchone()
             if row is None:
                 raise KeyError(f"{kind} {name!r} ({backend}) is not in the ledger")
             values = {"updated_at": _iso(now())}
@@ -233,8 +231,6 @@ class Ledger:
             rows = db.execute(f"SELECT * FROM resources {where} ORDER BY seq", args).fetchall()
         return [_row(row) for row in rows]
 
-    def latest(
-        self, kind: str, *, backend: str | None = None, states: Iterable[str] | None = None
-    ) -> Resource | None:
+    def latest(self, kind: str, *, backend: str | None = None, states: Iterable[str] | None = None) -> Resource | None:
         found = self.list(kind, backend=backend, states=states)
         return found[-1] if found else None

@@ -24,7 +24,5 @@ def unique_name(kind: str, prefix: str = "dogbreed", when: datetime | None = Non
 
 def check_name(name: str, max_len: int = 63) -> str:
     if len(name) > max_len or not _VALID.match(name):
-        raise ValueError(
-            f"invalid name {name!r}: use letters, digits and single hyphens, at most {max_len} characters"
-        )
+        raise ValueError(f"invalid name {name!r}: use letters, digits and single hyphens, at most {max_len} characters")
     return name

@@ -29,9 +29,7 @@ def moto_server(start_timeout: float = 30) -> Iterator[str]:
     if binary is None:
         raise RuntimeError("moto_server not found: install the dev extra (pip install -e '.[dev]')")
     port = _free_port()
-    proc = subprocess.Popen(
-        [binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    proc = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + start_timeout

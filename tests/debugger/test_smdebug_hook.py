@@ -46,9 +46,22 @@ def _run_debugged(root: Path, hook_config: Path | None = None) -> Path:
     if hook_config is not None:
         env["SMDEBUG_CONFIG_FILE_PATH"] = str(hook_config)  # where SageMaker's JSON would be
     argv = [
-        sys.executable, "train.py", "--weights", str(WEIGHTS), "--epochs", "2", "--batch-size", "8",
-        "--num-workers", "0", "--checkpoint-dir", str(root / "checkpoints"), "--cache-dir", str(root / "cache"),
-        "--debugger", "true",
+        sys.executable,
+        "train.py",
+        "--weights",
+        str(WEIGHTS),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--num-workers",
+        "0",
+        "--checkpoint-dir",
+        str(root / "checkpoints"),
+        "--cache-dir",
+        str(root / "cache"),
+        "--debugger",
+        "true",
     ]
     done = subprocess.run(argv, cwd=SOURCE_DIR, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -130,7 +143,7 @@ def test_smdebug_recorded_the_validation_losses_of_every_epoch(configured_job):
     # 10 validation photos in batches of 8: two batches per epoch.
     assert len(evals) == 2 and steps == [0, 1, 2, 3], steps
     for epoch, record in enumerate(evals):
-        losses = [float(tensor.value(step, mode=smd.modes.EVAL)) for step in steps[2 * epoch:2 * epoch + 2]]
+        losses = [float(tensor.value(step, mode=smd.modes.EVAL)) for step in steps[2 * epoch : 2 * epoch + 2]]
         assert min(losses) - 1e-5 <= record["valid_loss"] <= max(losses) + 1e-5, (losses, record)
         assert record["valid_loss"] == pytest.approx((8 * losses[0] + 2 * losses[1]) / 10, rel=1e-5)
     assert tensor.steps(mode=smd.modes.TRAIN) == list(range(20))  # 80 photos / 8, two epochs

@@ -24,8 +24,12 @@ def _copy(tmp_path: Path) -> Path:
 def _lint_imports(tmp_path: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BIN / "lint-imports"), "--config", str(tmp_path / "pyproject.toml"), "--no-cache"],
-        cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "src"), "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=300, check=False,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path / "src"), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
 
@@ -40,11 +44,23 @@ def test_the_tree_keeps_every_import_contract(tmp_path):
     ("module", "line", "broken"),
     [
         # backends knowing the CLI (what get_backend(session) was)
-        ("backends/__init__.py", "from dogbreed.cli.session import Session", "dogbreed.backends is not allowed to import dogbreed.cli"),
+        (
+            "backends/__init__.py",
+            "from dogbreed.cli.session import Session",
+            "dogbreed.backends is not allowed to import dogbreed.cli",
+        ),
         # aws above backends (what aws/describe.py and aws/preflight.py did)
-        ("aws/describe.py", "from dogbreed.backends.base import EndpointInfo", "dogbreed.aws is not allowed to import dogbreed.backends"),
+        (
+            "aws/describe.py",
+            "from dogbreed.backends.base import EndpointInfo",
+            "dogbreed.aws is not allowed to import dogbreed.backends",
+        ),
         # a workflow building its own AWS session (what workflows/ingest.py did)
-        ("workflows/ingest.py", "from dogbreed.aws.session import AwsSession", "dogbreed.workflows is not allowed to import dogbreed.aws"),
+        (
+            "workflows/ingest.py",
+            "from dogbreed.aws.session import AwsSession",
+            "dogbreed.workflows is not allowed to import dogbreed.aws",
+        ),
         # serving reaching AWS
         ("serving/client.py", "import boto3", "dogbreed.serving is not allowed to import boto3"),
     ],
@@ -63,7 +79,11 @@ def test_the_training_package_may_not_import_the_host(tmp_path):
     (package / "source_dir" / "breedkit" / "sneaky.py").write_text("from dogbreed.config import Config\n\nprint(Config)\n")
     result = subprocess.run(
         [str(BIN / "ruff"), "check", "--no-cache", str(package / "source_dir")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode != 0
     assert "TID251" in result.stdout and "source_dir imports nothing of dogbreed" in result.stdout

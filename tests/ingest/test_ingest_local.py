@@ -177,7 +177,7 @@ def test_problems_are_reported_per_file_and_excluded(tmp_path):
     for file, words in expected.items():
         assert words in problems.pop(file), file
     # The copied photo is kept once; which copy goes is decided by path, deterministically.
-    (duplicate, why), = problems.items()
+    ((duplicate, why),) = problems.items()
     assert duplicate in ("n02108089-boxer/copied-beagle.jpg", f"n02088364-beagle/{photos('n02088364-beagle')[0].name}")
     assert "same sha256" in why or "same image" in why
 

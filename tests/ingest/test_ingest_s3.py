@@ -110,7 +110,13 @@ def test_interrupted_upload_is_completed_by_the_next_run(s3, tmp_path):
     config = _config(tmp_path)
     uri = f"s3://{BUCKET}/interrupted"
     with pytest.raises(DogbreedError, match="run the same command again"):
-        ingest(config, Workspace(tmp_path / "ws"), source=str(DOGS), dest=uri, store=S3Store.from_uri(uri, FailingSession(config.sagemaker, 30)))
+        ingest(
+            config,
+            Workspace(tmp_path / "ws"),
+            source=str(DOGS),
+            dest=uri,
+            store=S3Store.from_uri(uri, FailingSession(config.sagemaker, 30)),
+        )
     present = _objects(s3, "interrupted")
     assert "manifest.json" not in present  # no manifest may describe a half-stored dataset
     assert len(present) == 30
@@ -126,11 +132,19 @@ def test_an_interrupted_change_removes_the_old_manifest_first(s3, tmp_path):
     before = set(_objects(s3, "changing")) - {"manifest.json"}
     reseeded = _config(tmp_path, "data.seed=5")  # another split: files move between split folders
     with pytest.raises(DogbreedError):
-        ingest(reseeded, Workspace(tmp_path / "ws"), source=str(DOGS), dest=uri, store=S3Store.from_uri(uri, FailingSession(reseeded.sagemaker, 3)))
+        ingest(
+            reseeded,
+            Workspace(tmp_path / "ws"),
+            source=str(DOGS),
+            dest=uri,
+            store=S3Store.from_uri(uri, FailingSession(reseeded.sagemaker, 3)),
+        )
     assert "manifest.json" not in _objects(s3, "changing")
     done = ingest(reseeded, Workspace(tmp_path / "ws"), source=str(DOGS), dest=uri)
     assert done.manifest_sha256 != first.manifest_sha256 and done.uploaded + done.skipped == 100
-    after = {f["path"] for f in parse_manifest(s3.get_object(Bucket=BUCKET, Key="changing/manifest.json")["Body"].read())["files"]}
+    after = {
+        f["path"] for f in parse_manifest(s3.get_object(Bucket=BUCKET, Key="changing/manifest.json")["Body"].read())["files"]
+    }
     # Skipped: every photo that stayed where it was, plus the 3 the failed run stored.
     assert 0 < len(before & after) < 100
     assert done.skipped == len(before & after) + 3
@@ -177,7 +191,9 @@ def test_prune_deletes_the_stale_objects_in_batches_and_nothing_outside_the_spli
     requests = []
     # On the session, so the store's own client (made later) carries it.
     aws.boto.events.register("provide-client-params.s3.DeleteObjects", lambda params, **_: requests.append(params))
-    pruned = ingest(config, Workspace(tmp_path / "ws"), source=str(source), dest=uri, prune=True, store=S3Store.from_uri(uri, aws))
+    pruned = ingest(
+        config, Workspace(tmp_path / "ws"), source=str(source), dest=uri, prune=True, store=S3Store.from_uri(uri, aws)
+    )
     assert (pruned.stale, pruned.pruned, pruned.uploaded) == (0, 10, 0)
     assert [len(r["Delete"]["Objects"]) for r in requests] == [4, 4, 2]
     assert all(r["Bucket"] == BUCKET and r["Delete"]["Quiet"] is True for r in requests)

@@ -15,7 +15,10 @@ def _groups(sizes: dict[str, int]) -> dict[str, list[str]]:
     return {c: [f"{c}/{i:04d}.jpg" for i in range(n)] for c, n in sizes.items()}
 
 
-@pytest.mark.parametrize(("n", "expected"), [(0, (0, 0, 0)), (1, (1, 0, 0)), (2, (1, 1, 0)), (3, (1, 1, 1)), (10, (8, 1, 1)), (100, (80, 10, 10)), (4, (2, 1, 1))])
+@pytest.mark.parametrize(
+    ("n", "expected"),
+    [(0, (0, 0, 0)), (1, (1, 0, 0)), (2, (1, 1, 0)), (3, (1, 1, 1)), (10, (8, 1, 1)), (100, (80, 10, 10)), (4, (2, 1, 1))],
+)
 def test_split_counts(n, expected):
     assert split_counts(n, 0.1, 0.1) == expected
 
@@ -67,7 +70,12 @@ def test_manifest_shape_and_order():
         {"index": 1, "folder": "002.Boxer", "label": "Boxer"},
     ]
     assert manifest["files"][0] == {
-        "path": "train/001.Beagle/a.jpg", "split": "train", "label": "Beagle", "index": 0, "size": 3, "sha256": "a" * 64,
+        "path": "train/001.Beagle/a.jpg",
+        "split": "train",
+        "label": "Beagle",
+        "index": 0,
+        "size": 3,
+        "sha256": "a" * 64,
     }
     assert parse_manifest(dump_manifest(manifest)) == manifest
 
@@ -75,7 +83,9 @@ def test_manifest_shape_and_order():
 def test_manifest_hash_is_stable_under_reordering_and_ignores_source():
     labels, files = _sample_manifest()
     one = build_manifest("/abs/path/dogs", "folders", labels, files)
-    two = build_manifest("dogs", "folders", dict(reversed(list(labels.items()))), [dict(reversed(list(f.items()))) for f in reversed(files)])
+    two = build_manifest(
+        "dogs", "folders", dict(reversed(list(labels.items()))), [dict(reversed(list(f.items()))) for f in reversed(files)]
+    )
     assert one["manifest_sha256"] == two["manifest_sha256"]
     # Reordered entries and keys inside a stored manifest still hash the same.
     shuffled = json.loads(json.dumps(one))

@@ -71,9 +71,7 @@ def screenshot(chromium: str, page: Path, out: Path, width: int = 1200, height: 
             page.resolve().as_uri(),
         ]
         # Its own process group, so the renderer and GPU helpers go with it.
-        proc = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-        )
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
             stdout, stderr = proc.communicate(timeout=timeout)
         finally:

@@ -18,8 +18,15 @@ T0 = 1_800_000_000.0
 
 def meta(**fields: Any) -> dict[str, Any]:
     base = {
-        "type": "meta", "time": T0, "arch": "mobilenet_v2", "device": "cpu", "world_size": 1,
-        "num_train": 80, "num_valid": 10, "num_test": 10, "num_classes": 10,
+        "type": "meta",
+        "time": T0,
+        "arch": "mobilenet_v2",
+        "device": "cpu",
+        "world_size": 1,
+        "num_train": 80,
+        "num_valid": 10,
+        "num_test": 10,
+        "num_classes": 10,
         "hyperparameters": {"lr": 0.001, "epochs": 3, "batch_size": 8},
     }
     return {**base, **fields}
@@ -39,9 +46,16 @@ def steps(
         norm = grad[i] if grad is not None else 1.0
         out.append(
             {
-                "type": "step", "time": T0 + 1 + i, "epoch": i // per_epoch + 1, "step": i % per_epoch + 1,
-                "loss": loss, "lr": lr, "grad_norm": {"head": norm}, "data_time": data_time,
-                "compute_time": compute_time, "images_per_sec": 8 / (data_time + compute_time),
+                "type": "step",
+                "time": T0 + 1 + i,
+                "epoch": i // per_epoch + 1,
+                "step": i % per_epoch + 1,
+                "loss": loss,
+                "lr": lr,
+                "grad_norm": {"head": norm},
+                "data_time": data_time,
+                "compute_time": compute_time,
+                "images_per_sec": 8 / (data_time + compute_time),
             }
         )
     return out
@@ -49,8 +63,15 @@ def steps(
 
 def evals(train: Sequence[float], valid: Sequence[float], acc: float = 0.5) -> list[dict[str, Any]]:
     return [
-        {"type": "eval", "time": T0 + 100 + e, "epoch": e + 1, "train_loss": t, "train_acc": acc,
-         "valid_loss": v, "valid_acc": acc}
+        {
+            "type": "eval",
+            "time": T0 + 100 + e,
+            "epoch": e + 1,
+            "train_loss": t,
+            "train_acc": acc,
+            "valid_loss": v,
+            "valid_acc": acc,
+        }
         for e, (t, v) in enumerate(zip(train, valid))
     ]
 
@@ -58,8 +79,14 @@ def evals(train: Sequence[float], valid: Sequence[float], acc: float = 0.5) -> l
 def system(gpu: Sequence[float | None], cpu: Sequence[float] | None = None, start: float = T0 + 2) -> list[dict[str, Any]]:
     cpu = cpu or [50.0] * len(gpu)
     return [
-        {"type": "system", "time": start + 10 * i, "cpu_percent": c, "rss_mb": 900.0, "gpu_util": g,
-         "gpu_mem_mb": None if g is None else 2048.0}
+        {
+            "type": "system",
+            "time": start + 10 * i,
+            "cpu_percent": c,
+            "rss_mb": 900.0,
+            "gpu_util": g,
+            "gpu_mem_mb": None if g is None else 2048.0,
+        }
         for i, (g, c) in enumerate(zip(gpu, cpu))
     ]
 

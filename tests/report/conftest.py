@@ -42,12 +42,20 @@ class TrainedJobs:
 
 def _train_cli(workspace: Path, dataset: Path) -> str:
     result = dogbreed_cli(
-        "train", "--dataset", str(dataset), "--json",
-        "--set", f"workspace={workspace}",
-        "--set", f"model.weights={WEIGHTS}",
-        "--set", f"train.epochs={EPOCHS}",
-        "--set", f"train.batch_size={BATCH}",
-        "--set", "train.num_workers=0",
+        "train",
+        "--dataset",
+        str(dataset),
+        "--json",
+        "--set",
+        f"workspace={workspace}",
+        "--set",
+        f"model.weights={WEIGHTS}",
+        "--set",
+        f"train.epochs={EPOCHS}",
+        "--set",
+        f"train.batch_size={BATCH}",
+        "--set",
+        "train.num_workers=0",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout)["training_job"]
@@ -63,9 +71,17 @@ def _train_diverging(workspace: Path, dataset: Path) -> str:
     layout = JobLayout(workspace / "jobs" / name)
     layout.make()
     hyperparameters = {
-        "arch": "mobilenet_v2", "weights": str(WEIGHTS), "freeze": "backbone", "epochs": EPOCHS,
-        "batch-size": BATCH, "lr": DIVERGING_LR, "weight-decay": 0.01, "seed": 0, "num-workers": 0,
-        "cache-dir": str(workspace / "cache" / "features"), "checkpoint-dir": str(layout.checkpoint_dir),
+        "arch": "mobilenet_v2",
+        "weights": str(WEIGHTS),
+        "freeze": "backbone",
+        "epochs": EPOCHS,
+        "batch-size": BATCH,
+        "lr": DIVERGING_LR,
+        "weight-decay": 0.01,
+        "seed": 0,
+        "num-workers": 0,
+        "cache-dir": str(workspace / "cache" / "features"),
+        "checkpoint-dir": str(layout.checkpoint_dir),
     }
     env = {**os.environ, **job_env(layout, {"training": str(dataset)}, hyperparameters)}
     done = subprocess.run(
@@ -74,7 +90,10 @@ def _train_diverging(workspace: Path, dataset: Path) -> str:
     layout.log.write_text(done.stdout + done.stderr)
     assert done.returncode == 0, done.stderr[-3000:]
     Ledger(workspace / "ledger.sqlite").record(
-        "training-job", name, "local", state="Completed",
+        "training-job",
+        name,
+        "local",
+        state="Completed",
         meta={"hyperparameters": hyperparameters, "output_uri": str(layout.output_data_dir)},
     )
     return name

@@ -28,7 +28,12 @@ def test_report_on_the_latest_job_writes_html_and_pngs_and_answers_the_design_fi
     assert html == trained.workspace / "reports" / trained.diverged / "report.html"
     assert html.is_file() and html.read_text().startswith("<!DOCTYPE html>")
     assert {Path(p).name for p in answer["pngs"]} == {
-        "loss.png", "accuracy.png", "learning_rate.png", "gradient_norms.png", "step_time.png", "utilisation.png"
+        "loss.png",
+        "accuracy.png",
+        "learning_rate.png",
+        "gradient_norms.png",
+        "step_time.png",
+        "utilisation.png",
     }
     for png in answer["pngs"]:
         with Image.open(png) as image:
@@ -92,15 +97,31 @@ def test_tuning_report_tabulates_trials_and_plots_each_hyperparameter(trained, t
     ]
     for number, (suffix, params, objective, state) in enumerate(trials):
         ledger.record(
-            "trial", f"{tuning}-{suffix}", "local", state=state, parent=tuning,
-            meta={"number": number, "params": params, "objective": objective, "state": state,
-                  "failure": "diverged" if state == "Failed" else None},
+            "trial",
+            f"{tuning}-{suffix}",
+            "local",
+            state=state,
+            parent=tuning,
+            meta={
+                "number": number,
+                "params": params,
+                "objective": objective,
+                "state": state,
+                "failure": "diverged" if state == "Failed" else None,
+            },
         )
     best = f"{tuning}-t001"
     ledger.record(
-        "tuning-job", tuning, "local", state="Completed",
-        meta={"strategy": "Bayesian", "objective": {"metric": "valid_acc", "type": "Maximize"},
-              "best": {"name": best, "params": trials[1][1], "objective": 0.8}, "trials": 3},
+        "tuning-job",
+        tuning,
+        "local",
+        state="Completed",
+        meta={
+            "strategy": "Bayesian",
+            "objective": {"metric": "valid_acc", "type": "Maximize"},
+            "best": {"name": best, "params": trials[1][1], "objective": 0.8},
+            "trials": 3,
+        },
     )
     # The best trial's job left real records (the healthy run's).
     shutil.copytree(trained.workspace / "jobs" / trained.healthy / "output", workspace / "jobs" / best / "output")

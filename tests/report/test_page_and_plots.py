@@ -71,8 +71,13 @@ def test_page_is_self_contained_escaped_and_forbids_network():
     ]
     png = plots.learning_rate_figure(run(steps([1.0, 0.9])))
     html = page.render(
-        "Job <x>", [("job", "a&b")], rules, [page.Image("lr", "Learning rate", png)],
-        [page.Table("Trials", ["a"], [["<script>alert(1)</script>"]])], ["note <i>"], [("Debugger", "profiler-report.html")],
+        "Job <x>",
+        [("job", "a&b")],
+        rules,
+        [page.Image("lr", "Learning rate", png)],
+        [page.Table("Trials", ["a"], [["<script>alert(1)</script>"]])],
+        ["note <i>"],
+        [("Debugger", "profiler-report.html")],
     )
     assert '<meta http-equiv="Content-Security-Policy"' in html and "default-src 'none'" in html
     assert "<script" not in html.replace("&lt;script&gt;", "")

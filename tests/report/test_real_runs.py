@@ -38,7 +38,9 @@ def test_a_healthy_run_passes_the_training_rules_and_overfit_matches_its_numbers
     assert verdicts["exploding_gradient"].status == OK
     # Step timings are wall-clock and this machine is shared: the verdict is the unit tests'
     # business; here it must have the timings it needs.
-    assert verdicts["dataloader_bottleneck"].status in (OK, ISSUE) and "% of step time" in verdicts["dataloader_bottleneck"].detail
+    assert (
+        verdicts["dataloader_bottleneck"].status in (OK, ISSUE) and "% of step time" in verdicts["dataloader_bottleneck"].detail
+    )
     assert verdicts["low_gpu_utilization"].status == NOT_APPLICABLE
     assert verdicts["cpu_bottleneck"].status == NOT_APPLICABLE
     assert verdicts["overtraining"].status == NOT_APPLICABLE  # 4 epochs: below Debugger's patience

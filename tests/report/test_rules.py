@@ -168,6 +168,10 @@ def test_cpu_bottleneck_when_the_gpu_idles_while_the_cpu_is_saturated():
     starved = verdict(rules.cpu_bottleneck, *job, system([2, 3, 95, 1, 2], cpu=[390, 380, 100, 395, 370]))
     assert starved.status == ISSUE and "80 %" in starved.detail
     # 390 % of one process on 4 cores is 97 % of the machine; on 8 cores it is under 50 %.
-    roomy = verdict(rules.cpu_bottleneck, [meta(device="cuda:0", cpu_count=8)], steps(FALLING),
-                    system([2, 3, 95, 1, 2], cpu=[390, 380, 100, 395, 370]))
+    roomy = verdict(
+        rules.cpu_bottleneck,
+        [meta(device="cuda:0", cpu_count=8)],
+        steps(FALLING),
+        system([2, 3, 95, 1, 2], cpu=[390, 380, 100, 395, 370]),
+    )
     assert roomy.status == OK

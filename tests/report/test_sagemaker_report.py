@@ -38,14 +38,20 @@ def _tar(files: dict[str, bytes]) -> bytes:
 def _create_job(name: str) -> None:
     boto3.client("sagemaker").create_training_job(
         TrainingJobName=name,
-        AlgorithmSpecification={"TrainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.8.0-gpu-py312", "TrainingInputMode": "File"},
+        AlgorithmSpecification={
+            "TrainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.8.0-gpu-py312",
+            "TrainingInputMode": "File",
+        },
         RoleArn=ROLE,
         OutputDataConfig={"S3OutputPath": OUTPUT},
         ResourceConfig={"InstanceType": "ml.g4dn.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
         StoppingCondition={"MaxRuntimeInSeconds": 3600},
         DebugRuleConfigurations=[
-            {"RuleConfigurationName": "LossNotDecreasing", "RuleEvaluatorImage": "503895931360.dkr.ecr.us-east-1.amazonaws.com/sagemaker-debugger-rules:latest",
-             "RuleParameters": {"rule_to_invoke": "LossNotDecreasing"}}
+            {
+                "RuleConfigurationName": "LossNotDecreasing",
+                "RuleEvaluatorImage": "503895931360.dkr.ecr.us-east-1.amazonaws.com/sagemaker-debugger-rules:latest",
+                "RuleParameters": {"rule_to_invoke": "LossNotDecreasing"},
+            }
         ],
     )
 
@@ -63,10 +69,16 @@ def test_report_on_a_sagemaker_job_reads_its_output_tar_and_debugger_results(aws
     _put(f"dogbreed/jobs/{job}/output/output.tar.gz", _tar({"records.jsonl": records, "metrics.json": b"{}"}))
     rule_output = f"dogbreed/jobs/{job}/rule-output/ProfilerReport-1795000000/profiler-output"
     _put(f"{rule_output}/profiler-report.html", b"<html><body>Debugger's own ProfilerReport</body></html>")
-    _put(f"{rule_output}/profiler-reports/LowGPUUtilization.json",
-         json.dumps({"RuleTriggered": 1, "Violations": 12, "Datapoints": 400, "RuleParameters": "threshold_p95:70\nthreshold_p5:10"}).encode())
-    _put(f"{rule_output}/profiler-reports/CPUBottleneck.json",
-         json.dumps({"RuleTriggered": 0, "Violations": 0, "Datapoints": 400, "RuleParameters": "threshold:50"}).encode())
+    _put(
+        f"{rule_output}/profiler-reports/LowGPUUtilization.json",
+        json.dumps(
+            {"RuleTriggered": 1, "Violations": 12, "Datapoints": 400, "RuleParameters": "threshold_p95:70\nthreshold_p5:10"}
+        ).encode(),
+    )
+    _put(
+        f"{rule_output}/profiler-reports/CPUBottleneck.json",
+        json.dumps({"RuleTriggered": 0, "Violations": 0, "Datapoints": 400, "RuleParameters": "threshold:50"}).encode(),
+    )
     workspace = tmp_path / ".dogbreed"
     Ledger(workspace / "ledger.sqlite").record("training-job", job, "sagemaker", state="Completed")
 
@@ -110,20 +122,29 @@ def test_a_running_sagemaker_job_without_output_yet_says_so(aws_env, tmp_path):
 def test_debugger_verdicts_from_describe_training_job():
     description = {
         "DebugRuleEvaluationStatuses": [
-            {"RuleConfigurationName": "LossNotDecreasing", "RuleEvaluationStatus": "IssuesFound",
-             "StatusDetails": "RuleEvaluationConditionMet: Evaluation of the rule LossNotDecreasing at step 500 resulted in the condition being met"},
+            {
+                "RuleConfigurationName": "LossNotDecreasing",
+                "RuleEvaluationStatus": "IssuesFound",
+                "StatusDetails": "RuleEvaluationConditionMet: Evaluation of the rule LossNotDecreasing at step 500 resulted in the condition being met",
+            },
             {"RuleConfigurationName": "Overfit", "RuleEvaluationStatus": "NoIssuesFound"},
             {"RuleConfigurationName": "VanishingGradient", "RuleEvaluationStatus": "InProgress"},
         ],
         "ProfilerRuleEvaluationStatuses": [
-            {"RuleConfigurationName": "ProfilerReport-1795000000", "RuleEvaluationStatus": "Error", "StatusDetails": "out of memory"},
+            {
+                "RuleConfigurationName": "ProfilerReport-1795000000",
+                "RuleEvaluationStatus": "Error",
+                "StatusDetails": "out of memory",
+            },
         ],
     }
     results = {r.name: r for r in sagemaker_job.debugger_verdicts(description)}
     assert results["LossNotDecreasing"].status == ISSUE and "step 500" in results["LossNotDecreasing"].detail
     assert results["Overfit"].status == OK
     assert results["VanishingGradient"].status == NO_DATA
-    assert results["ProfilerReport-1795000000"].status == NO_DATA and "out of memory" in results["ProfilerReport-1795000000"].detail
+    assert (
+        results["ProfilerReport-1795000000"].status == NO_DATA and "out of memory" in results["ProfilerReport-1795000000"].detail
+    )
     assert all(r.source == "sagemaker-debugger" for r in results.values())
 
 

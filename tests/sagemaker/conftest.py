@@ -79,10 +79,22 @@ def upload_dataset(s3, dogs_dir: Path, per_breed: tuple[int, int, int] = (2, 1, 
             path = f"{split}/{cls['folder']}/{photo.name}"
             s3.put_object(Bucket=BUCKET, Key=f"dogbreed/data/dogs/{path}", Body=data)
             files.append(
-                {"path": path, "split": split, "label": cls["label"], "index": cls["index"],
-                 "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                {
+                    "path": path,
+                    "split": split,
+                    "label": cls["label"],
+                    "index": cls["index"],
+                    "size": len(data),
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                }
             )
-    manifest = {"version": 1, "source": str(dogs_dir), "layout": "stanford", "classes": classes, "files": files,
-                "manifest_sha256": "0" * 64}
+    manifest = {
+        "version": 1,
+        "source": str(dogs_dir),
+        "layout": "stanford",
+        "classes": classes,
+        "files": files,
+        "manifest_sha256": "0" * 64,
+    }
     s3.put_object(Bucket=BUCKET, Key="dogbreed/data/dogs/manifest.json", Body=json.dumps(manifest).encode())
     return manifest

@@ -9,10 +9,10 @@ import tarfile
 import pytest
 
 from dogbreed.aws import pricing
+from dogbreed.aws.describe import best_trial, params_from_hyperparameters, tuning_answer
 from dogbreed.aws.estimators import job_inputs
 from dogbreed.aws.staging import bundle_bytes, source_bundle
 from dogbreed.aws.tags import resource_tags
-from dogbreed.aws.describe import best_trial, params_from_hyperparameters, tuning_answer
 from dogbreed.config.flags import to_argv
 from tests.sagemaker.conftest import DATASET, sm_config
 
@@ -27,8 +27,9 @@ def test_train_py_gets_the_same_argv_on_sagemaker_as_locally(tmp_path, imagenet_
     import_sdk()
     from sagemaker.estimator import EstimatorBase
 
-    config = sm_config(tmp_path, "sagemaker.debugger=true", "train.lr=1e-05", "train.feature_cache=false",
-                       f"model.weights={imagenet_weights}")
+    config = sm_config(
+        tmp_path, "sagemaker.debugger=true", "train.lr=1e-05", "train.feature_cache=false", f"model.weights={imagenet_weights}"
+    )
     flags = job_inputs(config, DATASET, "s3://b/p").hyperparameters
     on_the_wire = EstimatorBase._json_encode_hyperparameters(flags)  # what the request carries
     decoded = {key: json.loads(value) for key, value in on_the_wire.items()}  # environment.read_hyperparameters
@@ -82,7 +83,10 @@ def test_cost_estimates(tmp_path):
 
 def test_tuned_hyperparameters_come_back_as_typed_train_keys():
     assert params_from_hyperparameters({"batch-size": '"32"', "lr": "0.01", "epochs": "4", "weight-decay": "1e-05"}) == {
-        "batch_size": 32, "lr": 0.01, "epochs": 4, "weight_decay": 1e-05,
+        "batch_size": 32,
+        "lr": 0.01,
+        "epochs": 4,
+        "weight_decay": 1e-05,
     }
 
 
@@ -102,14 +106,25 @@ def test_the_tune_answer_has_designs_fields():
     describe = {
         "HyperParameterTuningJobName": "t1",
         "HyperParameterTuningJobStatus": "Completed",
-        "HyperParameterTuningJobConfig": {"Strategy": "Random", "HyperParameterTuningJobObjective": {"Type": "Minimize", "MetricName": "valid_loss"}},
+        "HyperParameterTuningJobConfig": {
+            "Strategy": "Random",
+            "HyperParameterTuningJobObjective": {"Type": "Minimize", "MetricName": "valid_loss"},
+        },
         "BestTrainingJob": {"TrainingJobName": "t1-002"},
     }
     summaries = [
-        {"TrainingJobName": "t1-002", "TrainingJobStatus": "Completed", "TunedHyperParameters": {"lr": "0.1"},
-         "FinalHyperParameterTuningJobObjectiveMetric": {"MetricName": "valid_loss", "Value": 0.5}},
-        {"TrainingJobName": "t1-001", "TrainingJobStatus": "Completed", "TunedHyperParameters": {"lr": "0.2"},
-         "FinalHyperParameterTuningJobObjectiveMetric": {"MetricName": "valid_loss", "Value": 0.7}},
+        {
+            "TrainingJobName": "t1-002",
+            "TrainingJobStatus": "Completed",
+            "TunedHyperParameters": {"lr": "0.1"},
+            "FinalHyperParameterTuningJobObjectiveMetric": {"MetricName": "valid_loss", "Value": 0.5},
+        },
+        {
+            "TrainingJobName": "t1-001",
+            "TrainingJobStatus": "Completed",
+            "TunedHyperParameters": {"lr": "0.2"},
+            "FinalHyperParameterTuningJobObjectiveMetric": {"MetricName": "valid_loss", "Value": 0.7},
+        },
     ]
     answer = tuning_answer(describe, summaries)
     assert answer["tuning_job"] == "t1" and answer["strategy"] == "Random"

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from dogbreed.backends.base import TuningRequest
-from dogbreed.backends.base import DeployRequest
+from dogbreed.backends.base import DeployRequest, TuningRequest
 from dogbreed.workflows import train as train_workflow
 from dogbreed.workspace import Workspace
 from tests.sagemaker.conftest import BUCKET, DATASET, make_backend, sm_config
@@ -62,7 +61,11 @@ def test_train_tune_deploy_teardown_leaves_nothing(tmp_path, s3, sagemaker_clien
     assert answer["tuning_job"] == tune.name and answer["strategy"] == "Bayesian" and answer["state"] == "Completed"
     assert [t["status"] for t in answer["trials"]] == ["Completed", "Completed", "Failed"]
     assert answer["trials"][0]["params"] == {"lr": 0.01, "batch_size": 16, "epochs": 3}
-    assert answer["best"] == {"name": f"{tune.name}-002-bbbb", "params": {"lr": 0.002, "batch_size": 32, "epochs": 5}, "objective": 0.74}
+    assert answer["best"] == {
+        "name": f"{tune.name}-002-bbbb",
+        "params": {"lr": 0.002, "batch_size": 32, "epochs": 5},
+        "objective": 0.74,
+    }
 
     # deploy the trained model
     expires = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=2)

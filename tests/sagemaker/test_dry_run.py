@@ -13,8 +13,7 @@ import pytest
 
 from dogbreed.aws.requests import DryRunViolation, RecordingClient
 from dogbreed.aws.session import AwsSession
-from dogbreed.backends.base import TuningRequest
-from dogbreed.backends.base import DeployRequest, TrainingRequest
+from dogbreed.backends.base import DeployRequest, TrainingRequest, TuningRequest
 from dogbreed.config.flags import hyperparameters
 from dogbreed.errors import ConfigError
 from tests.sagemaker.conftest import BUCKET, DATASET, make_backend, sm_config

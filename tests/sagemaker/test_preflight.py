@@ -97,7 +97,9 @@ def test_a_regex_that_matches_nothing_fails_the_rehearsal(tmp_path, s3, dogs_dir
     backend, _ = _backend(tmp_path, log="epoch=1 train_loss=2.1 train_acc=0.4 valid_loss=1.5 valid_acc=0.55\n")
     with pytest.raises(PreflightError) as caught:
         backend.preflight_training(_request(backend.config))
-    assert caught.value.problems[0].startswith("metric regexes for test_loss, test_acc, best_epoch matched nothing train.py printed")
+    assert caught.value.problems[0].startswith(
+        "metric regexes for test_loss, test_acc, best_epoch matched nothing train.py printed"
+    )
 
 
 def test_a_failing_rehearsal_points_at_its_log(tmp_path, s3, dogs_dir):
@@ -122,7 +124,9 @@ def test_deploy_checks_the_endpoint_instance_type(tmp_path, s3, sagemaker_client
     from dogbreed.backends.base import DeployRequest
 
     backend, _ = _backend(tmp_path, "sagemaker.instance_type.endpoint=ml.m5.huge")
-    request = DeployRequest("dogbreed", f"s3://{BUCKET}/m/model.tar.gz", backend.config, datetime(2030, 1, 1, tzinfo=timezone.utc))
+    request = DeployRequest(
+        "dogbreed", f"s3://{BUCKET}/m/model.tar.gz", backend.config, datetime(2030, 1, 1, tzinfo=timezone.utc)
+    )
     with pytest.raises(PreflightError, match="sagemaker.instance_type.endpoint: 'ml.m5.huge'"):
         backend.deploy(request)
     assert sagemaker_client.list_models()["Models"] == []
@@ -133,7 +137,11 @@ def test_the_real_train_py_rehearses_on_one_batch(tmp_path, s3, dogs_dir, imagen
     """The local runner and the real train.py: every metric regex matches its output."""
     upload_dataset(s3, dogs_dir)
     config = sm_config(
-        tmp_path, "sagemaker.preflight=true", "train.batch_size=2", "train.epochs=1", "train.num_workers=0",
+        tmp_path,
+        "sagemaker.preflight=true",
+        "train.batch_size=2",
+        "train.epochs=1",
+        "train.num_workers=0",
         f"model.weights={imagenet_weights}",
     )
     backend = make_backend(config)

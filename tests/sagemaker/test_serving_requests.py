@@ -89,7 +89,10 @@ def test_real_time_requests_are_exact_and_reach_moto(tmp_path, s3, sagemaker_cli
 
 def test_serverless_requests(tmp_path, s3):
     backend, planned, info = _deploy(
-        tmp_path, "deploy.serverless=true", "deploy.serverless_config.memory_mb=2048", "deploy.serverless_config.max_concurrency=3"
+        tmp_path,
+        "deploy.serverless=true",
+        "deploy.serverless_config.memory_mb=2048",
+        "deploy.serverless_config.max_concurrency=3",
     )
     sent = backend.last_requests
     assert planned["requests"] == sent

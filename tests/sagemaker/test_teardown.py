@@ -47,7 +47,8 @@ def test_teardown_by_tags_after_the_ledger_was_deleted(tmp_path, s3, sagemaker_c
     # A model a failed deploy left behind: tagged, but no endpoint points to it.
     orphan = "dogbreed-model-orphan"
     sagemaker_client.create_model(
-        ModelName=orphan, ExecutionRoleArn=ROLE,
+        ModelName=orphan,
+        ExecutionRoleArn=ROLE,
         PrimaryContainer={"Image": INFERENCE_IMAGE, "ModelDataUrl": f"s3://{BUCKET}/x/model.tar.gz"},
         Tags=[{"Key": "dogbreed:project", "Value": "dogbreed"}, {"Key": "dogbreed:run", "Value": "dogbreed-c"}],
     )
@@ -58,8 +59,12 @@ def test_teardown_by_tags_after_the_ledger_was_deleted(tmp_path, s3, sagemaker_c
     fresh = make_backend(sm_config(tmp_path / "two"))
     status = {(row["kind"], row["name"]) for row in fresh.list_resources()}
     assert status == {
-        ("endpoint", "dogbreed-a"), ("endpoint-config", "dogbreed-a"), ("model", model_a),
-        ("endpoint", "dogbreed-b"), ("endpoint-config", "dogbreed-b"), ("model", model_b),
+        ("endpoint", "dogbreed-a"),
+        ("endpoint-config", "dogbreed-a"),
+        ("model", model_a),
+        ("endpoint", "dogbreed-b"),
+        ("endpoint-config", "dogbreed-b"),
+        ("model", model_b),
         ("model", orphan),
     }
     planned = fresh.teardown(dry_run=True)
@@ -67,8 +72,15 @@ def test_teardown_by_tags_after_the_ledger_was_deleted(tmp_path, s3, sagemaker_c
 
     result = fresh.teardown()
     assert sorted(result["deleted"]) == sorted(
-        [f"model/{model_a}", f"model/{model_b}", f"model/{orphan}", "endpoint-config/dogbreed-a",
-         "endpoint-config/dogbreed-b", "endpoint/dogbreed-a", "endpoint/dogbreed-b"]
+        [
+            f"model/{model_a}",
+            f"model/{model_b}",
+            f"model/{orphan}",
+            "endpoint-config/dogbreed-a",
+            "endpoint-config/dogbreed-b",
+            "endpoint/dogbreed-a",
+            "endpoint/dogbreed-b",
+        ]
     )
     # Models first, endpoints last (aws/inventory.py, teardown_order).
     kinds = [item.split("/")[0] for item in result["deleted"]]

@@ -94,13 +94,21 @@ def test_default_request_is_exact_and_reaches_moto(tmp_path, s3, sagemaker_clien
     ]
     assert "WarmStartConfig" not in sent
     received = sagemaker_client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=TUNE)
-    assert received["HyperParameterTuningJobConfig"]["ParameterRanges"] == sent["HyperParameterTuningJobConfig"]["ParameterRanges"]
+    assert (
+        received["HyperParameterTuningJobConfig"]["ParameterRanges"] == sent["HyperParameterTuningJobConfig"]["ParameterRanges"]
+    )
 
 
 def test_objective_limits_seed_and_early_stopping_follow_the_config(tmp_path):
     config = _config(
-        tmp_path, None, "tune.max_jobs=20", "tune.max_parallel_jobs=4", "tune.seed=7",
-        "tune.early_stopping=Auto", "tune.objective.metric=valid_loss", "tune.objective.type=Minimize",
+        tmp_path,
+        None,
+        "tune.max_jobs=20",
+        "tune.max_parallel_jobs=4",
+        "tune.seed=7",
+        "tune.early_stopping=Auto",
+        "tune.objective.metric=valid_loss",
+        "tune.objective.type=Minimize",
         "sagemaker.instance_type.tune=ml.g5.xlarge",
     )
     job = _plan(config)["HyperParameterTuningJobConfig"]
@@ -111,13 +119,17 @@ def test_objective_limits_seed_and_early_stopping_follow_the_config(tmp_path):
 
 
 def test_random_strategy_and_reverse_logarithmic_scaling(tmp_path):
-    ranges = {"lr": {"type": "continuous", "min": 0.001, "max": 0.9, "scaling": "ReverseLogarithmic"},
-              "batch_size": {"type": "integer", "min": 8, "max": 64, "scaling": "Linear"}}
+    ranges = {
+        "lr": {"type": "continuous", "min": 0.001, "max": 0.9, "scaling": "ReverseLogarithmic"},
+        "batch_size": {"type": "integer", "min": 8, "max": 64, "scaling": "Linear"},
+    }
     config = _config(tmp_path, {"strategy": "Random", "ranges": ranges})
     job = _plan(config)["HyperParameterTuningJobConfig"]
     assert job["Strategy"] == "Random"
     assert job["ParameterRanges"] == {
-        "ContinuousParameterRanges": [{"Name": "lr", "MinValue": "0.001", "MaxValue": "0.9", "ScalingType": "ReverseLogarithmic"}],
+        "ContinuousParameterRanges": [
+            {"Name": "lr", "MinValue": "0.001", "MaxValue": "0.9", "ScalingType": "ReverseLogarithmic"}
+        ],
         "CategoricalParameterRanges": [],
         "IntegerParameterRanges": [{"Name": "batch-size", "MinValue": "8", "MaxValue": "64", "ScalingType": "Linear"}],
     }
@@ -149,9 +161,9 @@ def test_the_sdks_own_grid_request_would_never_be_sent():
     import botocore.session
     from botocore.validate import ParamValidator
 
-    shape = botocore.session.get_session().get_service_model("sagemaker").operation_model(
-        "CreateHyperParameterTuningJob"
-    ).input_shape
+    shape = (
+        botocore.session.get_session().get_service_model("sagemaker").operation_model("CreateHyperParameterTuningJob").input_shape
+    )
     config = {"Strategy": "Grid", "ResourceLimits": {"MaxNumberOfTrainingJobs": None, "MaxParallelTrainingJobs": 1}}
     report = ParamValidator().validate({"HyperParameterTuningJobName": TUNE, "HyperParameterTuningJobConfig": config}, shape)
     assert report.has_errors() and "MaxNumberOfTrainingJobs" in report.generate_report()

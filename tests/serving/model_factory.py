@@ -34,9 +34,7 @@ def copy_code(model_dir: Path) -> None:
     code = model_dir / "code"
     code.mkdir(parents=True, exist_ok=True)
     shutil.copy2(SOURCE_DIR / "inference.py", code / "inference.py")
-    shutil.copytree(
-        SOURCE_DIR / "breedkit", code / "breedkit", ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True
-    )
+    shutil.copytree(SOURCE_DIR / "breedkit", code / "breedkit", ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
 
 
 @contextmanager

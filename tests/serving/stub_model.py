@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-HANDLER = '''
+HANDLER = """
 import json
 import time
 from pathlib import Path
@@ -38,7 +38,7 @@ def predict_fn(data, model_dir):
 
 def output_fn(prediction, accept):
     return json.dumps({"predictions": [{"top": [{"label": "stub", "index": 0, "probability": 1.0}]}], **prediction}), "application/json"
-'''
+"""
 
 
 def build_stub_model_dir(dest: Path) -> Path:

@@ -34,7 +34,12 @@ DOGBREED = str(Path(sys.executable).parent / "dogbreed")
 
 def cli(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [DOGBREED, *args], cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600,
+        [DOGBREED, *args],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None},
     )
 
@@ -119,8 +124,15 @@ def test_predict_client_imports_no_torch(tmp_path, served, predict_dir):
         "assert not heavy, heavy\n"
         "sys.exit(code)\n"
     )
-    run = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                         stdin=subprocess.DEVNULL, env={**os.environ})
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ},
+    )
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["predictions"][0]["top"][0]["label"].lower() == "beagle"
 
@@ -139,8 +151,7 @@ def test_teardown_asks_first_on_a_terminal(tmp_path, reply, code, state):
     controller, terminal = pty.openpty()
     try:
         os.write(controller, f"{reply}\n".encode())  # the terminal buffers the answer for the prompt
-        run = subprocess.run([DOGBREED, "teardown"], cwd=tmp_path, stdin=terminal, capture_output=True, text=True,
-                             timeout=300)
+        run = subprocess.run([DOGBREED, "teardown"], cwd=tmp_path, stdin=terminal, capture_output=True, text=True, timeout=300)
     finally:
         os.close(controller)
         os.close(terminal)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from dogbreed.backends import hourly_cost
 from dogbreed.config import load_config
 from dogbreed.errors import DogbreedError, NotFoundError
 from dogbreed.ledger import Ledger
@@ -22,7 +23,6 @@ from dogbreed.serving.model_handler import Reply
 from dogbreed.serving.upload import prepare
 from dogbreed.workflows.deploy import resolve_model
 from dogbreed.workflows.predict import expand_images
-from dogbreed.backends import hourly_cost
 from dogbreed.workflows.teardown import select
 from tests.serving.images import BEAGLE, encode, photo
 
@@ -47,13 +47,20 @@ def test_client_sends_the_contract_headers_and_returns_the_body():
     client = EndpointClient("http://127.0.0.1:1234/", "ep", transport)
     assert client.invoke(b"jpeg", "image/jpeg", "application/json; top_k=2") == b'{"predictions": []}'
     assert transport.sent == [
-        ("POST", "http://127.0.0.1:1234/invocations", {"Content-Type": "image/jpeg", "Accept": "application/json; top_k=2"}, b"jpeg")
+        (
+            "POST",
+            "http://127.0.0.1:1234/invocations",
+            {"Content-Type": "image/jpeg", "Accept": "application/json; top_k=2"},
+            b"jpeg",
+        )
     ]
 
 
 def test_client_turns_answers_and_failures_into_typed_errors():
     refused = EndpointClient("http://127.0.0.1:1", "ep", ScriptedTransport(ConnectionRefusedError(111, "refused")))
-    with pytest.raises(EndpointUnavailableError, match=r"endpoint ep at http://127.0.0.1:1 is not answering.*dogbreed deploy --endpoint ep"):
+    with pytest.raises(
+        EndpointUnavailableError, match=r"endpoint ep at http://127.0.0.1:1 is not answering.*dogbreed deploy --endpoint ep"
+    ):
         refused.invoke(b"x", "image/jpeg")
     bad = json.dumps({"error": "undecodable_image", "detail": "image 0 is not a readable image"}).encode()
     client = EndpointClient("http://h:1", "ep", ScriptedTransport(HttpResponse(400, {}, bad), TimeoutError()))
@@ -147,7 +154,13 @@ def test_expand_images_takes_files_folders_and_globs(tmp_path):
     for name in ("a/one.jpg", "a/deeper/two.PNG", "a/notes.txt", "three.jpeg"):
         (tmp_path / name).write_bytes(b"x")
     paths, errors = expand_images(
-        [str(tmp_path / "a"), str(tmp_path / "*.jpeg"), str(tmp_path / "a" / "one.jpg"), str(tmp_path / "missing.jpg"), str(tmp_path / "*.gif")]
+        [
+            str(tmp_path / "a"),
+            str(tmp_path / "*.jpeg"),
+            str(tmp_path / "a" / "one.jpg"),
+            str(tmp_path / "missing.jpg"),
+            str(tmp_path / "*.gif"),
+        ]
     )
     assert [p.relative_to(tmp_path).as_posix() for p in paths] == ["a/deeper/two.PNG", "a/one.jpg", "three.jpeg"]
     assert [(Path(e["image"]).name, e["error"].split(" (")[0]) for e in errors] == [
@@ -158,7 +171,12 @@ def test_expand_images_takes_files_folders_and_globs(tmp_path):
 
 def test_teardown_selects_only_ledger_endpoints_of_this_backend(tmp_path):
     ledger = Ledger(tmp_path / "ledger.sqlite")
-    for name, backend, state in [("old", "local", "deleted"), ("a", "local", "in-service"), ("b", "local", "gone"), ("sm", "sagemaker", "in-service")]:
+    for name, backend, state in [
+        ("old", "local", "deleted"),
+        ("a", "local", "in-service"),
+        ("b", "local", "gone"),
+        ("sm", "sagemaker", "in-service"),
+    ]:
         ledger.record("endpoint", name, backend, state=state)
     assert select(ledger, "local").targets == ["b"]  # the latest not yet deleted
     assert select(ledger, "local", all_=True).targets == ["a", "b"]
@@ -197,8 +215,11 @@ class ListingBackend:
 
     def list_resources(self):
         row = {"kind": "endpoint", "backend": "sagemaker", "created_at": None, "expires_at": None, "est_cost_per_hour": 0.1}
-        return [{**row, "name": "a", "state": "in-service"}, {**row, "name": "b", "state": "in-service"},
-                {**row, "name": "c", "state": "gone"}]
+        return [
+            {**row, "name": "a", "state": "in-service"},
+            {**row, "name": "b", "state": "in-service"},
+            {**row, "name": "c", "state": "gone"},
+        ]
 
 
 def test_status_checks_ledger_entries_and_adds_what_only_the_backend_knows(tmp_path):

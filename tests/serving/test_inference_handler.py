@@ -47,7 +47,13 @@ def test_every_image_mode_is_read_as_rgb_and_named(handler, kind):
     assert top[0]["label"].lower() == "beagle"
     assert len(top) == 5 and all(set(t) == {"label", "index", "probability"} for t in top)
     assert top == sorted(top, key=lambda t: -t["probability"])
-    assert 0.99 < sum(t["probability"] for t in answer(handler, body, content_type, "application/json; top_k=10")["predictions"][0]["top"]) < 1.01
+    assert (
+        0.99
+        < sum(
+            t["probability"] for t in answer(handler, body, content_type, "application/json; top_k=10")["predictions"][0]["top"]
+        )
+        < 1.01
+    )
 
 
 def test_exif_orientation_is_honoured(handler):

@@ -248,7 +248,9 @@ def test_kill_9_of_deploy_while_the_model_loads_leaves_nothing_the_ledger_does_n
     config.write_text(f"workspace: {tmp_path / '.dogbreed'}\ndeploy:\n  port: 0\n  endpoint_name: stubby\n  ttl: 10m\n")
     cli = subprocess.Popen(
         [str(Path(sys.executable).parent / "dogbreed"), "deploy", "--model", str(stub_model_dir), "-c", str(config), "--json"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_until(lambda: (stub_model_dir / "loading").exists(), "the server to load the model")

@@ -103,9 +103,7 @@ def test_exactly_the_limit_is_allowed_through(served):
 def test_oversized_chunked_body_is_refused_while_reading(served):
     connection = http.client.HTTPConnection("127.0.0.1", served.port, timeout=120)
     chunks = (b"\0" * 1_000_000 for _ in range(7))
-    connection.request(
-        "POST", "/invocations", body=chunks, headers={"Content-Type": "image/jpeg"}, encode_chunked=True
-    )
+    connection.request("POST", "/invocations", body=chunks, headers={"Content-Type": "image/jpeg"}, encode_chunked=True)
     response = connection.getresponse()
     assert response.status == 413 and json.loads(response.read())["error"] == "payload_too_large"
     assert_still_serving(served)

@@ -21,7 +21,7 @@ from dogbreed.processes import is_alive
 DRIVER = Path(__file__).with_name("warm_driver.py")
 REPO = Path(__file__).resolve().parents[2]
 
-SCRIPT = '''\
+SCRIPT = """\
 import atexit, os, signal, sys, time
 
 import jobhelper  # imported by the warm-up: a forked run finds it already loaded
@@ -52,7 +52,7 @@ def main():
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
 
 @pytest.fixture
@@ -100,8 +100,13 @@ def job_output(layout: JobLayout) -> list[str]:
 
 @pytest.mark.parametrize(
     ("mode", "state", "exit_code"),
-    [("ok", "Completed", 0), ("exit3", "Failed", 3), ("message", "Failed", 1), ("raise", "Failed", 1),
-     ("interrupt", "Failed", -signal.SIGINT)],
+    [
+        ("ok", "Completed", 0),
+        ("exit3", "Failed", 3),
+        ("message", "Failed", 1),
+        ("raise", "Failed", 1),
+        ("interrupt", "Failed", -signal.SIGINT),
+    ],
 )
 def test_a_forked_job_prints_and_exits_exactly_as_the_exec_one(tmp_path, source, mode, state, exit_code):
     forked = start(tmp_path, source, mode, "fork")
@@ -163,7 +168,6 @@ def test_torchrun_jobs_and_foreign_scripts_are_exec_d(tmp_path, source):
     launcher.warm = True  # what warm_up sets; its imports are not what this test is about
     assert launcher.forks(plain)
     assert not launcher.forks({**plain, "processes": 2})
-    assert not launcher.forks({"argv": [sys.executable, "-m", "torch.distributed.run", str(source / "job.py")],
-                               "processes": 1})
+    assert not launcher.forks({"argv": [sys.executable, "-m", "torch.distributed.run", str(source / "job.py")], "processes": 1})
     assert not launcher.forks({"argv": [sys.executable, str(tmp_path / "other.py")], "processes": 1})
     assert not launcher.forks({"argv": ["/usr/bin/python3.9", str(source / "job.py")], "processes": 1})

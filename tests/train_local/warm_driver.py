@@ -24,9 +24,13 @@ def main() -> None:
     layout = JobLayout(job_dir)
     layout.write_status(state="Starting")
     if sys.argv[4:] == ["exec"]:
-        subprocess.Popen([sys.executable, "-m", "dogbreed.backends.job_supervisor", str(job_dir)],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "dogbreed.backends.job_supervisor", str(job_dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         print(json.dumps({"driver_pid": os.getpid(), "warm_seconds": None}))
         return
     launcher = WarmStart(source_dir, entry)

@@ -50,9 +50,7 @@ def test_cluster_from_sagemaker_variables(train_module):
     assert train_module.resolve_cluster({}).is_first_host
 
 
-@pytest.mark.parametrize(
-    "text, value", [("true", True), ("True", True), ("1", True), ("false", False), ("False", False)]
-)
+@pytest.mark.parametrize("text, value", [("true", True), ("True", True), ("1", True), ("false", False), ("False", False)])
 def test_booleans_arrive_as_strings(train_module, text, value):
     args = train_module.get_args_parser().parse_args(["--feature-cache", text, "--debugger", text])
     assert args.feature_cache is value and args.debugger is value
@@ -85,9 +83,7 @@ def test_preflight_runs_one_batch_and_ignores_the_tuners_extra_arguments(
     for key, value in job_env(tmp_path, channel).items():
         if key.startswith("SM_"):
             monkeypatch.setenv(key, value)
-    final = train_module.cli(
-        [*common_flags, "--epochs", "2", "--max-batches", "1", "--_tuning_objective_metric", "valid_acc"]
-    )
+    final = train_module.cli([*common_flags, "--epochs", "2", "--max-batches", "1", "--_tuning_objective_metric", "valid_acc"])
     err = capsys.readouterr().err
     assert "ignoring arguments train.py does not know: --_tuning_objective_metric valid_acc" in err
     records = [json.loads(line) for line in (tmp_path / "output" / "data" / "records.jsonl").read_text().splitlines()]

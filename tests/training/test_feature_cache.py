@@ -51,8 +51,14 @@ def test_cached_features_are_the_backbone_of_the_eval_preset(breedkit, channel, 
     backbone, _ = models.split_backbone_head(model, "mobilenet_v2")
     key = _key(breedkit, dataset=index.identity, weights=models.weights_identity(str(imagenet_weights)))
     got, report = feature_cache.load_or_extract(
-        tmp_path, key, channel, {"valid": (samples, 3)}, backbone,
-        device=torch.device("cpu"), batch_size=4, num_workers=0,
+        tmp_path,
+        key,
+        channel,
+        {"valid": (samples, 3)},
+        backbone,
+        device=torch.device("cpu"),
+        batch_size=4,
+        num_workers=0,
     )
     assert report.extracted_files == 3 and report.extracted_images == 30
     views = got["valid"].views
@@ -64,8 +70,14 @@ def test_cached_features_are_the_backbone_of_the_eval_preset(breedkit, channel, 
         assert torch.allclose(views[0, 3], backbone.eval()(x)[0], rtol=1e-4, atol=1e-4)  # TorchScript-fused convs
     assert not torch.allclose(views[1], views[0]) and not torch.allclose(views[2], views[1])  # augmented views
     again, report = feature_cache.load_or_extract(
-        tmp_path, key, channel, {"valid": (samples, 3)}, backbone,
-        device=torch.device("cpu"), batch_size=4, num_workers=0,
+        tmp_path,
+        key,
+        channel,
+        {"valid": (samples, 3)},
+        backbone,
+        device=torch.device("cpu"),
+        batch_size=4,
+        num_workers=0,
     )
     assert report.extracted_files == 0 and torch.equal(again["valid"].views, views)
     folder = key.folder(tmp_path)
@@ -108,7 +120,10 @@ def test_concurrent_trials_share_one_extraction(tmp_path, channel):
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER, str(cache), str(channel), str(go)],
-            cwd=SOURCE_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=SOURCE_DIR,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )  # fmt: skip
         for _ in range(3)
     ]

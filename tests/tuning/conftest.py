@@ -57,8 +57,16 @@ def build_dataset(source: Path, root: Path) -> tuple[str, str]:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(photo, target)
             data = target.read_bytes()
-            files.append({"path": f"{split}/{folder}/{photo.name}", "split": split, "label": classes[-1]["label"],
-                          "index": index, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+            files.append(
+                {
+                    "path": f"{split}/{folder}/{photo.name}",
+                    "split": split,
+                    "label": classes[-1]["label"],
+                    "index": index,
+                    "size": len(data),
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                }
+            )
     canonical = json.dumps({"classes": classes, "files": files}, sort_keys=True, separators=(",", ":")).encode()
     digest = hashlib.sha256(canonical).hexdigest()
     manifest = {"version": 1, "classes": classes, "files": files, "manifest_sha256": digest}

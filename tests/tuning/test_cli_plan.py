@@ -48,13 +48,31 @@ def test_resuming_a_name_with_a_different_search_is_a_usage_error(tune_env):
 def test_sagemaker_dry_run_sends_the_same_ranges_as_the_local_plan(tune_env):
     """--backend sagemaker --dry-run: the exact CreateHyperParameterTuningJob request, built
     offline by the SageMaker backend from the same tune.* section as the local plan."""
-    sets = ["--set", "sagemaker.region=us-east-1", "--set", "sagemaker.role=arn:aws:iam::123456789012:role/SageMakerRole",
-            "--set", "sagemaker.bucket=dogbreed-test"]
+    sets = [
+        "--set",
+        "sagemaker.region=us-east-1",
+        "--set",
+        "sagemaker.role=arn:aws:iam::123456789012:role/SageMakerRole",
+        "--set",
+        "sagemaker.bucket=dogbreed-test",
+    ]
     offline = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_EC2_METADATA_DISABLED": "true"}
     from tests.conftest import dogbreed_cli
 
-    result = dogbreed_cli("tune", "-c", str(tune_env.config), "--backend", "sagemaker", *sets, "--dataset",
-                          "s3://dogbreed-test/dogbreed/data/dogs", "--dry-run", "--json", cwd=tune_env.root, env=offline)
+    result = dogbreed_cli(
+        "tune",
+        "-c",
+        str(tune_env.config),
+        "--backend",
+        "sagemaker",
+        *sets,
+        "--dataset",
+        "s3://dogbreed-test/dogbreed/data/dogs",
+        "--dry-run",
+        "--json",
+        cwd=tune_env.root,
+        env=offline,
+    )
     assert result.returncode == 0, result.stderr
     remote = json.loads(result.stdout)
     local = json.loads(tune_env.cli("tune", "--dry-run", "--json").stdout)
@@ -67,7 +85,10 @@ def test_sagemaker_dry_run_sends_the_same_ranges_as_the_local_plan(tune_env):
     (lr,) = ranges["ContinuousParameterRanges"]
     assert (lr["Name"], float(lr["MinValue"]), float(lr["MaxValue"]), lr["ScalingType"]) == ("lr", 0.001, 0.05, "Logarithmic")
     (epochs,) = ranges["IntegerParameterRanges"]
-    assert (int(epochs["MinValue"]), int(epochs["MaxValue"])) == (local["search_space"]["epochs"]["min"], local["search_space"]["epochs"]["max"])
+    assert (int(epochs["MinValue"]), int(epochs["MaxValue"])) == (
+        local["search_space"]["epochs"]["min"],
+        local["search_space"]["epochs"]["max"],
+    )
     (batch,) = ranges["CategoricalParameterRanges"]
     # The SDK JSON-encodes categorical values once more on the wire; the training toolkit
     # decodes them and passes --batch-size 16, as the local trial does.

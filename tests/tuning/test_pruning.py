@@ -9,13 +9,13 @@ from pathlib import Path
 import optuna
 import pytest
 
-from dogbreed.config import load_config
-from dogbreed.backends.local_tuning import strategy
 from dogbreed.backends.local_training import LocalTraining
+from dogbreed.backends.local_tuning import strategy
 from dogbreed.backends.local_tuning.backend import setup_of
 from dogbreed.backends.local_tuning.runner import run_trial
-from dogbreed.tuning.space import distributions
 from dogbreed.backends.local_tuning.study import TuningSetup, open_study
+from dogbreed.config import load_config
+from dogbreed.tuning.space import distributions
 from dogbreed.workflows.tune import plan
 from tests.conftest import EXAMPLES
 from tests.tuning.conftest import build_dataset
@@ -43,10 +43,14 @@ def test_a_trial_below_the_median_is_stopped_through_the_backend(tune_env, tmp_p
     setup: TuningSetup = setup_of(plan(load_config([tune_env.config]), tune_env.ledger, dataset=small_dataset(tmp_path)).request)
     study = open_study(setup)
     for _ in range(2):  # MedianPruner's two finished trials to compare with
-        study.add_trial(optuna.trial.create_trial(
-            params={"lr": 1.5e-7}, distributions=distributions(setup.space), value=0.9,
-            intermediate_values={epoch: 0.9 for epoch in range(1, 4)},
-        ))
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"lr": 1.5e-7},
+                distributions=distributions(setup.space),
+                value=0.9,
+                intermediate_values={epoch: 0.9 for epoch in range(1, 4)},
+            )
+        )
 
     summary = run_trial(setup, study, study.ask(), LocalTraining(setup.config, setup.workspace), tune_env.ledger)
 

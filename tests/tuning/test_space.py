@@ -9,10 +9,10 @@ from pathlib import Path
 import optuna
 import pytest
 
+from dogbreed.backends.local_tuning import strategy
 from dogbreed.config import load_config
 from dogbreed.config.flags import flag_for
 from dogbreed.errors import ConfigError, DogbreedError
-from dogbreed.backends.local_tuning import strategy
 from dogbreed.tuning.space import apply, build_space, check_search, distributions, grid, grid_points, suggest, trial_budget
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,7 +93,12 @@ def test_ranges_no_backend_could_search_are_refused_up_front(ranges, message, tm
 
 
 def test_sagemaker_rules_are_checked_locally_too(tmp_path):
-    hyperband = config_with("tune.strategy=Hyperband", "tune.early_stopping=Auto", ranges="{lr: {type: continuous, min: 0.001, max: 0.1}}", tmp=tmp_path)
+    hyperband = config_with(
+        "tune.strategy=Hyperband",
+        "tune.early_stopping=Auto",
+        ranges="{lr: {type: continuous, min: 0.001, max: 0.1}}",
+        tmp=tmp_path,
+    )
     with pytest.raises(ConfigError, match="Hyperband"):
         check_search(hyperband.tune)
     with pytest.raises(ConfigError, match="not a metric train.py prints"):
@@ -102,8 +107,10 @@ def test_sagemaker_rules_are_checked_locally_too(tmp_path):
 
 def test_grid_sampler_visits_every_point_once(tmp_path):
     config = config_with(
-        "tune.strategy=Grid", "tune.max_parallel_jobs=1",
-        ranges="{epochs: {type: integer, min: 1, max: 3}, batch_size: {type: categorical, values: [16, 32]}}", tmp=tmp_path,
+        "tune.strategy=Grid",
+        "tune.max_parallel_jobs=1",
+        ranges="{epochs: {type: integer, min: 1, max: 3}, batch_size: {type: categorical, values: [16, 32]}}",
+        tmp=tmp_path,
     )
     space = build_space(config)
     assert trial_budget(config.tune, space) == 6
@@ -157,8 +164,10 @@ def test_optuna_and_the_sagemaker_tuner_search_the_same_ranges(sets, ranges, tmp
 
 def test_grid_enumerates_the_same_values_as_the_sagemaker_grid(tmp_path):
     config = config_with(
-        "tune.strategy=Grid", "tune.max_parallel_jobs=1",
-        ranges="{epochs: {type: integer, min: 2, max: 4}, batch_size: {type: categorical, values: [16, 32]}}", tmp=tmp_path,
+        "tune.strategy=Grid",
+        "tune.max_parallel_jobs=1",
+        ranges="{epochs: {type: integer, min: 2, max: 4}, batch_size: {type: categorical, values: [16, 32]}}",
+        tmp=tmp_path,
     )
     from dogbreed.aws.tuner import trial_count
 

@@ -103,8 +103,12 @@ def _start_cli(env, *args: str) -> subprocess.Popen:
     # Its own session: killing its process group kills the CLI and its workers at once,
     # as a CI timeout or a closed terminal would.
     return subprocess.Popen(
-        [str(exe), *args, "-c", str(env.config)], cwd=env.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True,
+        [str(exe), *args, "-c", str(env.config)],
+        cwd=env.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
 
 
@@ -112,6 +116,7 @@ def test_a_killed_study_resumes_without_rerunning_finished_trials(tune_env):
     tune_env.write_config(train=UNCACHED, tune={"max_jobs": 3, "max_parallel_jobs": 1})
     proc = _start_cli(tune_env, "tune", "--name", "tune-killed", "--json")
     try:
+
         def one_done_one_running():
             states = [r.state for r in tune_env.ledger.list("trial", parent="tune-killed")]
             return states.count("Completed") >= 1 and "InProgress" in states
@@ -256,6 +261,7 @@ def test_ctrl_c_stops_every_job_and_tune_again_resumes_the_latest_unfinished_job
     tune_env.write_config(train=UNCACHED, tune={"max_jobs": 2, "max_parallel_jobs": 2})
     proc = _start_cli(tune_env, "tune", "--json")
     try:
+
         def running_jobs():
             records = tune_env.ledger.list("trial")
             return len(records) == 2 and all(r.state == "InProgress" for r in records)

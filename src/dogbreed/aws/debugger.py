@@ -40,9 +40,7 @@ def debugger_settings(config: SageMakerConfig, output_path: str) -> dict[str, An
     if config.debugger:
         losses = CollectionConfig("losses", {"save_interval": LOSSES_SAVE_INTERVAL})
         gradients = CollectionConfig("gradients", {"save_interval": GRADIENTS_SAVE_INTERVAL})
-        settings["debugger_hook_config"] = DebuggerHookConfig(
-            s3_output_path=output_path, collection_configs=[losses, gradients]
-        )
+        settings["debugger_hook_config"] = DebuggerHookConfig(s3_output_path=output_path, collection_configs=[losses, gradients])
         # A rule brings its own collection at smdebug's defaults unless told otherwise; the
         # hook's copies (same name, same parameters) make the SDK de-duplicate them.
         rules += [

@@ -40,9 +40,7 @@ def log_console_url(region: str, job: str) -> str:
     )
 
 
-def training_outcome(
-    describe: Mapping[str, Any], region: str, history: list[dict[str, float]] | None = None
-) -> dict[str, Any]:
+def training_outcome(describe: Mapping[str, Any], region: str, history: list[dict[str, float]] | None = None) -> dict[str, Any]:
     """DescribeTrainingJob -> the fields of a TrainingOutcome: final metrics from FinalMetricDataList (the last
     value SageMaker's regexes read for each metric), the model from ModelArtifacts."""
     name = describe["TrainingJobName"]
@@ -145,9 +143,7 @@ def trial_from_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def best_trial(
-    trials: Iterable[Mapping[str, Any]], objective_type: str, named: str | None = None
-) -> dict[str, Any] | None:
+def best_trial(trials: Iterable[Mapping[str, Any]], objective_type: str, named: str | None = None) -> dict[str, Any] | None:
     """The trial SageMaker named best when it is among `trials`, else the best objective."""
     done = [t for t in trials if t["status"] == "Completed" and t["objective"] is not None]
     for trial in done:

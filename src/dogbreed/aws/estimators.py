@@ -45,9 +45,7 @@ def job_hyperparameters(config: Config, base: dict[str, Any] | None = None) -> d
     return {flag: format_value(value) if isinstance(value, bool) else value for flag, value in values.items()}
 
 
-def job_inputs(
-    config: Config, dataset_uri: str, s3_root: str, base_hyperparameters: dict[str, Any] | None = None
-) -> JobInputs:
+def job_inputs(config: Config, dataset_uri: str, s3_root: str, base_hyperparameters: dict[str, Any] | None = None) -> JobInputs:
     """Channels: the dataset ('training') and, for a weights file, a 'weights' channel with the
     file's name as --weights (the local backend does the same with a folder)."""
     from dogbreed.aws.staging import local_file
@@ -119,9 +117,7 @@ def build_estimator(
         kwargs["use_spot_instances"] = True
         kwargs["max_wait"] = int(parse_duration(sm.max_wait).total_seconds())
         if kwargs["max_wait"] < kwargs["max_run"]:
-            raise ConfigError(
-                f"sagemaker.max_wait ({sm.max_wait}) must be at least sagemaker.max_run ({sm.max_run}) with spot"
-            )
+            raise ConfigError(f"sagemaker.max_wait ({sm.max_wait}) must be at least sagemaker.max_run ({sm.max_run}) with spot")
         if checkpoint_job is not None:
             kwargs["checkpoint_s3_uri"] = naming.checkpoint_uri(s3_root, checkpoint_job)
     try:

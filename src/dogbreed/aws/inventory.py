@@ -159,9 +159,7 @@ def status_row(found: LiveResource, state: str, per_hour: float, now: datetime |
     }
 
 
-def teardown_targets(
-    client: Any, config: SageMakerConfig, names: list[str] | None
-) -> tuple[list[tuple[str, str]], list[str]]:
+def teardown_targets(client: Any, config: SageMakerConfig, names: list[str] | None) -> tuple[list[tuple[str, str]], list[str]]:
     """((kind, name) to delete, names that matched nothing). Without names: every serving
     resource tagged for this project. With names: each name's endpoint chain (tagged or not,
     since the ledger may name one) and whatever is tagged with it as name or run."""

@@ -169,9 +169,7 @@ def unmatched_metrics(log_text: str) -> list[str]:
     """Names of the job's metric definitions whose regex matches no line of `log_text`."""
     import re
 
-    return [
-        d["Name"] for d in metric_spec().metric_definitions() if not re.search(d["Regex"], log_text, flags=re.MULTILINE)
-    ]
+    return [d["Name"] for d in metric_spec().metric_definitions() if not re.search(d["Regex"], log_text, flags=re.MULTILINE)]
 
 
 def local_weights(aws: AwsSession, workspace: Workspace, weights: str) -> Path:

@@ -22,9 +22,7 @@ KIND = "dogbreed:kind"
 EXPIRES_AT = "dogbreed:expires-at"
 
 
-def resource_tags(
-    config: SageMakerConfig, *, run: str, kind: str, expires_at: datetime | None = None
-) -> list[dict[str, str]]:
+def resource_tags(config: SageMakerConfig, *, run: str, kind: str, expires_at: datetime | None = None) -> list[dict[str, str]]:
     """The Tags list of a Create* request, ours first, then the user's (sorted)."""
     tags = {PROJECT: config.prefix, RUN: run, KIND: kind}
     if expires_at is not None:

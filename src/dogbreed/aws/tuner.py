@@ -90,15 +90,11 @@ def build_tuner(config: Config, estimator: Any, *, tags: list[dict[str, str]]) -
     kwargs["max_jobs"] = trial_count(config)
     if tune.strategy == "Hyperband":
         # Hyperband allots epochs: from one up to train.epochs, which train.py reads as --epochs.
-        kwargs["strategy_config"] = StrategyConfig(
-            HyperbandStrategyConfig(min_resource=1, max_resource=config.train.epochs)
-        )
+        kwargs["strategy_config"] = StrategyConfig(HyperbandStrategyConfig(min_resource=1, max_resource=config.train.epochs))
     if tune.warm_start_from:
         parents = sorted(set(tune.warm_start_from))
         if len(parents) > MAX_WARM_START_PARENTS:
-            raise ConfigError(
-                f"tune.warm_start_from: at most {MAX_WARM_START_PARENTS} parent tuning jobs, got {len(parents)}"
-            )
+            raise ConfigError(f"tune.warm_start_from: at most {MAX_WARM_START_PARENTS} parent tuning jobs, got {len(parents)}")
         warm_start = WarmStartConfig(WarmStartTypes(WARM_START_TYPE), parents=set(parents))
         # The SDK keeps parents as a set, and a set of strings iterates in a different order
         # in every process: the request (and a dry run's output) would change run to run.

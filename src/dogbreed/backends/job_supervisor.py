@@ -104,8 +104,13 @@ class Exec:
 
     def start(self, request: dict[str, Any], log: BinaryIO) -> Child:
         return subprocess.Popen(
-            request["argv"], cwd=request["cwd"], env={**os.environ, **request["env"]},
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            request["argv"],
+            cwd=request["cwd"],
+            env={**os.environ, **request["env"]},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
 

@@ -32,8 +32,8 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -150,8 +150,15 @@ class LocalEndpoints:
         }
 
     def _started(
-        self, request: DeployRequest, process: subprocess.Popen, release: Path, model_dir: Path,
-        url: str | None, port: int, state: str, old: Resource | None,
+        self,
+        request: DeployRequest,
+        process: subprocess.Popen,
+        release: Path,
+        model_dir: Path,
+        url: str | None,
+        port: int,
+        state: str,
+        old: Resource | None,
     ) -> EndpointInfo:
         """What deploy started, for the ledger: enough to find, ask and stop it later."""
         deploy = request.config.deploy

@@ -22,8 +22,8 @@ from dogbreed.config import Config
 from dogbreed.errors import DogbreedError, NotFoundError
 from dogbreed.jobspec import SOURCE_DIR, metric_spec
 from dogbreed.ledger import Resource
-from dogbreed.report.records import RECORDS_FILE
 from dogbreed.processes import is_alive
+from dogbreed.report.records import RECORDS_FILE
 from dogbreed.reporting import NullReporter, Reporter
 from dogbreed.workspace import Workspace
 
@@ -92,9 +92,7 @@ class LocalTraining:
             # A state_dict file travels as its own input channel, as it would on SageMaker.
             path = Path(weights).expanduser().resolve()
             if not path.is_file():
-                raise DogbreedError(
-                    f"model.weights: {weights} not found; give a state_dict file, 'imagenet' or 'none'"
-                )
+                raise DogbreedError(f"model.weights: {weights} not found; give a state_dict file, 'imagenet' or 'none'")
             channels["weights"] = str(path.parent)
             hyperparameters["weights"] = path.name
         return channels, hyperparameters
@@ -143,8 +141,7 @@ class LocalTraining:
         status = layout.read_status()
         if status.get("state") == "InProgress" and is_alive(status.get("supervisor_pid")):
             raise DogbreedError(
-                f"training job {request.name} is already running (pid {status['supervisor_pid']}); "
-                "wait for it or stop it first"
+                f"training job {request.name} is already running (pid {status['supervisor_pid']}); wait for it or stop it first"
             )
         layout.make()
         write_input_config(layout, spec["channels"], spec["hyperparameters"])

@@ -158,8 +158,15 @@ class SageMakerBackend:
     # ------------------------------------------------------------------ training
 
     def _estimator(
-        self, config: Any, dataset_uri: str, dry_run: bool, *, tags: list[dict[str, str]], instance_type: str,
-        flags: dict[str, Any] | None = None, checkpoint_job: str | None = None,
+        self,
+        config: Any,
+        dataset_uri: str,
+        dry_run: bool,
+        *,
+        tags: list[dict[str, str]],
+        instance_type: str,
+        flags: dict[str, Any] | None = None,
+        checkpoint_job: str | None = None,
     ) -> tuple[Any, JobInputs, StagedObject, RecordingClient]:
         """What a training job and a tuner's trials share: the source bundle and the channels
         under the bucket's root, and an estimator of train.py with the config's settings."""
@@ -186,7 +193,9 @@ class SageMakerBackend:
         if request.max_batches:
             flags["max-batches"] = request.max_batches  # as the local backend passes it
         return self._estimator(
-            config, request.dataset_uri, dry_run,
+            config,
+            request.dataset_uri,
+            dry_run,
             tags=resource_tags(config.sagemaker, run=request.name, kind="training-job"),
             instance_type=config.sagemaker.instance_type.train,
             flags=flags,
@@ -377,9 +386,7 @@ class SageMakerBackend:
         if self._describe("describe_hyper_parameter_tuning_job", HyperParameterTuningJobName=name) is None:
             raise NotFoundError(f"tuning job {name} not found on SageMaker in {self.aws.region}")
         try:
-            describe = follow_tuning_job(
-                self._sagemaker, name, on_status=self.reporter.info, poll_seconds=self.poll_seconds
-            )
+            describe = follow_tuning_job(self._sagemaker, name, on_status=self.reporter.info, poll_seconds=self.poll_seconds)
         except KeyboardInterrupt:
             self.reporter.warn(f"stopping tuning job {name} on SageMaker")
             self._sagemaker.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
@@ -388,7 +395,9 @@ class SageMakerBackend:
 
     # ------------------------------------------------------------------ serving
 
-    def _deployment(self, request: DeployRequest, dry_run: bool) -> tuple[Any, dict[str, Any], list[StagedObject], RecordingClient]:
+    def _deployment(
+        self, request: DeployRequest, dry_run: bool
+    ) -> tuple[Any, dict[str, Any], list[StagedObject], RecordingClient]:
         aws, session, recorder = self._sdk(dry_run)
         config = request.config
         s3_root = aws.s3_uri()
@@ -471,9 +480,7 @@ class SageMakerBackend:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            response = self._runtime.invoke_endpoint(
-                EndpointName=endpoint, Body=body, ContentType=content_type, Accept=accept
-            )
+            response = self._runtime.invoke_endpoint(EndpointName=endpoint, Body=body, ContentType=content_type, Accept=accept)
         except ClientError as exc:
             code, message = code_of(exc), message_of(exc)
             if code == "ModelError":

@@ -19,7 +19,9 @@ _SHOWN_PROBLEMS = 20
 
 
 def command(
-    source: Annotated[Optional[str], typer.Argument(help="Folder, .zip/.tar/.tar.gz, or http(s) URL (default: data.source).")] = None,
+    source: Annotated[
+        Optional[str], typer.Argument(help="Folder, .zip/.tar/.tar.gz, or http(s) URL (default: data.source).")
+    ] = None,
     dest: Annotated[Optional[str], typer.Option("--dest", help="Local folder or s3://bucket/prefix (default: data.uri).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on any problem instead of excluding the file.")] = False,
     prune: Annotated[

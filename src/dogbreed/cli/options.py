@@ -28,9 +28,7 @@ SetOpt = Annotated[
     Optional[list[str]],
     typer.Option("--set", help="Override one config key, e.g. --set train.lr=0.01 (repeatable).", metavar="KEY=VALUE"),
 ]
-BackendOpt = Annotated[
-    Optional[BackendName], typer.Option("--backend", help="Where to run (overrides the config's backend).")
-]
+BackendOpt = Annotated[Optional[BackendName], typer.Option("--backend", help="Where to run (overrides the config's backend).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout; logs go to stderr.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", "--debug", help="Show debug logs and tracebacks.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]

@@ -40,7 +40,9 @@ def _render(answer: dict):
 def command(
     images: Annotated[list[str], typer.Argument(help="Image files, folders or globs.")],
     endpoint: Annotated[Optional[str], typer.Option("--endpoint", help="Endpoint name (default: the latest deployed).")] = None,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", "-k", min=1, help="Breeds per image (default: deploy.top_k).")] = None,
+    top_k: Annotated[
+        Optional[int], typer.Option("--top-k", "-k", min=1, help="Breeds per image (default: deploy.top_k).")
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     backend: BackendOpt = None,
@@ -62,5 +64,5 @@ def command(
     session.emit(result.to_json(), _render(result.to_json()))
     if result.errors:
         failed, total = len(result.errors), len(result.errors) + len(result.predictions)
-        where = "under \"errors\" in the JSON" if json_out else "in the table"
+        where = 'under "errors" in the JSON' if json_out else "in the table"
         raise DogbreedError(f"{failed} of {total} images failed; see {where}")

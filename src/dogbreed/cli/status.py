@@ -39,13 +39,23 @@ def _render(answer: dict):
         table = Table(title_justify="left")
         for column in ("kind", "name", "backend", "state", "age", "expires in", "$/hour", *(("where",) if wide else ())):
             # A name is what `teardown NAME` takes: never cut. A long ARN folds onto a second line.
-            table.add_column(column, justify="right" if column == "$/hour" else "left", no_wrap=column == "name",
-                             overflow="fold" if column == "where" else "ellipsis")
+            table.add_column(
+                column,
+                justify="right" if column == "$/hour" else "left",
+                no_wrap=column == "name",
+                overflow="fold" if column == "where" else "ellipsis",
+            )
         for r in answer["resources"]:
             state = r["state"] if r.get("checked") else f"{r['state']} (unchecked)"
             table.add_row(
-                r["kind"], r["name"], r["backend"], state, _duration(r["age_s"]), _duration(r["expires_in_s"]),
-                f"{r['est_cost_per_hour']:.3f}", *((_where(r),) if wide else ()),
+                r["kind"],
+                r["name"],
+                r["backend"],
+                state,
+                _duration(r["age_s"]),
+                _duration(r["expires_in_s"]),
+                f"{r['est_cost_per_hour']:.3f}",
+                *((_where(r),) if wide else ()),
             )
         console.print(table)
         if not wide:

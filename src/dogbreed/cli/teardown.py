@@ -55,9 +55,7 @@ def command(
     # does not know (listed_endpoints is empty for one that cannot list, as local).
     backend_ = session.backend() if (all_ or expired or names) else None
     listed = listed_endpoints(backend_)
-    plan = select(
-        ledger, session.config.backend, names or [], all_, session.reporter, expired=expired, listed=listed
-    )
+    plan = select(ledger, session.config.backend, names or [], all_, session.reporter, expired=expired, listed=listed)
     if plan.targets and not (yes or dry_run) and session.interactive:
         question = f"Delete {len(plan.targets)} {session.config.backend} endpoint(s): {', '.join(plan.targets)}?"
         if not typer.confirm(question, default=False, err=True):

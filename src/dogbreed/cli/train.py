@@ -68,8 +68,9 @@ def command(
         session.reporter.info(f"resuming training job {plan.request.name} from its last checkpoint")
     workflow.start(ledger, runner, plan)
     if not wait:
-        session.emit({"training_job": plan.request.name, "state": "InProgress", "backend": runner.name,
-                      "model_uri": None, "metrics": {}})
+        session.emit(
+            {"training_job": plan.request.name, "state": "InProgress", "backend": runner.name, "model_uri": None, "metrics": {}}
+        )
         return
     outcome = workflow.wait(ledger, runner, plan.request, _log_sink(session))
     if outcome.state != "Completed":

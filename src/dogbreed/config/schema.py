@@ -115,9 +115,7 @@ class TrainConfig(Strict):
         0, ge=0, le=32, description="Augmented views per training image cached in addition to the plain one."
     )
     num_workers: int = Field(2, ge=0, le=64, description="DataLoader worker processes.")
-    processes: int = Field(
-        1, ge=1, le=64, description="Local data-parallel processes (torch.distributed, gloo on CPU)."
-    )
+    processes: int = Field(1, ge=1, le=64, description="Local data-parallel processes (torch.distributed, gloo on CPU).")
 
 
 ParamType = Literal["continuous", "integer", "categorical"]

@@ -187,8 +187,7 @@ def _failed(url: str, reason: str, failures: int, retries: int, backoff: float, 
     if failures > retries:
         have = part.stat().st_size if part.exists() else 0
         raise DogbreedError(
-            f"download {url}: {reason} after {failures} attempts ({have} bytes kept); "
-            "run the same command again to resume"
+            f"download {url}: {reason} after {failures} attempts ({have} bytes kept); run the same command again to resume"
         )
     time.sleep(min(backoff * 2 ** (failures - 1), 30))
     return failures

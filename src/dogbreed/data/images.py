@@ -111,9 +111,7 @@ def _check_opened(
     except (OSError, ValueError, KeyError) as exc:
         return ImageCheck(problem=f"cannot write resized copy: {exc}", **found)
     copy = stored.read_bytes()
-    return ImageCheck(
-        problem=None, stored=stored, stored_size=len(copy), stored_sha256=hashlib.sha256(copy).hexdigest(), **found
-    )
+    return ImageCheck(problem=None, stored=stored, stored_size=len(copy), stored_sha256=hashlib.sha256(copy).hexdigest(), **found)
 
 
 def _resized_copy(image: Image.Image, rgb: Image.Image, path: Path, digest: str, short: int, folder: Path) -> Path:

@@ -33,13 +33,9 @@ def manifest_hash(classes: Iterable[Mapping[str, Any]], files: Iterable[Mapping[
     return hashlib.sha256(canonical_json({"classes": classes, "files": files})).hexdigest()
 
 
-def build_manifest(
-    source: str, layout: str, labels: Mapping[str, str], files: Iterable[Mapping[str, Any]]
-) -> dict[str, Any]:
+def build_manifest(source: str, layout: str, labels: Mapping[str, str], files: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """labels: {class folder: label}; files: dicts with path, split, folder, size, sha256."""
-    classes = [
-        {"index": index, "folder": folder, "label": labels[folder]} for index, folder in enumerate(sorted(labels))
-    ]
+    classes = [{"index": index, "folder": folder, "label": labels[folder]} for index, folder in enumerate(sorted(labels))]
     index_of = {c["folder"]: c["index"] for c in classes}
     entries = sorted(
         (

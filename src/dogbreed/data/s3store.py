@@ -193,8 +193,10 @@ class S3Store:
 
         # The token makes each lock's ETag (an MD5 of the body) its own, for _release's If-Match.
         holder = {
-            "host": socket.gethostname(), "pid": os.getpid(),
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "token": uuid.uuid4().hex,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "token": uuid.uuid4().hex,
         }
         try:
             return self.client.put_object(
@@ -239,6 +241,4 @@ class S3Store:
             return "lock held"
 
     def write_manifest(self, data: bytes) -> None:
-        self._call(
-            "put_object", Bucket=self.bucket, Key=self.key(MANIFEST_NAME), Body=data, ContentType="application/json"
-        )
+        self._call("put_object", Bucket=self.bucket, Key=self.key(MANIFEST_NAME), Body=data, ContentType="application/json")

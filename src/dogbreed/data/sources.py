@@ -65,9 +65,7 @@ def _extract_once(archive: Path, work: Path, identity: dict, data: DataConfig, r
     shutil.rmtree(target, ignore_errors=True)
     staging = work / "extracting"
     shutil.rmtree(staging, ignore_errors=True)
-    extract_archive(
-        archive, staging, max_bytes=data.max_archive_bytes, max_files=data.max_archive_files, reporter=reporter
-    )
+    extract_archive(archive, staging, max_bytes=data.max_archive_bytes, max_files=data.max_archive_files, reporter=reporter)
     staging.rename(target)
     marker.write_text(json.dumps(identity))
     return target

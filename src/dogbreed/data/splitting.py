@@ -36,9 +36,7 @@ def _order_key(seed: int, path: str) -> str:
     return hashlib.sha256(f"{seed}\0{path}".encode()).hexdigest()
 
 
-def assign_splits(
-    groups: Mapping[str, Sequence[str]], valid: float, test: float, seed: int
-) -> dict[str, str]:
+def assign_splits(groups: Mapping[str, Sequence[str]], valid: float, test: float, seed: int) -> dict[str, str]:
     """{path: split} for every path in groups ({class folder: [paths]})."""
     out: dict[str, str] = {}
     for paths in groups.values():

@@ -68,7 +68,7 @@ def _rules(title: str, results: Sequence[RuleResult]) -> str:
         for r in results
     )
     head = "<tr><th>rule</th><th>verdict</th><th>what it saw</th><th>what to do</th></tr>"
-    return f"<h2>{_e(title)}</h2><table class=\"rules\">{head}{rows}</table>"
+    return f'<h2>{_e(title)}</h2><table class="rules">{head}{rows}</table>'
 
 
 def _table(table: Table) -> str:
@@ -115,7 +115,7 @@ def render(
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_e(note)}</li>" for note in notes) + "</ul>")
     body = "\n".join(parts)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)}</title><style>{_STYLE}</style></head>\n<body>\n{body}\n</body></html>\n"

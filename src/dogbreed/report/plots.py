@@ -88,8 +88,7 @@ def loss_figure(run: Run) -> bytes | None:
         by_epoch.plot(epochs, [e.valid_loss for e in run.evaluations], "o-", color=VALID, label="valid")
         _maybe_log(by_epoch, [e.train_loss for e in run.evaluations] + [e.valid_loss for e in run.evaluations])
         non_finite = [
-            e.epoch for e in run.evaluations
-            if any(v is not None and not math.isfinite(v) for v in (e.train_loss, e.valid_loss))
+            e.epoch for e in run.evaluations if any(v is not None and not math.isfinite(v) for v in (e.train_loss, e.valid_loss))
         ]
         _mark_non_finite(by_epoch, non_finite, "nan/inf")
         by_epoch.set_xticks(epochs)
@@ -244,8 +243,21 @@ def objective_figure(summary: TuningSummary) -> bytes | None:
         best_so_far.append(running)
     axis.step([t.number for t in scored], best_so_far, where="post", color=VALID, label="best so far")
     best = max(scored, key=lambda t: t.objective) if summary.maximize else min(scored, key=lambda t: t.objective)
-    axis.scatter([best.number], [best.objective], s=160, facecolors="none", edgecolors=BAD, linewidths=2, label=f"best: {best.name}", zorder=4)
-    axis.set(title=f"{summary.metric} per trial ({'higher' if summary.maximize else 'lower'} is better)", xlabel="trial", ylabel=summary.metric)
+    axis.scatter(
+        [best.number],
+        [best.objective],
+        s=160,
+        facecolors="none",
+        edgecolors=BAD,
+        linewidths=2,
+        label=f"best: {best.name}",
+        zorder=4,
+    )
+    axis.set(
+        title=f"{summary.metric} per trial ({'higher' if summary.maximize else 'lower'} is better)",
+        xlabel="trial",
+        ylabel=summary.metric,
+    )
     axis.set_xticks([t.number for t in summary.trials])
     axis.grid(alpha=0.3)
     axis.legend(fontsize="small")

@@ -148,7 +148,10 @@ def exploding_gradient(run: Run) -> RuleResult:
         bad = sorted(group for group, norm in step.grad_norm.items() if not math.isfinite(norm))
         if bad:
             return RuleResult(
-                name, ISSUE, f"gradient norm not finite (nan/inf) at epoch {step.epoch} step {step.step}: {', '.join(bad)}", advice
+                name,
+                ISSUE,
+                f"gradient norm not finite (nan/inf) at epoch {step.epoch} step {step.step}: {', '.join(bad)}",
+                advice,
             )
     grown = []
     for group in groups:
@@ -267,10 +270,14 @@ def overtraining(run: Run) -> RuleResult:
     advice = "Train fewer epochs (train.epochs): the extra ones cost time and bring nothing."
     stalled_valid = _stalled_for(valid)
     if len(valid) > OVERTRAIN_PATIENCE_VALID and stalled_valid >= OVERTRAIN_PATIENCE_VALID:
-        return RuleResult(name, ISSUE, f"the valid loss has not improved by {OVERTRAIN_DELTA:g} for {stalled_valid} epochs", advice)
+        return RuleResult(
+            name, ISSUE, f"the valid loss has not improved by {OVERTRAIN_DELTA:g} for {stalled_valid} epochs", advice
+        )
     stalled_train = _stalled_for(train)
     if len(train) > OVERTRAIN_PATIENCE_TRAIN and stalled_train >= OVERTRAIN_PATIENCE_TRAIN:
-        return RuleResult(name, ISSUE, f"the train loss has not improved by {OVERTRAIN_DELTA:g} for {stalled_train} epochs", advice)
+        return RuleResult(
+            name, ISSUE, f"the train loss has not improved by {OVERTRAIN_DELTA:g} for {stalled_train} epochs", advice
+        )
     return RuleResult(name, OK, f"losses still improving (last improvement {min(stalled_train, stalled_valid)} epoch(s) ago)")
 
 
@@ -344,7 +351,9 @@ def cpu_bottleneck(run: Run) -> RuleResult:
     # cpu_percent is the training process's (100 = one core busy); Debugger judges the share
     # of the machine's CPU, so divide by the cores the job had (one when the meta omits it).
     cores = run.meta.get("cpu_count") or run.meta.get("num_cpus") or 1
-    pairs = [(s.gpu_util, s.cpu_percent / cores) for s in _steady_samples(run) if s.gpu_util is not None and s.cpu_percent is not None]
+    pairs = [
+        (s.gpu_util, s.cpu_percent / cores) for s in _steady_samples(run) if s.gpu_util is not None and s.cpu_percent is not None
+    ]
     if len(pairs) < MIN_SYSTEM_SAMPLES:
         return RuleResult(name, NO_DATA, f"{len(pairs)} samples with both CPU and GPU utilisation; need {MIN_SYSTEM_SAMPLES}")
     starved = sum(1 for gpu, cpu in pairs if gpu < CPU_BOTTLENECK_GPU_BELOW and cpu > CPU_BOTTLENECK_CPU_ABOVE)

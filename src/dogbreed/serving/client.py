@@ -28,9 +28,7 @@ class HttpResponse:
 
 
 class Transport(Protocol):
-    def request(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float
-    ) -> HttpResponse: ...
+    def request(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float) -> HttpResponse: ...
 
 
 class HttpTransport:
@@ -44,9 +42,7 @@ class HttpTransport:
             self._local.connections = {}
         return self._local.connections
 
-    def request(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float
-    ) -> HttpResponse:
+    def request(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float) -> HttpResponse:
         parts = urlsplit(url)
         key = (parts.hostname or "127.0.0.1", parts.port or 80)
         path = parts.path + (f"?{parts.query}" if parts.query else "")

@@ -53,8 +53,7 @@ def local_model_path(model_uri: str) -> Path:
     """The local file or folder behind a model URI; S3 models need the sagemaker backend."""
     if model_uri.startswith("s3://"):
         raise DogbreedError(
-            f"model {model_uri} is on S3 but the backend is local; download it first, "
-            "or deploy with --backend sagemaker"
+            f"model {model_uri} is on S3 but the backend is local; download it first, or deploy with --backend sagemaker"
         )
     path = Path(model_uri.removeprefix("file://")).expanduser()
     if not path.exists():

@@ -68,4 +68,6 @@ def prepare(path: Path, limit: int = MAX_PAYLOAD_BYTES) -> Upload:
     try:
         return Upload(shrink_to_fit(data, limit), "image/jpeg", len(data))
     except (OSError, SyntaxError, Image.DecompressionBombError) as exc:  # "cannot identify image file" is an OSError
-        raise ValueError(f"{len(data):,} bytes, over the {limit:,}-byte limit, and not an image Pillow can shrink ({exc})") from None
+        raise ValueError(
+            f"{len(data):,} bytes, over the {limit:,}-byte limit, and not an image Pillow can shrink ({exc})"
+        ) from None

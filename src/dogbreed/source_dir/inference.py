@@ -34,10 +34,9 @@ import os
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
-
 from breedkit import classes as breed_classes
 from breedkit import models, presets
+from PIL import Image, UnidentifiedImageError
 
 try:  # present in the SageMaker inference containers (and in our dev environment)
     from sagemaker_inference.errors import GenericInferenceToolkitError as _ErrorBase

@@ -26,9 +26,6 @@ from pathlib import Path
 
 import torch
 import torchvision
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
-
 from breedkit import checkpoints, debugger, distributed, engine, models
 from breedkit.artifacts import write_model_dir
 from breedkit.atomic import atomic_write_json
@@ -36,8 +33,10 @@ from breedkit.data import DatasetError, DatasetIndex, load_index
 from breedkit.feature_cache import CacheKey, extraction_batch_size, load_or_extract
 from breedkit.metric_lines import load_metric_names
 from breedkit.presets import DEFAULT_CROP, DEFAULT_RESIZE
-from breedkit.sources import CachedFeatures, DecodedImages
 from breedkit.recorder import RECORDS_FILE, Recorder
+from breedkit.sources import CachedFeatures, DecodedImages
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 SAGEMAKER_CHECKPOINTS = Path("/opt/ml/checkpoints")
 SAGEMAKER_TRAINING_CHANNEL = Path("/opt/ml/input/data/training")
@@ -93,7 +92,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     hp = parser.add_argument_group("hyperparameters")
     hp.add_argument(
-        "--arch", default="mobilenet_v2", choices=models.ARCHS, metavar="ARCH",
+        "--arch",
+        default="mobilenet_v2",
+        choices=models.ARCHS,
+        metavar="ARCH",
         help=f"torchvision classifier: {', '.join(models.ARCHS)}",
     )
     hp.add_argument(
@@ -152,9 +154,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     paths = parser.add_argument_group("paths (flags override SageMaker's environment)")
     paths.add_argument("--data-dir", default=None, help="dataset root; default $SM_CHANNEL_TRAINING")
-    paths.add_argument(
-        "--weights-dir", default=None, help="where weight file names resolve; default $SM_CHANNEL_WEIGHTS"
-    )
+    paths.add_argument("--weights-dir", default=None, help="where weight file names resolve; default $SM_CHANNEL_WEIGHTS")
     paths.add_argument("--model-dir", default=None, help="model artifacts; default $SM_MODEL_DIR, else ./model")
     paths.add_argument(
         "--output-data-dir",
@@ -164,8 +164,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     paths.add_argument(
         "--checkpoint-dir",
         default=None,
-        help=f"per-epoch checkpoints; default {SAGEMAKER_CHECKPOINTS} when it exists, "
-        "else 'checkpoints' beside the model dir",
+        help=f"per-epoch checkpoints; default {SAGEMAKER_CHECKPOINTS} when it exists, else 'checkpoints' beside the model dir",
     )
     paths.add_argument(
         "--cache-dir",
@@ -264,9 +263,7 @@ def resolve_weights(weights: str, weights_dir: Path | None) -> str:
         if candidate.is_file():
             return str(candidate.resolve())
     where = ", ".join(str(c) for c in candidates)
-    raise UsageError(
-        f"--weights {weights}: no such file (looked at {where}); give 'imagenet', 'none' or a state_dict file"
-    )
+    raise UsageError(f"--weights {weights}: no such file (looked at {where}); give 'imagenet', 'none' or a state_dict file")
 
 
 def log(message: str) -> None:
@@ -298,21 +295,43 @@ def build_network(hp: Hyperparameters, num_classes: int, weights: str, device: t
 
 
 def make_source(
-    hp: Hyperparameters, use_cache: bool, index: DatasetIndex, net: Network, paths: JobPaths, weights_id: str,
-    *, device: torch.device, world: distributed.World, num_workers: int,
+    hp: Hyperparameters,
+    use_cache: bool,
+    index: DatasetIndex,
+    net: Network,
+    paths: JobPaths,
+    weights_id: str,
+    *,
+    device: torch.device,
+    world: distributed.World,
+    num_workers: int,
 ):
     """Cached features for the head (computed now when the cache lacks them), or images."""
     splits = {s: index.splits[s] for s in ("train", "valid", "test") if index.splits[s]}
     if not use_cache:
         return DecodedImages(
-            net.model, index.root, splits, resize=hp.resize, crop=hp.crop, batch_size=hp.batch_size,
-            num_workers=num_workers, freeze_bn_stats=hp.freeze_bn_stats, device=device, world=world,
+            net.model,
+            index.root,
+            splits,
+            resize=hp.resize,
+            crop=hp.crop,
+            batch_size=hp.batch_size,
+            num_workers=num_workers,
+            freeze_bn_stats=hp.freeze_bn_stats,
+            device=device,
+            world=world,
         )
     key = CacheKey(index.identity, hp.arch, weights_id, hp.resize, hp.crop)
     wanted = {s: (samples, 1 + hp.augment_views if s == "train" else 1) for s, samples in splits.items()}
     features, _ = load_or_extract(
-        paths.cache_dir, key, index.root, wanted, net.backbone,
-        device=device, batch_size=extraction_batch_size(device), num_workers=num_workers,
+        paths.cache_dir,
+        key,
+        index.root,
+        wanted,
+        net.backbone,
+        device=device,
+        batch_size=extraction_batch_size(device),
+        num_workers=num_workers,
     )
     return CachedFeatures(net.head, {s: f.to(device) for s, f in features.items()}, hp.batch_size, world)
 
@@ -365,9 +384,17 @@ def train_epochs(run: Run, state: checkpoints.TrainingState | None, debug: debug
         source.set_train_mode()
         debug.set_mode("train")
         train = engine.train_epoch(
-            train_module, source.train_batches(torch.Generator().manual_seed(seed)), epoch=epoch,
-            criterion=criterion, optimizer=optimizer, scaler=scaler, device=device, amp=amp,
-            grad_norms=grad_norms, recorder=run.recorder, world=world,
+            train_module,
+            source.train_batches(torch.Generator().manual_seed(seed)),
+            epoch=epoch,
+            criterion=criterion,
+            optimizer=optimizer,
+            scaler=scaler,
+            device=device,
+            amp=amp,
+            grad_norms=grad_norms,
+            recorder=run.recorder,
+            world=world,
         )
         debug.set_mode("eval")
         valid = engine.evaluate(
@@ -382,7 +409,12 @@ def train_epochs(run: Run, state: checkpoints.TrainingState | None, debug: debug
             print(names.epoch_line(epoch, row), flush=True)
             run.recorder.eval(epoch=epoch, **row)
             checkpoint = checkpoints.TrainingState(
-                epoch, checkpoints.trainable_state(net.model), optimizer.state_dict(), scaler.state_dict(), best, history,
+                epoch,
+                checkpoints.trainable_state(net.model),
+                optimizer.state_dict(),
+                scaler.state_dict(),
+                best,
+                history,
                 seconds_before + time.time() - started,
             )
             checkpoints.save(run.checkpoint_dir, checkpoint, run.run_args)
@@ -478,7 +510,9 @@ def write_outputs(paths: JobPaths, model: nn.Module, index: DatasetIndex, hyperp
     write_model_dir(paths.model_dir, model, index.classes, hyperparameters)
     atomic_write_json(paths.output_data_dir / "metrics.json", {"final": summary, "history": history})
     recorder.final(
-        best_epoch=summary["best_epoch"], test_loss=summary.get("test_loss"), test_acc=summary.get("test_acc"),
+        best_epoch=summary["best_epoch"],
+        test_loss=summary.get("test_loss"),
+        test_acc=summary.get("test_acc"),
         train_seconds=summary["train_seconds"],
     )
 

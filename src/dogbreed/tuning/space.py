@@ -115,8 +115,7 @@ def check_search(tune: TuneConfig) -> None:
     local rehearsal cannot pass a config the SageMaker run would reject."""
     if tune.objective.metric not in metric_spec().names:
         raise ConfigError(
-            f"tune.objective.metric: {tune.objective.metric!r} is not a metric train.py prints "
-            f"({', '.join(metric_spec().names)})"
+            f"tune.objective.metric: {tune.objective.metric!r} is not a metric train.py prints ({', '.join(metric_spec().names)})"
         )
     if tune.strategy == "Hyperband" and tune.early_stopping != "Off":
         raise ConfigError("tune.early_stopping must be Off with the Hyperband strategy: Hyperband stops trials itself")

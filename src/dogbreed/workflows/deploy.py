@@ -105,8 +105,14 @@ def _settle_failed(ledger: Ledger, backend: Backend, name: str, previous: Resour
     created is stopped or failed, and says so."""
     if previous is not None and previous.live:
         ledger.record(
-            "endpoint", name, backend.name, uri=previous.uri, state=previous.state, parent=previous.parent,
-            expires_at=previous.expires_at, meta=previous.meta,
+            "endpoint",
+            name,
+            backend.name,
+            uri=previous.uri,
+            state=previous.state,
+            parent=previous.parent,
+            expires_at=previous.expires_at,
+            meta=previous.meta,
         )
     try:
         seen = backend.describe_endpoint(name).state

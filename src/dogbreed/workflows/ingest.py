@@ -71,7 +71,9 @@ class IngestResult:
         }
 
 
-def check_images(source: LocalSource, layout: Layout, config: Config, workspace: Workspace, reporter: Reporter) -> dict[str, ImageCheck]:
+def check_images(
+    source: LocalSource, layout: Layout, config: Config, workspace: Workspace, reporter: Reporter
+) -> dict[str, ImageCheck]:
     """Every file's check, on a thread pool: Pillow's decoders and hashlib release the GIL,
     and threads measured faster than processes here (no pickling, no worker start-up)."""
     from dogbreed.data.images import ImageLimits, check_image
@@ -95,9 +97,7 @@ def _refuse_nested(source: LocalSource, dataset_uri: str) -> None:
         return
     dest = Path(dataset_uri.removeprefix("file://")).expanduser().resolve()
     if dest.is_relative_to(source.folder) or source.folder.is_relative_to(dest):
-        raise UsageError(
-            f"--dest {dataset_uri} overlaps the source folder {source.folder}; choose a destination outside it"
-        )
+        raise UsageError(f"--dest {dataset_uri} overlaps the source folder {source.folder}; choose a destination outside it")
 
 
 def ingest(

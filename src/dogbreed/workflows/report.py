@@ -180,7 +180,10 @@ def _training_facts(job: Resource, loaded: Loaded) -> list[tuple[str, str]]:
         ("model", _fmt(meta.get("arch") or hps.get("arch"))),
         ("device", f"{_fmt(meta.get('device'))} x {_fmt(meta.get('world_size') or 1)} process(es)" if meta else ""),
         ("images", ", ".join(f"{s} {meta[f'num_{s}']}" for s in ("train", "valid", "test") if f"num_{s}" in meta)),
-        ("hyperparameters", ", ".join(f"{k}={_fmt(hps[k])}" for k in ("epochs", "batch_size", "lr", "weight_decay", "freeze") if k in hps)),
+        (
+            "hyperparameters",
+            ", ".join(f"{k}={_fmt(hps[k])}" for k in ("epochs", "batch_size", "lr", "weight_decay", "freeze") if k in hps),
+        ),
     ]
     if run.final:
         facts += [(key, _fmt(run.final.get(key))) for key in ("best_epoch", "test_acc", "test_loss", "train_seconds")]
@@ -281,7 +284,7 @@ def tuning_report(
     ledger = workspace.ledger
     job = find_tuning_job(ledger, tuning)
     trials = ledger.list("trial", parent=job.name)
-    trials.sort(key=lambda t: (t.meta.get("number") if isinstance(t.meta.get("number"), int) else 1 << 30))
+    trials.sort(key=lambda t: t.meta.get("number") if isinstance(t.meta.get("number"), int) else 1 << 30)
     summary = summarize(job, trials)
     out_dir = workspace.reports() / job.name
     reporter.info(f"report on tuning job {job.name} ({len(trials)} trials)")
@@ -320,12 +323,25 @@ def tuning_report(
     ]
     table = _trials_table(summary, _trial_issues(trials, out_dir, backend_for))
     html = page.render(
-        f"Tuning job {job.name}", [(k, v) for k, v in facts if v], results, _images(figures), [table], notes, links,
+        f"Tuning job {job.name}",
+        [(k, v) for k, v in facts if v],
+        results,
+        _images(figures),
+        [table],
+        notes,
+        links,
         rules_title=f"Rules on the best trial, {best_name}",
     )
     html_path, pngs = _write_outputs(out_dir, html, figures)
     report = Report(
-        job.name, "tuning-job", job.backend, html_path, pngs, results, source, notes,
+        job.name,
+        "tuning-job",
+        job.backend,
+        html_path,
+        pngs,
+        results,
+        source,
+        notes,
         extra={"best": summary.best, "trials": len(summary.trials)},
     )
     _record(ledger, report)

@@ -101,8 +101,13 @@ def record_outcome(ledger: Ledger, backend: Backend, name: str, outcome: Trainin
         backend.name,
         state=state,
         uri=outcome.output_uri,
-        meta={"metrics": outcome.metrics, "model_uri": outcome.model_uri, "failure": outcome.failure,
-              "output_uri": outcome.output_uri, "log_uri": outcome.log_uri},
+        meta={
+            "metrics": outcome.metrics,
+            "model_uri": outcome.model_uri,
+            "failure": outcome.failure,
+            "output_uri": outcome.output_uri,
+            "log_uri": outcome.log_uri,
+        },
     )
     if state == "Completed" and outcome.model_uri:
         ledger.record(

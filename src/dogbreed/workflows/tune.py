@@ -44,8 +44,13 @@ def fingerprint(config: Config, dataset_uri: str) -> str:
     `tune --name X --set tune.max_jobs=20` extends a finished study; prewarm is how trials
     start, not what they train."""
     tune = config.tune.model_dump(mode="json", exclude={"name", "max_jobs", "max_parallel_jobs", "prewarm"})
-    blob = {"backend": config.backend, "model": config.model.model_dump(mode="json"),
-            "train": config.train.model_dump(mode="json"), "tune": tune, "dataset": dataset_uri}
+    blob = {
+        "backend": config.backend,
+        "model": config.model.model_dump(mode="json"),
+        "train": config.train.model_dump(mode="json"),
+        "tune": tune,
+        "dataset": dataset_uri,
+    }
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -134,8 +139,15 @@ def start(ledger: Ledger, backend: Backend, tune_plan: TunePlan, wait: bool = Tr
 def started_answer(backend: Backend, tune_plan: TunePlan, started: TuningStarted) -> dict[str, Any]:
     """The answer of `tune --no-wait`: the job runs on; `tune --name NAME` follows it."""
     request = tune_plan.request
-    return {"tuning_job": request.name, "backend": backend.name, "state": "InProgress",
-            "strategy": request.config.tune.strategy, **started.extra, "trials": [], "best": None}
+    return {
+        "tuning_job": request.name,
+        "backend": backend.name,
+        "state": "InProgress",
+        "strategy": request.config.tune.strategy,
+        **started.extra,
+        "trials": [],
+        "best": None,
+    }
 
 
 def _record_outcome(ledger: Ledger, backend: Backend, name: str, answer: dict[str, Any]) -> None:

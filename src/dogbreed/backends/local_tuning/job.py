@@ -49,14 +49,21 @@ def answer(setup: TuningSetup, trials: list[TrialSummary], state: str, resumed: 
         "max_jobs": setup.budget,
         "resumed": resumed,
         "trials": [
-            {"name": t.name, "params": t.params, "objective": t.objective, "status": t.status, "test_acc": t.test_acc,
-             "epochs": t.epochs, "failure": t.failure, "retried": t.retried}
+            {
+                "name": t.name,
+                "params": t.params,
+                "objective": t.objective,
+                "status": t.status,
+                "test_acc": t.test_acc,
+                "epochs": t.epochs,
+                "failure": t.failure,
+                "retried": t.retried,
+            }
             for t in trials
         ],
         "best": {"name": top.name, "params": top.params, "objective": top.objective, "test_acc": top.test_acc} if top else None,
         "search_space": describe(setup.space),
     }
-
 
 
 class LocalTuningJob:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from dogbreed.errors import NotFoundError
-from dogbreed.ledger import Ledger
 from dogbreed.backends.local_training import LocalTraining
 from dogbreed.backends.local_tuning.runner import objective_of, record
 from dogbreed.backends.local_tuning.study import TuningSetup, trial_handle
 from dogbreed.backends.local_tuning.trials import ATTR_FAILURE, ATTR_OBJECTIVE, ATTR_RETRIED, ATTR_TEST_ACC, summarize
+from dogbreed.errors import NotFoundError
+from dogbreed.ledger import Ledger
 
 STOP_WAIT_SECONDS = 30
 

@@ -99,8 +99,9 @@ class JobFinished(Exception):
 class EpochFollower:
     """The job's log sink: reports each epoch's objective and stops the job when pruned."""
 
-    def __init__(self, trial: Any, setup: TuningSetup, summary: TrialSummary, epochs: int,
-                 backend: LocalTraining, ledger: Ledger) -> None:
+    def __init__(
+        self, trial: Any, setup: TuningSetup, summary: TrialSummary, epochs: int, backend: LocalTraining, ledger: Ledger
+    ) -> None:
         self.trial, self.setup, self.summary, self.epochs = trial, setup, summary, epochs
         self.backend, self.ledger = backend, ledger
         self.spec = metric_spec()
@@ -170,8 +171,7 @@ def run_trial(setup: TuningSetup, study: Any, trial: Any, backend: LocalTraining
     return summary
 
 
-def fail(setup: TuningSetup, study: Any, trial: Any, summary: TrialSummary, ledger: Ledger,
-         failure: str) -> TrialSummary:
+def fail(setup: TuningSetup, study: Any, trial: Any, summary: TrialSummary, ledger: Ledger, failure: str) -> TrialSummary:
     from optuna.trial import TrialState
 
     summary.status, summary.failure = "Failed", failure.splitlines()[0] if failure else "failed"

@@ -1,12 +1,12 @@
 """tune.strategy and tune.early_stopping -> the Optuna sampler and pruner that play their part.
 
-    Bayesian   TPESampler          (SageMaker: Bayesian optimisation)
-    Random     RandomSampler
-    Grid       GridSampler         every integer/categorical value once (max_jobs unused, as on SageMaker)
-    Hyperband  RandomSampler + HyperbandPruner over epochs (SageMaker's Hyperband also samples
-               at random and stops jobs on their per-epoch objective)
-    early_stopping Auto -> MedianPruner: SageMaker's 'Auto' stops a job whose objective is worse
-               than the median of earlier jobs at the same epoch, which is the median rule.
+Bayesian   TPESampler          (SageMaker: Bayesian optimisation)
+Random     RandomSampler
+Grid       GridSampler         every integer/categorical value once (max_jobs unused, as on SageMaker)
+Hyperband  RandomSampler + HyperbandPruner over epochs (SageMaker's Hyperband also samples
+           at random and stops jobs on their per-epoch objective)
+early_stopping Auto -> MedianPruner: SageMaker's 'Auto' stops a job whose objective is worse
+           than the median of earlier jobs at the same epoch, which is the median rule.
 """
 
 from __future__ import annotations

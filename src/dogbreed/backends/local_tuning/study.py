@@ -23,8 +23,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from dogbreed.config import Config
 from dogbreed.backends.local_tuning.strategy import make_pruner, make_sampler
+from dogbreed.config import Config
 from dogbreed.tuning.space import SearchParam, build_space, trial_budget
 from dogbreed.workspace import Workspace
 

@@ -33,8 +33,7 @@ SOURCE_DIR = PACKAGE_DIR.parent
 def save_state_dict(path: Path, model: nn.Module) -> Path:
     # contiguous(): conv weights may be channels_last in memory (engine.memory_format).
     state = {
-        k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu().contiguous()
-        for k, v in model.state_dict().items()
+        k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu().contiguous() for k, v in model.state_dict().items()
     }
     return atomic_write(path, lambda handle: torch.save(state, handle))
 

@@ -90,9 +90,7 @@ def _from_manifest(root: Path, manifest: dict) -> DatasetIndex:
 def _scan(root: Path) -> DatasetIndex:
     train = root / "train"
     if not train.is_dir():
-        raise DatasetError(
-            f"{root} has neither {MANIFEST} nor a train/ folder; expected train|valid|test/<breed folder>/<image>"
-        )
+        raise DatasetError(f"{root} has neither {MANIFEST} nor a train/ folder; expected train|valid|test/<breed folder>/<image>")
     classes = classes_from_folders([p.name for p in train.iterdir() if p.is_dir() and not p.name.startswith(".")])
     by_folder = {c.folder: c.index for c in classes}
     splits: dict[str, list[Sample]] = {}

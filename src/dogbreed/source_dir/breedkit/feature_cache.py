@@ -189,9 +189,7 @@ def load_or_extract(
                 dataset = ImageDataset(root, samples, transform, item_seed)
                 if fast_backbone is None:
                     fast_backbone = inference_backbone(backbone, device)
-                features = extract(
-                    fast_backbone, dataset, device=device, batch_size=batch_size, num_workers=num_workers
-                )
+                features = extract(fast_backbone, dataset, device=device, batch_size=batch_size, num_workers=num_workers)
                 labels = torch.tensor([s.index for s in samples], dtype=torch.int64)
                 blob = {"features": features, "labels": labels, "paths": [s.path for s in samples]}
                 atomic_write(path, lambda handle, blob=blob: torch.save(blob, handle))

@@ -80,8 +80,7 @@ class DecodedImages:
         self.module = model
         train, evaluation = train_transform(crop), eval_transform(resize, crop)
         self.datasets = {
-            split: ImageDataset(root, samples, train if split == "train" else evaluation)
-            for split, samples in splits.items()
+            split: ImageDataset(root, samples, train if split == "train" else evaluation) for split, samples in splits.items()
         }
         self.batch_size = batch_size
         self.num_workers = num_workers
