@@ -3,6 +3,7 @@ torch_distributed launches it: one model, one set of metric lines, metrics over 
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -35,8 +36,8 @@ def test_two_process_gloo_run_writes_one_model(tmp_path, channel, common_flags, 
     lines = run.metric_lines()
     assert [line.split()[0].split("=")[0] for line in lines] == ["epoch", "epoch", "epoch", "test_loss"]
     model_files = sorted(p.name for p in run.model_dir.iterdir())
-    assert model_files == ["classes.json", "code", "hyperparameters.json", "model.pth"]
-    assert sorted(p.name for p in run.output_dir.iterdir()) == ["metrics.json", "records.jsonl"]
+    assert model_files == ["classes.json", "code", "hyperparameters.json", "imagenet_head.pth", "model.pth"]
+    assert sorted(p.name for p in run.output_dir.iterdir()) == ["evaluation.json", "metrics.json", "records.jsonl"]
     hyperparameters = (run.model_dir / "hyperparameters.json").read_text()
     assert '"world_size": 2' in hyperparameters
     records = run.records()
@@ -47,6 +48,15 @@ def test_two_process_gloo_run_writes_one_model(tmp_path, channel, common_flags, 
     # Metrics are summed over ranks: accuracies are multiples of 1/10 on the 10-image splits.
     assert round(final["test_acc"] * 10, 6) == round(final["test_acc"] * 10)
     assert final["test_acc"] >= 0.3
+    # evaluation.json gathers both ranks' test predictions back into the split's order: every
+    # photo once, its true breed the one its folder names.
+    evaluation = json.loads((run.output_dir / "evaluation.json").read_text())
+    assert evaluation["num_images"] == 10
+    assert sum(count for t, p, count in evaluation["confusion"] if t == p) == round(final["test_acc"] * 10)
+    assert sum(count for _, _, count in evaluation["confusion"]) == 10
+    labels = {c["folder"]: c["label"] for c in json.loads((run.model_dir / "classes.json").read_text())["classes"]}
+    for mistake in evaluation["worst_mistakes"]:
+        assert labels[mistake["path"].split("/")[1]] == mistake["true"]
     state = torch.load(run.model_dir / "model.pth", weights_only=True)
     assert not any(key.startswith("module.") for key in state)  # not the DDP wrapper's names
     assert state["classifier.1.weight"].shape == (10, 1280)

@@ -100,13 +100,33 @@ class ModelConfig(Strict):
         description="'backbone' trains the new head only, 'none' trains everything, "
         "or a parameter-name prefix (e.g. 'features.17') from which layers are unfrozen.",
     )
+    head_init: Literal["pretrained", "random"] = Field(
+        "pretrained",
+        description="'pretrained': the new head's rows start from the pretrained ImageNet classifier's rows "
+        "for the breeds it knows (matched by name) and from the mean features of their photos for the others; "
+        "'random': torch's default init.",
+    )
+    tta: Literal["flip", "none"] = Field(
+        "flip",
+        description="Test-time augmentation for validation, test and serving: 'flip' averages the class "
+        "probabilities of a photo and of its mirror image (two forward passes per photo).",
+    )
 
 
 class TrainConfig(Strict):
-    epochs: int = Field(5, ge=1, le=1000, description="Passes over the training split.")
+    epochs: int = Field(10, ge=1, le=1000, description="Passes over the training split.")
     batch_size: int = Field(32, ge=1, le=4096, description="Images per optimisation step (per process).")
-    lr: float = Field(1e-3, gt=0, le=10, description="AdamW learning rate.")
+    lr: float = Field(1e-4, gt=0, le=10, description="AdamW learning rate (the peak, under a schedule).")
     weight_decay: float = Field(1e-2, ge=0, le=10, description="AdamW weight decay.")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "cosine", description="The learning rate after the warm-up: constant, or a half cosine down to 0 at the end."
+    )
+    warmup_epochs: float = Field(
+        1.0, ge=0, le=1000, description="Epochs over which the learning rate rises linearly from 0 to train.lr."
+    )
+    label_smoothing: float = Field(
+        0.1, ge=0, lt=1, description="Share of each training target spread evenly over all classes (0 = none)."
+    )
     seed: int = Field(0, ge=0, description="Seed for weights of the new head, shuffling and augmentation.")
     feature_cache: bool = Field(
         True, description="With a frozen backbone, compute backbone features once and train the head on the cache."
@@ -302,6 +322,13 @@ class DeployConfig(Strict):
     host: str = Field("127.0.0.1", description="Address the local endpoint binds.")
     port: int = Field(8080, ge=0, le=65535, description="Port of the local endpoint (0 picks a free one).")
     top_k: int = Field(5, ge=1, le=133, description="Breeds returned per image.")
+    dog_threshold: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="predict names no breed for a photo whose dog probability (the pretrained ImageNet "
+        "classifier's mass on its dog breeds) is below this: 'not a dog'. 0 names a breed for everything.",
+    )
     workers: int = Field(4, ge=1, le=64, description="Concurrent requests the local endpoint handles.")
 
     @field_validator("ttl")

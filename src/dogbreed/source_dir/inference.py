@@ -34,8 +34,8 @@ import os
 from pathlib import Path
 
 import torch
+from breedkit import artifacts, imagenet, models, presets
 from breedkit import classes as breed_classes
-from breedkit import models, presets
 from PIL import Image, UnidentifiedImageError
 
 try:  # present in the SageMaker inference containers (and in our dev environment)
@@ -104,13 +104,45 @@ class UnsupportedContentType(RequestError):
 
 
 class BreedClassifier:
-    """The network, its eval preset and its labels: what model_fn loads once."""
+    """The network, its eval preset and its labels: what model_fn loads once.
 
-    def __init__(self, network: torch.nn.Module, transform, labels: list[str], device: torch.device) -> None:
+    The network runs as backbone then heads, so the pretrained ImageNet classifier (when the
+    model dir has it) reads the same features as the breed head: the dog probability costs
+    no second forward pass. With test-time augmentation ('flip') each photo and its mirror
+    image go through in one batch and their probabilities are averaged, as train.py measured."""
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        transform,
+        labels: list[str],
+        device: torch.device,
+        *,
+        arch: str,
+        imagenet_head: torch.nn.Linear | None = None,
+        tta: str = "none",
+    ) -> None:
         self.network = network
+        self.backbone, self.head = models.split_backbone_head(network, arch)
+        self.imagenet_head = imagenet_head
         self.transform = transform
         self.labels = labels
         self.device = device
+        self.tta = tta
+
+    @torch.inference_mode()
+    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """[N, 3, H, W] -> breed probabilities [N, classes] and dog probabilities [N] (None
+        without an ImageNet head), float32 on the CPU."""
+        views = [batch, presets.hflip(batch)] if self.tta == "flip" else [batch]
+        features = self.backbone(torch.cat(views).to(self.device))
+        breeds = torch.softmax(self.head(features).float(), dim=1)
+        breeds = breeds.view(len(views), len(batch), -1).mean(0).cpu()
+        if self.imagenet_head is None:
+            return breeds, None
+        imagenet_probabilities = torch.softmax(self.imagenet_head(features).float(), dim=1)
+        dogs = imagenet_probabilities[:, imagenet.DOG_CATEGORIES].sum(1)
+        return breeds, dogs.view(len(views), len(batch)).mean(0).cpu()
 
 
 class InferenceRequest:
@@ -122,10 +154,13 @@ class InferenceRequest:
 
 
 class Prediction:
-    def __init__(self, probabilities: torch.Tensor, labels: list[str], top_k: int | None) -> None:
+    def __init__(
+        self, probabilities: torch.Tensor, labels: list[str], top_k: int | None, dog_probability: torch.Tensor | None = None
+    ) -> None:
         self.probabilities = probabilities  # [images, classes], float32 on the CPU
         self.labels = labels
         self.top_k = top_k
+        self.dog_probability = dog_probability  # [images], or None: the model has no ImageNet head
 
 
 def _media_type(header: str | None) -> tuple[str, dict[str, str]]:
@@ -218,12 +253,22 @@ def model_fn(model_dir: str) -> BreedClassifier:
     if len(labels) != num_classes:
         raise ValueError(f"classes.json names {len(labels)} classes but the model has {num_classes}")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    network = models.load_trained(hyperparameters["arch"], num_classes, Path(model_dir) / "model.pth")
+    arch = hyperparameters["arch"]
+    network = models.load_trained(arch, num_classes, Path(model_dir) / "model.pth")
+    imagenet_head = artifacts.load_imagenet_head(model_dir)
     preset = hyperparameters.get("preset") or {}
     transform = presets.eval_transform(
         int(preset.get("resize", presets.DEFAULT_RESIZE)), int(preset.get("crop", presets.DEFAULT_CROP))
     )
-    return BreedClassifier(network.to(device).eval(), transform, labels, device)
+    return BreedClassifier(
+        network.to(device).eval(),
+        transform,
+        labels,
+        device,
+        arch=arch,
+        imagenet_head=None if imagenet_head is None else imagenet_head.to(device).eval(),
+        tta=str(hyperparameters.get("tta", "none")),  # models trained before TTA existed: none
+    )
 
 
 def input_fn(request_body: str | bytes, request_content_type: str | None) -> InferenceRequest:
@@ -256,10 +301,8 @@ def _tensor(blob: bytes, position: int, transform) -> torch.Tensor:
 def predict_fn(input_data: InferenceRequest, model: BreedClassifier) -> Prediction:
     """Decode each image (one full-size bitmap at a time), run the network once on the batch."""
     batch = torch.stack([_tensor(blob, i, model.transform) for i, blob in enumerate(input_data.images)])
-    with torch.inference_mode():
-        logits = model.network(batch.to(model.device))
-        probabilities = torch.softmax(logits.float(), dim=1).cpu()
-    return Prediction(probabilities, model.labels, input_data.top_k)
+    probabilities, dog_probability = model(batch)
+    return Prediction(probabilities, model.labels, input_data.top_k, dog_probability)
 
 
 def _accepted_top_k(accept: str | None) -> int | None:
@@ -279,15 +322,17 @@ def output_fn(prediction: Prediction, accept: str | None) -> tuple[str, str]:
     k = prediction.top_k or from_accept or _top_k(os.environ.get("DOGBREED_TOP_K", DEFAULT_TOP_K), "DOGBREED_TOP_K")
     k = min(k, prediction.probabilities.shape[1])
     values, indices = torch.topk(prediction.probabilities, k, dim=1)
+    dogs = [None] * len(values) if prediction.dog_probability is None else prediction.dog_probability.tolist()
     answer = {
         "predictions": [
             {
                 "top": [
                     {"label": prediction.labels[i], "index": i, "probability": round(p, 6)}
                     for p, i in zip(row_values.tolist(), row_indices.tolist())
-                ]
+                ],
+                "dog_probability": None if dog is None else round(dog, 6),
             }
-            for row_values, row_indices in zip(values, indices)
+            for row_values, row_indices, dog in zip(values, indices, dogs)
         ]
     }
     return json.dumps(answer), JSON_TYPE

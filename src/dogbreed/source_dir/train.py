@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 import torchvision
-from breedkit import checkpoints, debugger, distributed, engine, models
+from breedkit import checkpoints, debugger, distributed, engine, evaluation, imagenet, models
 from breedkit.artifacts import write_model_dir
 from breedkit.atomic import atomic_write_json
 from breedkit.data import DatasetError, DatasetIndex, load_index
@@ -110,10 +110,32 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="'backbone' trains the new head only, 'none' trains everything, or a parameter-name prefix "
         "(e.g. features.17, layer4) from which layers train",
     )
-    hp.add_argument("--epochs", type=int, default=5, help="passes over the training split")
+    hp.add_argument("--epochs", type=int, default=10, help="passes over the training split")
     hp.add_argument("--batch-size", type=int, default=32, help="images per step, per process")
-    hp.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
+    hp.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (the peak, under a schedule)")
     hp.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW weight decay")
+    hp.add_argument(
+        "--lr-schedule",
+        default="cosine",
+        choices=("constant", "cosine"),
+        help="learning rate over the run, after the warm-up: constant, or a half cosine down to 0",
+    )
+    hp.add_argument("--warmup-epochs", type=float, default=1.0, help="epochs over which the learning rate rises linearly")
+    hp.add_argument("--label-smoothing", type=float, default=0.1, help="share of the target spread over all classes (0 = none)")
+    hp.add_argument(
+        "--head-init",
+        default="pretrained",
+        choices=("pretrained", "random"),
+        help="pretrained: rows of the new head start from the pretrained classifier's rows for the breeds "
+        "it knows (ImageNet names, breedkit/imagenet.py) and from the mean features of their photos for the "
+        "others; random: torch's default init",
+    )
+    hp.add_argument(
+        "--tta",
+        default="flip",
+        choices=("none", "flip"),
+        help="test-time augmentation for valid, test and serving: flip averages a photo's and its mirror image's probabilities",
+    )
     hp.add_argument("--seed", type=int, default=0, help="seed of the head's init, shuffling and augmentation")
     hp.add_argument(
         "--feature-cache",
@@ -183,6 +205,11 @@ class Hyperparameters:
     batch_size: int
     lr: float
     weight_decay: float
+    lr_schedule: str
+    warmup_epochs: float
+    label_smoothing: float
+    head_init: str
+    tta: str
     seed: int
     feature_cache: bool
     augment_views: int
@@ -197,8 +224,10 @@ class Hyperparameters:
         for name in ("epochs", "batch_size", "crop", "resize"):
             if getattr(hp, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
-        if hp.augment_views < 0 or hp.max_batches < 0:
-            raise UsageError("--augment-views and --max-batches must not be negative")
+        if hp.augment_views < 0 or hp.max_batches < 0 or hp.warmup_epochs < 0:
+            raise UsageError("--augment-views, --max-batches and --warmup-epochs must not be negative")
+        if not 0 <= hp.label_smoothing < 1:
+            raise UsageError(f"--label-smoothing must be at least 0 and below 1, got {hp.label_smoothing}")
         return hp
 
 
@@ -277,11 +306,12 @@ class Network:
     head: nn.Module
     trainable: list[nn.Parameter]
     groups: dict[str, list[nn.Parameter]]  # layer group -> trainable parameters, for grad norms
+    source_head: nn.Linear | None  # the pretrained ImageNet classifier the new head replaced
 
 
 def build_network(hp: Hyperparameters, num_classes: int, weights: str, device: torch.device) -> Network:
     engine.seed_everything(hp.seed)  # the new head's initial weights
-    model = models.build_model(hp.arch, num_classes, weights)
+    model, source_head = models.build_model_and_source_head(hp.arch, num_classes, weights)
     models.freeze(model, hp.arch, hp.freeze)
     model.to(device, memory_format=engine.memory_format(device))
     backbone, head = models.split_backbone_head(model, hp.arch)
@@ -291,7 +321,7 @@ def build_network(hp: Hyperparameters, num_classes: int, weights: str, device: t
         if param.requires_grad:
             trainable.append(param)
             groups.setdefault(models.param_group_name(name, head_names), []).append(param)
-    return Network(model, backbone, head, trainable, groups)
+    return Network(model, backbone, head, trainable, groups, source_head)
 
 
 def make_source(
@@ -320,6 +350,7 @@ def make_source(
             freeze_bn_stats=hp.freeze_bn_stats,
             device=device,
             world=world,
+            tta=hp.tta == "flip",
         )
     key = CacheKey(index.identity, hp.arch, weights_id, hp.resize, hp.crop)
     wanted = {s: (samples, 1 + hp.augment_views if s == "train" else 1) for s, samples in splits.items()}
@@ -332,8 +363,28 @@ def make_source(
         device=device,
         batch_size=extraction_batch_size(device),
         num_workers=num_workers,
+        mirrored=("valid", "test") if hp.tta == "flip" else (),
     )
-    return CachedFeatures(net.head, {s: f.to(device) for s, f in features.items()}, hp.batch_size, world)
+    features = {s: f.to(device) for s, f in features.items()}
+    return CachedFeatures(net.head, features, hp.batch_size, world, tta=hp.tta == "flip")
+
+
+def init_head(hp: Hyperparameters, net: Network, index: DatasetIndex, source, say) -> None:
+    """--head-init pretrained: start the new head where the pretrained classifier already is."""
+    if hp.head_init != "pretrained":
+        return
+    if net.source_head is None:
+        say("head: random init (the weights carry no pretrained ImageNet classifier to start from)")
+        return
+    matches = imagenet.match_classes(index.classes, imagenet.categories(hp.arch))
+    features = labels = None
+    if isinstance(source, CachedFeatures):  # without the cache, unknown breeds keep random rows
+        features, labels = source.features["train"].views[0], source.features["train"].labels
+    done = models.init_head(models.head_linear(net.model, hp.arch), net.source_head, matches, features, labels)
+    say(
+        f"head: {done.matched} of {len(index.classes)} breeds start from the pretrained classifier's rows, "
+        f"{done.imprinted} from the mean features of their training photos, {done.fresh} at random"
+    )
 
 
 @dataclass
@@ -363,7 +414,8 @@ def train_epochs(run: Run, state: checkpoints.TrainingState | None, debug: debug
     train_module = DistributedDataParallel(module) if world.distributed else module
     optimizer = torch.optim.AdamW(net.trainable, lr=hp.lr, weight_decay=hp.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    criterion = nn.CrossEntropyLoss()
+    criterion = nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
+    steps_per_epoch = engine.steps_per_epoch(source.size("train"), hp.batch_size, world)
     debug.attach(module, criterion)
     grad_norms = engine.GradNorms(net.groups)
     names = load_metric_names()
@@ -380,6 +432,12 @@ def train_epochs(run: Run, state: checkpoints.TrainingState | None, debug: debug
 
     for epoch in range(first_epoch, hp.epochs + 1):
         seed = engine.epoch_seed(hp.seed, epoch)
+        first_step = (epoch - 1) * steps_per_epoch
+
+        def lr_at(step: int, first_step: int = first_step) -> float:
+            factor = engine.lr_factor(first_step + step - 1, steps_per_epoch, hp.epochs, hp.lr_schedule, hp.warmup_epochs)
+            return hp.lr * factor
+
         engine.seed_everything(seed)  # dropout, and augmentation without DataLoader workers
         source.set_train_mode()
         debug.set_mode("train")
@@ -395,6 +453,7 @@ def train_epochs(run: Run, state: checkpoints.TrainingState | None, debug: debug
             grad_norms=grad_norms,
             recorder=run.recorder,
             world=world,
+            lr_at=lr_at,
         )
         debug.set_mode("eval")
         valid = engine.evaluate(
@@ -422,8 +481,33 @@ def train_epochs(run: Run, state: checkpoints.TrainingState | None, debug: debug
     return best, history, seconds_before
 
 
+class Stopwatch:
+    """Wall time per phase of the job, for the report's breakdown: where the minutes went."""
+
+    def __init__(self) -> None:
+        self.phases: dict[str, float] = {}
+        startup = _seconds_since_process_start()
+        if startup is not None:
+            self.phases["startup"] = round(startup, 3)  # interpreter and imports (torch: seconds)
+        self._mark = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.phases[phase] = round(self.phases.get(phase, 0.0) + now - self._mark, 3)
+        self._mark = now
+
+
+def _seconds_since_process_start() -> float | None:
+    try:
+        import psutil  # in the SageMaker containers and our environment; optional by hand
+    except ImportError:
+        return None
+    return max(0.0, time.time() - psutil.Process().create_time())
+
+
 def main(args: argparse.Namespace) -> dict[str, float]:
     started = time.time()
+    clock = Stopwatch()
     hp = Hyperparameters.from_args(args)
     env = dict(os.environ)
     paths = resolve_paths(args, env)
@@ -471,21 +555,31 @@ def main(args: argparse.Namespace) -> dict[str, float]:
             resumed_from_epoch=state.epoch if state else None, cpu_count=os.cpu_count(),
             torch_threads=torch.get_num_threads(),
         )  # fmt: skip
+        clock.lap("setup")
         source = make_source(
             hp, use_cache, index, net, paths, weights_id, device=device, world=world, num_workers=args.num_workers
         )
+        init_head(hp, net, index, source, say)  # a resumed run then loads its checkpoint over it
+        clock.lap("features")
         run = Run(hp, net, source, device, world, writer, recorder, paths.checkpoint_dir, run_args)
         debug = debugger.Debugger.create(args.debugger, paths.output_data_dir)
         best, history, seconds_before = train_epochs(run, state, debug, started)
+        clock.lap("training")
 
         # Test once, with the weights of the epoch chosen on valid.
         checkpoints.restore(net.model, best.state)
         final = {k: v for k, v in history[best.epoch - 1].items() if k != "epoch"}
+        report = None
         if sizes["test"]:
-            test = engine.evaluate(source.module, source.eval_batches("test"), device=device, amp=run.amp, world=world)
+            outputs: list = []
+            test = engine.evaluate(
+                source.module, source.eval_batches("test"), device=device, amp=run.amp, world=world, outputs=outputs
+            )
             final.update(test_loss=test.loss, test_acc=test.acc)
+            report = evaluate_test_split(index, outputs, world) if writer or world.distributed else None
         else:
             say("note: the dataset has no test split, so no test metrics")
+        clock.lap("evaluation")
         summary = {"best_epoch": best.epoch, **final, "train_seconds": seconds_before + time.time() - started}
         if writer:
             hyperparameters = {
@@ -494,7 +588,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
                 "best_epoch": best.epoch, "dataset": index.identity, "world_size": world.size,
                 "torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
             }  # fmt: skip
-            write_outputs(paths, net.model, index, hyperparameters, summary, history, recorder)
+            write_outputs(paths, net, index, hyperparameters, summary, history, recorder, report, clock)
         distributed.barrier(world)
         return summary
     finally:
@@ -502,18 +596,43 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         distributed.shutdown(world)
 
 
-def write_outputs(paths: JobPaths, model: nn.Module, index: DatasetIndex, hyperparameters: dict,
-                  summary: dict, history: list[dict], recorder: Recorder) -> None:  # fmt: skip
-    """The final metric line, the model dir (model.tar.gz), metrics.json and the final record."""
+def evaluate_test_split(index: DatasetIndex, outputs: list, world: distributed.World) -> dict | None:
+    """evaluation.json's content from every rank's test predictions (rank r evaluated the
+    test photos r, r + size, ...: engine.eval_index_batches); None on ranks other than 0."""
+    shares = distributed.gather_objects(world, outputs)
+    if not world.is_main:
+        return None
+    per_rank = [torch.cat([p for p, _ in share]) if share else torch.empty(0) for share in shares]
+    labels_per_rank = [torch.cat([y for _, y in share]) if share else torch.empty(0, dtype=torch.int64) for share in shares]
+    n = sum(len(y) for y in labels_per_rank)
+    order = [r + j * world.size for r, y in enumerate(labels_per_rank) for j in range(len(y))]
+    log_probs = torch.empty(n, per_rank[0].shape[1])
+    labels = torch.empty(n, dtype=torch.int64)
+    log_probs[order] = torch.cat(per_rank)
+    labels[order] = torch.cat(labels_per_rank)
+    samples = index.splits["test"]
+    return evaluation.evaluate(log_probs.exp(), labels, index.classes, [s.path for s in samples], root=index.root)
+
+
+def write_outputs(paths: JobPaths, net: Network, index: DatasetIndex, hyperparameters: dict,
+                  summary: dict, history: list[dict], recorder: Recorder, report: dict | None,
+                  clock: Stopwatch) -> None:  # fmt: skip
+    """The final metric line, the model dir (model.tar.gz), metrics.json, evaluation.json and
+    the final record."""
     if "test_acc" in summary:
         print(load_metric_names().final_line(summary), flush=True)
-    write_model_dir(paths.model_dir, model, index.classes, hyperparameters)
-    atomic_write_json(paths.output_data_dir / "metrics.json", {"final": summary, "history": history})
+    write_model_dir(paths.model_dir, net.model, index.classes, hyperparameters, imagenet_head=net.source_head)
+    clock.lap("writing")
+    metrics = {"final": summary, "history": history, "timing": clock.phases}
+    atomic_write_json(paths.output_data_dir / "metrics.json", metrics)
+    if report is not None:
+        atomic_write_json(paths.output_data_dir / evaluation.EVALUATION_FILE, report)
     recorder.final(
         best_epoch=summary["best_epoch"],
         test_loss=summary.get("test_loss"),
         test_acc=summary.get("test_acc"),
         train_seconds=summary["train_seconds"],
+        timing=clock.phases,
     )
 
 

@@ -1,6 +1,9 @@
 """The model directory that becomes model.tar.gz, laid out so it deploys without repacking:
 
     model.pth              state_dict of the whole model, float32, CPU tensors
+    imagenet_head.pth      the pretrained 1000-way ImageNet classifier the new head replaced
+                           ({"weight", "bias"}), when the weights had one: the served model's
+                           dog probability (imagenet.DOG_CATEGORIES) reads the same features
     classes.json           index -> breed label and folder (classes.py)
     hyperparameters.json   arch, num_classes, preset, ... (classes.py)
     code/inference.py      the serving hooks (model_fn, input_fn, predict_fn, output_fn)
@@ -24,6 +27,7 @@ from .atomic import atomic_write
 from .classes import CLASSES_FILE, HYPERPARAMETERS_FILE, BreedClass, write_classes, write_hyperparameters
 
 MODEL_FILE = "model.pth"
+IMAGENET_HEAD_FILE = "imagenet_head.pth"
 CODE_DIR = "code"
 INFERENCE_FILE = "inference.py"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -59,14 +63,31 @@ def write_model_dir(
     classes: list[BreedClass],
     hyperparameters: dict[str, Any],
     source_dir: Path = SOURCE_DIR,
+    imagenet_head: nn.Linear | None = None,
 ) -> None:
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     save_state_dict(model_dir / MODEL_FILE, model)
+    if imagenet_head is not None:
+        save_state_dict(model_dir / IMAGENET_HEAD_FILE, imagenet_head)
+    else:
+        (model_dir / IMAGENET_HEAD_FILE).unlink(missing_ok=True)  # a rerun into the same dir
     write_classes(model_dir, classes)
     write_hyperparameters(model_dir, hyperparameters)
     for warning in copy_code(model_dir, source_dir):
         print(f"warning: {warning}", file=sys.stderr, flush=True)
+
+
+def load_imagenet_head(model_dir: str | Path) -> nn.Linear | None:
+    """The ImageNet classifier saved beside the model, or None when the model has none."""
+    path = Path(model_dir) / IMAGENET_HEAD_FILE
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    weight, bias = state["weight"], state["bias"]
+    head = nn.Linear(weight.shape[1], weight.shape[0])
+    head.load_state_dict({"weight": weight.float(), "bias": bias.float()})
+    return head
 
 
 def check_model_dir(model_dir: Path) -> list[str]:

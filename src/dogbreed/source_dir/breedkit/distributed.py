@@ -83,3 +83,12 @@ def broadcast_object(world: World, value: object) -> object:
     holder = [value]
     dist.broadcast_object_list(holder, src=0)
     return holder[0]
+
+
+def gather_objects(world: World, value: object) -> list[object]:
+    """Every rank's value, in rank order, on every rank."""
+    if not world.distributed:
+        return [value]
+    holder: list[object] = [None] * world.size
+    dist.all_gather_object(holder, value)
+    return holder

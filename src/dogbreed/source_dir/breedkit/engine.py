@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -59,6 +59,12 @@ def train_index_batches(n: int, batch_size: int, generator: torch.Generator, wor
     return [chunk.tolist() for chunk in order.split(batch_size)]
 
 
+def steps_per_epoch(n: int, batch_size: int, world: World) -> int:
+    """Optimizer steps per epoch on each rank, as train_index_batches makes them."""
+    per_rank = math.ceil(n / world.size) if world.distributed else n
+    return max(1, math.ceil(per_rank / batch_size))
+
+
 def eval_index_batches(n: int, batch_size: int, world: World) -> list[list[int]]:
     """This rank's share of 0..n-1, no padding: summed over ranks, every item counts once."""
     order = torch.arange(world.rank, n, world.size)
@@ -81,6 +87,22 @@ class GradNorms:
         if not norms:
             return {}
         return dict(zip(names, torch.stack(norms).float().tolist()))
+
+
+def lr_factor(step: int, steps_per_epoch: int, epochs: int, schedule: str, warmup_epochs: float) -> float:
+    """The learning rate's multiplier at global step `step` (0-based, counted over all epochs).
+
+    'constant': 1 after the warm-up. 'cosine': after the warm-up, a half cosine from 1 toward
+    0, which it reaches as the run ends (SGDR without restarts, Loshchilov & Hutter 2017). The warm-up
+    rises linearly over `warmup_epochs` epochs. A pure function of the step, so a resumed run
+    needs no scheduler state to continue the same curve."""
+    total = max(1, steps_per_epoch * epochs)
+    warm = min(total, round(warmup_epochs * steps_per_epoch))
+    if step < warm:
+        return (step + 1) / warm
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+    return 1.0
 
 
 def memory_format(device: torch.device) -> torch.memory_format:
@@ -113,9 +135,12 @@ def train_epoch(
     grad_norms: GradNorms,
     recorder: Recorder,
     world: World,
+    lr_at: Callable[[int], float] | None = None,
 ) -> Stats:
     """One pass over `batches`; the module must already be in the right train/eval modes.
-    `criterion` is a mean-reduced loss module (smdebug hooks it to record losses)."""
+    `criterion` is a mean-reduced loss module (smdebug hooks it to record losses).
+    `lr_at(step)` (1-based within the epoch) sets every parameter group's learning rate
+    before the step; None keeps the optimizer's."""
     loss_sum = correct = count = 0.0
     iterator: Iterator = iter(batches)
     step = 0
@@ -128,6 +153,9 @@ def train_epoch(
         x = to_device(x, device)
         y = y.to(device, non_blocking=True)
         fetched = time.perf_counter()
+        if lr_at is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step + 1)
         optimizer.zero_grad(set_to_none=True)
         with _autocast(device, amp):
             logits = module(x)
@@ -159,31 +187,51 @@ def train_epoch(
     return Stats(*sum_across(world, [loss_sum, correct, count], device))
 
 
+def _views(x: torch.Tensor | Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
+    return (x,) if isinstance(x, torch.Tensor) else x
+
+
 @torch.no_grad()
 def evaluate(
     module: nn.Module,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    batches: Iterable[tuple[torch.Tensor | Sequence[torch.Tensor], torch.Tensor]],
     *,
     device: torch.device,
     amp: bool,
     world: World,
     watched_loss: nn.Module | None = None,
+    outputs: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> Stats:
-    """Mean loss and accuracy over all batches of all ranks. `watched_loss` is the training
+    """Mean loss and accuracy over all batches of all ranks. A batch's x is one tensor, or
+    several views of the same images (test-time augmentation: the photo and its mirror
+    image), whose class probabilities are averaged. `watched_loss` is the training
     criterion that a SageMaker Debugger hook is registered on: calling it on every batch
     lets the hook record EVAL-mode losses; the figures returned come from a sum-reduced
-    loss, so the mean is exact whatever the batch sizes."""
+    loss, so the mean is exact whatever the batch sizes. `outputs`, when given, collects this
+    rank's (log-probabilities, labels) per batch, on the CPU."""
     module.eval()  # the caller puts it back in train mode (see models.train_mode)
-    criterion = nn.CrossEntropyLoss(reduction="sum")
     loss_sum = correct = count = 0.0
     for x, y in batches:
-        x = to_device(x, device)
         y = y.to(device, non_blocking=True)
-        with _autocast(device, amp):
-            logits = module(x)
+        log_probs = _log_probabilities(module, _views(x), device, amp)
         if watched_loss is not None:
-            watched_loss(logits.float(), y)
-        loss_sum += criterion(logits.float(), y).item()
-        correct += (logits.argmax(1) == y).sum().item()
+            watched_loss(log_probs, y)  # log-probabilities are logits whose softmax is themselves
+        if outputs is not None:
+            outputs.append((log_probs.cpu(), y.cpu()))
+        loss_sum += nn.functional.nll_loss(log_probs, y, reduction="sum").item()
+        correct += (log_probs.argmax(1) == y).sum().item()
         count += len(y)
     return Stats(*sum_across(world, [loss_sum, correct, count], device))
+
+
+def _log_probabilities(module: nn.Module, views: Sequence[torch.Tensor], device: torch.device, amp: bool) -> torch.Tensor:
+    """log of the class probabilities averaged over the views, float32; logsumexp keeps a
+    probability that underflows in one view from becoming log(0)."""
+    log_probs = []
+    for view in views:
+        with _autocast(device, amp):
+            logits = module(to_device(view, device))
+        log_probs.append(torch.log_softmax(logits.float(), dim=1))
+    if len(log_probs) == 1:
+        return log_probs[0]
+    return torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(len(log_probs))

@@ -9,6 +9,7 @@ they are computed once per key and the head trains on them. Layout:
         train.view0.pt         {"features": float32 [N, D], "labels": int64 [N], "paths": [...]}
         train.view1.pt ...     augmented views 1..K (--augment-views K), train split only
         valid.view0.pt  test.view0.pt
+        valid.mirror.pt ...    the evaluation preset mirrored left-right (--tta flip)
 
 key = sha256 of {format, dataset identity (manifest_sha256, or a hash of the file list),
 arch, weights identity ('imagenet', 'none' or the weights file's sha256), preset {resize,
@@ -26,17 +27,19 @@ import json
 import sys
 import time
 import warnings
+from collections.abc import Collection
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
+from torchvision import transforms
 
 from . import engine
 from .atomic import atomic_write, atomic_write_json
 from .data import ImageDataset, Sample
-from .presets import eval_transform, train_transform
+from .presets import eval_transform, hflip, train_transform
 
 CACHE_FORMAT = 1
 _VIEW_SEED_STRIDE = 1_000_000_007  # view k seeds item i with k * stride + i
@@ -62,9 +65,11 @@ class CacheKey:
 class SplitFeatures:
     views: torch.Tensor  # [V, N, D] float32
     labels: torch.Tensor  # [N] int64
+    mirror: torch.Tensor | None = None  # [N, D]: view 0 of the mirrored photos (test-time augmentation)
 
     def to(self, device: torch.device) -> SplitFeatures:
-        return SplitFeatures(self.views.to(device), self.labels.to(device))
+        mirror = None if self.mirror is None else self.mirror.to(device)
+        return SplitFeatures(self.views.to(device), self.labels.to(device), mirror)
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,19 @@ class CacheReport:
     extract_seconds: float
 
 
-def view_file(folder: Path, split: str, view: int) -> Path:
-    return folder / f"{split}.view{view}.pt"
+MIRROR = "mirror"  # the view name of the mirrored evaluation preset
+
+
+def view_file(folder: Path, split: str, view: int | str) -> Path:
+    return folder / (f"{split}.{view}.pt" if view == MIRROR else f"{split}.view{view}.pt")
+
+
+def _view_transform(view: int | str, key: CacheKey):
+    """View 0: the evaluation preset; MIRROR: the same, flipped left-right; k >= 1: the
+    training preset (seeded per image by the caller)."""
+    if view == MIRROR:
+        return transforms.Compose([eval_transform(key.resize, key.crop), hflip])
+    return eval_transform(key.resize, key.crop) if view == 0 else train_transform(key.crop)
 
 
 @contextmanager
@@ -168,11 +184,14 @@ def load_or_extract(
     device: torch.device,
     batch_size: int,
     num_workers: int,
+    mirrored: Collection[str] = (),
 ) -> tuple[dict[str, SplitFeatures], CacheReport]:
     """Features of each split ({split: (samples, number of views)}), from the cache or
-    computed now and added to it. Safe with several processes sharing `cache_dir`."""
+    computed now and added to it; the `mirrored` splits also get their mirror view.
+    Safe with several processes sharing `cache_dir`."""
     folder = key.folder(cache_dir)
-    wanted = [(split, view) for split, (_, views) in splits.items() for view in range(views)]
+    wanted: list[tuple[str, int | str]] = [(split, view) for split, (_, views) in splits.items() for view in range(views)]
+    wanted += [(split, MIRROR) for split in splits if split in mirrored]
     extracted_files = extracted_images = 0
     started = time.perf_counter()
     if not all(view_file(folder, s, v).is_file() for s, v in wanted):
@@ -184,9 +203,8 @@ def load_or_extract(
                 if path.is_file():
                     continue  # another trial made it while we waited for the lock
                 samples = splits[split][0]
-                transform = eval_transform(key.resize, key.crop) if view == 0 else train_transform(key.crop)
-                item_seed = None if view == 0 else view * _VIEW_SEED_STRIDE
-                dataset = ImageDataset(root, samples, transform, item_seed)
+                item_seed = view * _VIEW_SEED_STRIDE if isinstance(view, int) and view > 0 else None
+                dataset = ImageDataset(root, samples, _view_transform(view, key), item_seed)
                 if fast_backbone is None:
                     fast_backbone = inference_backbone(backbone, device)
                 features = extract(fast_backbone, dataset, device=device, batch_size=batch_size, num_workers=num_workers)
@@ -198,7 +216,8 @@ def load_or_extract(
     out = {}
     for split, (samples, views) in splits.items():
         loaded = [_load_view(view_file(folder, split, v), samples) for v in range(views)]
-        out[split] = SplitFeatures(torch.stack([f for f, _ in loaded]), loaded[0][1])
+        mirror = _load_view(view_file(folder, split, MIRROR), samples)[0] if split in mirrored else None
+        out[split] = SplitFeatures(torch.stack([f for f, _ in loaded]), loaded[0][1], mirror)
     report = CacheReport(folder, extracted_files, extracted_images, time.perf_counter() - started)
     what = f"extracted {extracted_images} images" if extracted_files else "hit"
     print(f"feature cache: {what} ({folder}, {report.extract_seconds:.1f}s)", file=sys.stderr, flush=True)

@@ -40,6 +40,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image
 
 
+def hflip(image):
+    """The photo mirrored left-right (a tensor or a PIL image): test-time augmentation's view."""
+    return transforms.functional.hflip(image)
+
+
 def _normalize() -> transforms.Normalize:
     return transforms.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD)
 

@@ -18,7 +18,7 @@ from . import engine, models
 from .data import ImageDataset, Sample
 from .distributed import World
 from .feature_cache import SplitFeatures
-from .presets import eval_transform, train_transform
+from .presets import eval_transform, hflip, train_transform
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
@@ -26,11 +26,14 @@ Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 class CachedFeatures:
     """The head trains on features the frozen backbone computed once (feature_cache.py)."""
 
-    def __init__(self, head: nn.Module, features: dict[str, SplitFeatures], batch_size: int, world: World) -> None:
+    def __init__(
+        self, head: nn.Module, features: dict[str, SplitFeatures], batch_size: int, world: World, tta: bool = False
+    ) -> None:
         self.module = head
         self.features = features
         self.batch_size = batch_size
         self.world = world
+        self.tta = tta  # evaluation batches carry each photo's mirror view too
 
     def size(self, split: str) -> int:
         return len(self.features[split].labels)
@@ -56,8 +59,13 @@ class CachedFeatures:
             view_of = view_of.to(self.features["train"].views.device)
         return self._batches("train", batches, view_of)
 
-    def eval_batches(self, split: str) -> Batches:
-        return self._batches(split, engine.eval_index_batches(self.size(split), self.batch_size, self.world), None)
+    def eval_batches(self, split: str) -> Iterator:
+        """View 0 of each photo, with its mirror view too under test-time augmentation."""
+        features = self.features[split]
+        for batch in engine.eval_index_batches(self.size(split), self.batch_size, self.world):
+            idx = torch.tensor(batch, device=features.views.device)
+            x = features.views[0, idx]
+            yield ((x, features.mirror[idx]) if self.tta else x), features.labels[idx]
 
 
 class DecodedImages:
@@ -76,8 +84,10 @@ class DecodedImages:
         freeze_bn_stats: bool,
         device: torch.device,
         world: World,
+        tta: bool = False,
     ) -> None:
         self.module = model
+        self.tta = tta
         train, evaluation = train_transform(crop), eval_transform(resize, crop)
         self.datasets = {
             split: ImageDataset(root, samples, train if split == "train" else evaluation) for split, samples in splits.items()
@@ -108,4 +118,7 @@ class DecodedImages:
         return self._loader("train", batches, generator)
 
     def eval_batches(self, split: str) -> Batches:
-        return self._loader(split, engine.eval_index_batches(self.size(split), self.batch_size, self.world), None)
+        loader = self._loader(split, engine.eval_index_batches(self.size(split), self.batch_size, self.world), None)
+        if not self.tta:
+            return loader
+        return (((x, hflip(x)), y) for x, y in loader)
