@@ -4,7 +4,9 @@ mobilenet_v2 with the vendored ImageNet weights (BatchNorm folded, so eval mode)
 for the 10 vendored breeds fitted on backbone features of examples/dogs, saved exactly as
 train.py saves it: model.pth, classes.json, hyperparameters.json, code/inference.py +
 code/breedkit/, and model.tar.gz of the whole dir. Predictions on examples/predict are then
-real breed names and mostly right. breedkit is imported from the source_dir, as train.py does.
+real breed names and mostly right, and the pretrained ImageNet classifier is saved beside it
+(imagenet_head.pth), as train.py saves it, so answers carry a dog probability. breedkit is
+imported from the source_dir, as train.py does.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ PRESET = {"resize": 256, "crop": 224}
 def _breedkit():
     if str(SOURCE_DIR) not in sys.path:
         sys.path.insert(0, str(SOURCE_DIR))
-    return (importlib.import_module(f"breedkit.{name}") for name in ("classes", "models", "presets"))
+    return (importlib.import_module(f"breedkit.{name}") for name in ("classes", "models", "presets", "artifacts"))
 
 
 def copy_code(model_dir: Path) -> None:
@@ -58,7 +60,7 @@ def build_model_dir(dest: Path, dogs_dir: Path, weights: Path, steps: int = 300)
 
 def _fingerprint(dogs_dir: Path, weights: Path, steps: int) -> str:
     digest = hashlib.sha256(f"{steps}".encode())
-    sources = [Path(__file__)] + [SOURCE_DIR / "breedkit" / f"{m}.py" for m in ("models", "presets", "classes")]
+    sources = [Path(__file__)] + [SOURCE_DIR / "breedkit" / f"{m}.py" for m in ("models", "presets", "classes", "artifacts")]
     for path in [*sources, weights, *sorted(dogs_dir.rglob("*.jpg"))]:
         digest.update(str(path.relative_to(path.parents[1])).encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
@@ -87,11 +89,12 @@ def _build(dest: Path, dogs_dir: Path, weights: Path, steps: int) -> Path:
     import torch
     from PIL import Image
 
-    classes, models, presets = _breedkit()
+    classes, models, presets, artifacts = _breedkit()
     folders = sorted(p.name for p in dogs_dir.iterdir() if p.is_dir())
     breeds = classes.classes_from_folders(folders)
     torch.manual_seed(0)
-    model = models.build_model(ARCH, len(breeds), str(weights)).eval()
+    model, imagenet_head = models.build_model_and_source_head(ARCH, len(breeds), str(weights))
+    model.eval()
     backbone, head = models.split_backbone_head(model, ARCH)
     transform = presets.eval_transform(PRESET["resize"], PRESET["crop"])
 
@@ -115,6 +118,7 @@ def _build(dest: Path, dogs_dir: Path, weights: Path, steps: int) -> Path:
 
     dest.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), dest / "model.pth")
+    artifacts.save_state_dict(dest / artifacts.IMAGENET_HEAD_FILE, imagenet_head)
     classes.write_classes(dest, breeds)
     hyperparameters = {
         "arch": ARCH,

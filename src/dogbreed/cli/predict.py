@@ -28,6 +28,9 @@ def _render(answer: dict):
         table.add_column("also")
         for row in answer["predictions"]:
             best, *rest = row["top"] or [{"label": "?", "probability": 0.0}]
+            if row.get("is_dog") is False:  # under deploy.dog_threshold: no breed is named
+                table.add_row(row["image"], "not a dog", "", f"dog probability {row['dog_probability']:.1%}", style="dim")
+                continue
             also = ", ".join(f"{t['label']} {t['probability']:.0%}" for t in rest)
             table.add_row(row["image"], best["label"], f"{best['probability']:.1%}", also)
         for row in answer["errors"]:
@@ -60,6 +63,7 @@ def command(
         top_k=session.config.deploy.top_k,
         concurrency=session.config.deploy.workers,
         reporter=session.reporter,
+        dog_threshold=session.config.deploy.dog_threshold,
     )
     session.emit(result.to_json(), _render(result.to_json()))
     if result.errors:

@@ -31,7 +31,8 @@ _GLOB_CHARS = set("*?[")
 class PredictResult:
     endpoint: str
     backend: str
-    predictions: list[dict[str, Any]] = field(default_factory=list)  # {"image", "top"}
+    # {"image", "top", "dog_probability", "is_dog"}: is_dog False under deploy.dog_threshold
+    predictions: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, str]] = field(default_factory=list)  # {"image", "error"}
 
     def to_json(self) -> dict[str, Any]:
@@ -90,11 +91,19 @@ def pick_endpoint(ledger: Ledger, backend_name: str, name: str | None) -> str:
     )
 
 
-def _top(answer: bytes) -> list[dict[str, Any]]:
+def _first_prediction(answer: bytes) -> dict[str, Any]:
+    """{"top", "dog_probability"} of the endpoint's answer for one image; the dog probability
+    is None from a model without an ImageNet head (or one served before it existed)."""
     try:
-        return json.loads(answer)["predictions"][0]["top"]
+        first = json.loads(answer)["predictions"][0]
+        return {"top": first["top"], "dog_probability": first.get("dog_probability")}
     except (ValueError, KeyError, IndexError, TypeError):
         raise DogbreedError(f"unexpected answer from the endpoint: {answer[:200]!r}") from None
+
+
+def is_dog(dog_probability: float | None, threshold: float) -> bool | None:
+    """Whether to name a breed: None when the model cannot tell (no ImageNet head)."""
+    return None if dog_probability is None else dog_probability >= threshold
 
 
 def predict(
@@ -105,6 +114,7 @@ def predict(
     top_k: int = 5,
     concurrency: int = 4,
     reporter: Reporter | None = None,
+    dog_threshold: float = 0.5,
 ) -> PredictResult:
     reporter = reporter or NullReporter()
     name = pick_endpoint(ledger, backend.name, endpoint)
@@ -118,9 +128,10 @@ def predict(
     paths, result.errors = expand_images(images)
     accept = f"application/json; top_k={top_k}"
 
-    def one(path: Path) -> list[dict[str, Any]]:
+    def one(path: Path) -> dict[str, Any]:
         upload = prepare(path)
-        return _top(backend.invoke(name, upload.body, upload.content_type, accept))
+        answer = _first_prediction(backend.invoke(name, upload.body, upload.content_type, accept))
+        return {**answer, "is_dog": is_dog(answer["dog_probability"], dog_threshold)}
 
     order = {str(path): i for i, path in enumerate(paths)}
     pool = ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(paths))))
@@ -130,7 +141,7 @@ def predict(
             for future in as_completed(futures):
                 image = str(futures[future])
                 try:
-                    result.predictions.append({"image": image, "top": future.result()})
+                    result.predictions.append({"image": image, **future.result()})
                 except (EndpointUnavailableError, NotFoundError):
                     raise  # nothing will get through: stop with the backend's one line
                 except (DogbreedError, OSError, ValueError) as exc:
