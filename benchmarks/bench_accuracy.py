@@ -65,6 +65,7 @@ RECIPES: dict[str, list[str]] = {
     "default with lr 1e-3": ["--lr", "1e-3"],
     "default with a random head": ["--head-init", "random"],
 }
+TUNED = "`tune -c hpo.yaml` (8 trials) then `train --from-tuning latest`"
 ANCHOR = "zero-shot ImageNet head, no training (anchor)"
 ANCHOR_TTA = "zero-shot ImageNet head + flip TTA"
 
@@ -128,6 +129,29 @@ def zero_shot(train_py, data: Path, cache: Path, tta: bool) -> dict:
     log_probs = torch.cat([p for p, _ in outputs])
     labels = torch.cat([y for _, y in outputs])
     return evaluation.evaluate(log_probs.exp(), labels, index.classes, [s.path for s in index.splits["test"]])
+
+
+def cli(*args: str) -> dict:
+    exe = Path(sys.executable).parent / "dogbreed"
+    done = subprocess.run([str(exe), *args, "--json"], capture_output=True, text=True, check=False, cwd=REPO)
+    if done.returncode != 0:
+        raise SystemExit(f"dogbreed {' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout)
+
+
+def tuned(sample: Path, split_seed: int, work: Path) -> dict:
+    """The user's way, through the CLI: ingest, tune with configs/hpo.yaml, train the best
+    trial's parameters; its evaluation.json."""
+    workspace = work / f"tuned-{split_seed}"
+    common = ["-c", "configs/local.yaml", "--set", f"workspace={workspace}", "--set", f"model.weights={WEIGHTS}",
+              "--set", f"data.seed={split_seed}"]  # fmt: skip
+    cli("ingest", str(sample), *common)
+    search = cli("tune", *common, "-c", "configs/hpo.yaml")
+    best = search["best"]
+    print(f"    tuned on split {split_seed}: best {best['name']} {best['params']} valid_acc={best['objective']}",
+          file=sys.stderr, flush=True)  # fmt: skip
+    job = cli("train", *common, "--from-tuning", "latest")
+    return json.loads((workspace / "jobs" / job["training_job"] / "output" / "data" / "evaluation.json").read_text())
 
 
 def rename_classes(data: Path, dest: Path, count: int, seed: int) -> Path:
@@ -261,6 +285,8 @@ def main() -> None:
                 for seed in range(args.seeds):
                     results[name].append((k, train(train_py, data, work / "run", cache, flags, seed)))
             print(f"  {name}: top-1 {mean_sd([r['top1'] for _, r in results[name]])}", file=sys.stderr, flush=True)
+        if not args.recipes or any(s in TUNED for s in args.recipes):
+            results[TUNED] = [(k, tuned(args.sample, k, work)) for k in range(args.splits)]
         print(f"\n{args.splits} splits x {args.seeds} seeds of {args.sample.name} (test photos per split: "
               f"{anchor[0]['num_images']})\n")  # fmt: skip
         print(table(results, anchor))

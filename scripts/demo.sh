@@ -29,7 +29,7 @@ step "report: plots and rules of that training job"
 step "deploy: a local endpoint with SageMaker's HTTP contract"
 "$DOGBREED" deploy "${CONFIG[@]}"
 
-step "predict: photos the model never saw (10 dogs and a cat)"
+step "predict: photos the model never saw (10 dogs, and a cat it should call not a dog)"
 "$DOGBREED" predict examples/predict --top-k 3 "${CONFIG[@]}"
 
 step "status, then teardown: nothing left running"
