@@ -48,7 +48,7 @@ def test_ingest_tune_train_report_deploy_predict_teardown(tmp_path, repo_root, d
     assert tune["strategy"] == "Bayesian" and len(tune["trials"]) == 3
     for trial in tune["trials"]:
         assert set(trial) >= {"name", "params", "objective", "status"}
-        assert set(trial["params"]) == {"lr", "weight_decay", "epochs", "batch_size"}
+        assert set(trial["params"]) == {"lr", "epochs", "label_smoothing", "batch_size"}  # demo.yaml's ranges
         assert isinstance(trial["params"]["batch_size"], int) and isinstance(trial["params"]["epochs"], int)
     completed = [t for t in tune["trials"] if t["status"] == "Completed"]
     assert completed and tune["best"]["objective"] == max(t["objective"] for t in completed)

@@ -43,11 +43,14 @@ def test_default_request_is_exact_and_reaches_moto(tmp_path, s3, sagemaker_clien
         "ParameterRanges": {
             # Keys are train.py's flags; scaling comes from tune.ranges.
             "ContinuousParameterRanges": [
-                {"Name": "lr", "MinValue": "0.0001", "MaxValue": "0.1", "ScalingType": "Logarithmic"},
-                {"Name": "weight-decay", "MinValue": "1e-05", "MaxValue": "0.1", "ScalingType": "Logarithmic"},
+                {"Name": "lr", "MinValue": "3e-05", "MaxValue": "0.001", "ScalingType": "Logarithmic"},
+                {"Name": "label-smoothing", "MinValue": "0.0", "MaxValue": "0.2", "ScalingType": "Auto"},
             ],
-            "CategoricalParameterRanges": [{"Name": "batch-size", "Values": ['"16"', '"32"', '"64"']}],
-            "IntegerParameterRanges": [{"Name": "epochs", "MinValue": "2", "MaxValue": "6", "ScalingType": "Auto"}],
+            "CategoricalParameterRanges": [
+                {"Name": "lr-schedule", "Values": ['"cosine"', '"constant"']},
+                {"Name": "batch-size", "Values": ['"16"', '"32"', '"64"']},
+            ],
+            "IntegerParameterRanges": [{"Name": "epochs", "MinValue": "6", "MaxValue": "16", "ScalingType": "Auto"}],
         },
     }
     assert sent["TrainingJobDefinition"] == {
@@ -56,6 +59,10 @@ def test_default_request_is_exact_and_reaches_moto(tmp_path, s3, sagemaker_clien
             "arch": '"mobilenet_v2"',
             "weights": '"imagenet"',
             "freeze": '"backbone"',
+            "head-init": '"pretrained"',
+            "tta": '"flip"',
+            "weight-decay": "0.01",
+            "warmup-epochs": "1.0",
             "seed": "0",
             "feature-cache": '"true"',
             "augment-views": "0",

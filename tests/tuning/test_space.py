@@ -39,12 +39,17 @@ def sampled(config, n: int, sampler=None) -> list[dict]:
 
 def test_hpo_yaml_maps_to_typed_optuna_ranges():
     space = {p.name: p for p in build_space(config_with())}
-    assert space["lr"].type == "continuous" and space["lr"].log and (space["lr"].low, space["lr"].high) == (1e-4, 0.1)
-    assert space["epochs"].type == "integer" and (space["epochs"].low, space["epochs"].high) == (2, 6)
+    assert set(space) == {"lr", "epochs", "label_smoothing", "lr_schedule", "batch_size"}
+    assert space["lr"].type == "continuous" and space["lr"].log and (space["lr"].low, space["lr"].high) == (3e-5, 1e-3)
+    assert space["epochs"].type == "integer" and (space["epochs"].low, space["epochs"].high) == (6, 16)
+    assert space["label_smoothing"].type == "continuous" and not space["label_smoothing"].log
+    assert space["lr_schedule"].choices == ("cosine", "constant")
     assert space["batch_size"].choices == (16, 32, 64)
     dists = distributions(list(space.values()))
-    assert dists["lr"] == optuna.distributions.FloatDistribution(1e-4, 0.1, log=True)
-    assert dists["epochs"] == optuna.distributions.IntDistribution(2, 6)
+    assert dists["lr"] == optuna.distributions.FloatDistribution(3e-5, 1e-3, log=True)
+    assert dists["epochs"] == optuna.distributions.IntDistribution(6, 16)
+    assert dists["label_smoothing"] == optuna.distributions.FloatDistribution(0.0, 0.2)
+    assert dists["lr_schedule"] == optuna.distributions.CategoricalDistribution(["cosine", "constant"])
     assert dists["batch_size"] == optuna.distributions.CategoricalDistribution([16, 32, 64])
 
 
@@ -54,8 +59,9 @@ def test_sampled_values_arrive_typed_and_validated_in_the_trial_config():
     for params in sampled(config, 20):
         trial_config = apply(config, params)
         assert type(trial_config.train.batch_size) is int and trial_config.train.batch_size in (16, 32, 64)
-        assert type(trial_config.train.epochs) is int and 2 <= trial_config.train.epochs <= 6
-        assert 1e-4 <= trial_config.train.lr <= 0.1 and 1e-5 <= trial_config.train.weight_decay <= 0.1
+        assert type(trial_config.train.epochs) is int and 6 <= trial_config.train.epochs <= 16
+        assert 3e-5 <= trial_config.train.lr <= 1e-3 and 0.0 <= trial_config.train.label_smoothing <= 0.2
+        assert trial_config.train.lr_schedule in ("cosine", "constant")
     # A categorical value given as a string (as SageMaker sends it) still becomes an int.
     assert apply(config, {"batch_size": "32"}).train.batch_size == 32
     with pytest.raises(DogbreedError, match="train.batch_size"):
@@ -64,8 +70,8 @@ def test_sampled_values_arrive_typed_and_validated_in_the_trial_config():
 
 def test_log_scaling_samples_every_decade():
     lrs = [p["lr"] for p in sampled(config_with(), 300)]
-    # Linear sampling of [1e-4, 0.1] would put ~0.1% of draws below 1e-3; log puts a third there.
-    assert sum(lr < 1e-3 for lr in lrs) > 60
+    # Linear sampling of [3e-5, 1e-3] would put ~7% of draws below 1e-4; log puts a third there.
+    assert sum(lr < 1e-4 for lr in lrs) > 60
 
 
 def test_reverse_logarithmic_stays_in_range_and_crowds_near_the_top(tmp_path):
@@ -147,8 +153,9 @@ def test_optuna_and_the_sagemaker_tuner_search_the_same_ranges(sets, ranges, tmp
     for param in space:
         theirs, dist = remote[flag_for(param.name)], optuna_dists[param.study_name]
         if param.type == "categorical":
-            # The builder's values are JSON text; decoded they are Optuna's typed choices.
-            assert [json.loads(v) for v in theirs["Values"]] == list(dist.choices)
+            # The SDK keeps categorical values as text (str of each); train.py's argparse types
+            # them back, as Optuna's typed choices are.
+            assert theirs["Values"] == [str(choice) for choice in dist.choices]
             continue
         low, high, scaling = float(theirs["MinValue"]), float(theirs["MaxValue"]), theirs["ScalingType"]
         if scaling == "ReverseLogarithmic":
