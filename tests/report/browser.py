@@ -83,3 +83,27 @@ def screenshot(chromium: str, page: Path, out: Path, width: int = 1200, height: 
     if proc.returncode != 0 or not out.is_file():
         raise AssertionError(f"chromium failed (exit {proc.returncode}):\n{stdout[-2000:]}\n{stderr[-2000:]}")
     return out
+
+
+def dump_dom(chromium: str, page: Path, proxy: str | None = None, timeout: float = 120) -> str:
+    """Load `page` in headless chromium and return the DOM after its load event (scripts
+    run, images decoded). With `proxy`, every http(s) request the page makes, to any host,
+    goes to that address instead: a probe there sees any fetch at all."""
+    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+        command = [chromium, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom"]
+        if proxy:
+            # <-loopback> drops chromium's implicit loopback bypass, so nothing escapes the probe.
+            command += [f"--proxy-server={proxy}", "--proxy-bypass-list=<-loopback>"]
+        command.append(page.resolve().as_uri())
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+    if proc.returncode != 0 or "<html" not in stdout:
+        raise AssertionError(f"chromium failed (exit {proc.returncode}):\n{stdout[-2000:]}\n{stderr[-2000:]}")
+    return stdout

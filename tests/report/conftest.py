@@ -32,15 +32,26 @@ class TrainedJobs:
     workspace: Path
     healthy: str
     diverged: str
+    healthy_answer: dict  # what `dogbreed train --json` answered for the healthy job
+
+    def output(self, job: str) -> Path:
+        """The job's SM_OUTPUT_DATA_DIR: records.jsonl, metrics.json, evaluation.json."""
+        return self.workspace / "jobs" / job / "output" / "data"
 
     def records(self, job: str) -> Path:
-        return self.workspace / "jobs" / job / "output" / "data" / "records.jsonl"
+        return self.output(job) / "records.jsonl"
+
+    def evaluation(self, job: str) -> dict:
+        return json.loads((self.output(job) / "evaluation.json").read_text())
+
+    def metrics(self, job: str) -> dict:
+        return json.loads((self.output(job) / "metrics.json").read_text())
 
     def cli(self, *args: str, env: dict | None = None):
         return dogbreed_cli(*args, "--set", f"workspace={self.workspace}", env=env)
 
 
-def _train_cli(workspace: Path, dataset: Path) -> str:
+def _train_cli(workspace: Path, dataset: Path) -> dict:
     result = dogbreed_cli(
         "train",
         "--dataset",
@@ -58,7 +69,7 @@ def _train_cli(workspace: Path, dataset: Path) -> str:
         "train.num_workers=0",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout)["training_job"]
+    return json.loads(result.stdout)
 
 
 def _train_diverging(workspace: Path, dataset: Path) -> str:
@@ -104,9 +115,9 @@ def trained(tmp_path_factory) -> TrainedJobs:
     root = tmp_path_factory.mktemp("report-jobs")
     dataset = build_channel(REPO / "examples" / "dogs", root / "data")
     workspace = root / ".dogbreed"
-    healthy = _train_cli(workspace, dataset)
+    answer = _train_cli(workspace, dataset)
     diverged = _train_diverging(workspace, dataset)
-    return TrainedJobs(workspace, healthy, diverged)
+    return TrainedJobs(workspace, answer["training_job"], diverged, answer)
 
 
 @pytest.fixture(scope="session")

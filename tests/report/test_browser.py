@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import html as html_lib
 import http.server
+import io
 import json
 import re
 import threading
@@ -11,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.report.browser import screenshot
+from tests.report.browser import dump_dom, screenshot
 from tests.report.test_page_and_plots import EXTERNAL
 
 pytestmark = pytest.mark.slow
@@ -92,3 +95,42 @@ def test_the_page_references_nothing_outside_and_its_policy_blocks_what_would(tr
     open_page.write_text(re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", planted))
     screenshot(chromium, open_page, tmp_path / "open.png", height=600)
     assert hits == ["/planted.png"]
+
+
+# Reads every picture of the evaluation sections once the page has loaded: decoded (complete,
+# with pixels) and at what size, into an attribute --dump-dom shows. Only this instrumented
+# copy runs a script; the policy still forbids any fetch (default-src 'none').
+_DECODE_PROBE = """<script>
+addEventListener("load", () => {
+  const seen = [...document.querySelectorAll("#worst-mistakes img, #reliability img")].map(
+    (img) => [img.closest("[id]").id, img.complete && img.naturalWidth > 0, img.naturalWidth, img.naturalHeight]);
+  document.body.setAttribute("data-decoded", JSON.stringify(seen));
+});
+</script>"""
+
+
+def test_the_evaluation_sections_render_offline_and_their_thumbnails_decode(trained, chromium, probe, tmp_path):
+    page = _report(trained, trained.diverged)  # lr 50: test photos it got wrong, with thumbnails
+    html = page.read_text()
+    thumbnails = re.findall(r'<section id="worst-mistakes">.*?</section>', html, re.S)[0]
+    expected = []
+    for data in re.findall(r'src="data:image/jpeg;base64,([^"]+)"', thumbnails):
+        with Image.open(io.BytesIO(base64.b64decode(data))) as image:
+            expected.append(["worst-mistakes", True, *image.size])
+    assert len(expected) == len(trained.evaluation(trained.diverged)["worst_mistakes"]) > 0
+    instrumented = html.replace("default-src 'none';", "default-src 'none'; script-src 'unsafe-inline';", 1)
+    instrumented = instrumented.replace("</body>", _DECODE_PROBE + "</body>", 1)
+    copy = tmp_path / "instrumented.html"
+    copy.write_text(instrumented)
+    url, hits = probe
+    dom = dump_dom(chromium, copy, proxy=url)
+    decoded = json.loads(html_lib.unescape(re.search(r'data-decoded="([^"]*)"', dom).group(1)))
+    assert [d for d in decoded if d[0] == "worst-mistakes"] == expected
+    (reliability,) = [d for d in decoded if d[0] == "reliability"]
+    assert reliability[1] is True and reliability[2] >= 800
+    assert hits == []  # nothing was fetched from anywhere: every request would have come here
+    # The probe does see a fetch through the proxy, so the empty list above means something.
+    leaky = tmp_path / "leaky.html"
+    leaky.write_text('<!DOCTYPE html><html><body><img src="http://example.com/leak.png"></body></html>')
+    dump_dom(chromium, leaky, proxy=url)
+    assert hits and "leak.png" in hits[0]

@@ -10,6 +10,8 @@ import pytest
 from PIL import Image
 
 from dogbreed.ledger import Ledger
+from dogbreed.report import plots
+from dogbreed.report.records import read_records
 from tests.conftest import dogbreed_cli
 from tests.report.builders import evals, lines, meta, steps
 
@@ -27,14 +29,10 @@ def test_report_on_the_latest_job_writes_html_and_pngs_and_answers_the_design_fi
     html = Path(answer["report_uri"])
     assert html == trained.workspace / "reports" / trained.diverged / "report.html"
     assert html.is_file() and html.read_text().startswith("<!DOCTYPE html>")
-    assert {Path(p).name for p in answer["pngs"]} == {
-        "loss.png",
-        "accuracy.png",
-        "learning_rate.png",
-        "gradient_norms.png",
-        "step_time.png",
-        "utilisation.png",
-    }
+    expected = {"loss.png", "accuracy.png", "gradient_norms.png", "step_time.png", "utilisation.png", "reliability.png"}
+    if plots.constant_learning_rate(read_records(trained.records(trained.diverged))) is None:
+        expected.add("learning_rate.png")  # a schedule is drawn; a constant rate is one line of text
+    assert {Path(p).name for p in answer["pngs"]} == expected
     for png in answer["pngs"]:
         with Image.open(png) as image:
             assert image.format == "PNG" and image.width >= 800
@@ -131,5 +129,10 @@ def test_tuning_report_tabulates_trials_and_plots_each_hyperparameter(trained, t
     assert {rule["name"] for rule in answer["rules"]} >= {"loss_not_decreasing", "overfit"}  # the best trial's
     html = Path(answer["report_uri"]).read_text()
     assert f"{best} (best)" in html and "diverged" in html and "log axes</td><td>lr" in html
+    # The best trial got its own report, linked from this one by a path relative to it.
+    best_page = workspace / "reports" / best / "report.html"
+    assert answer["best_report"] == str(best_page) and best_page.is_file()
+    assert f'<a href="../{best}/report.html">' in html
+    assert f"Training job {best}" in best_page.read_text() and 'id="per-breed"' in best_page.read_text()
     missing = dogbreed_cli("report", "--tuning", "nope", "--set", f"workspace={workspace}")
     assert missing.returncode == 1 and "nope" in missing.stderr and "dogbreed status" in missing.stderr

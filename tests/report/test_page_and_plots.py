@@ -27,7 +27,10 @@ def _png_size(data: bytes) -> tuple[int, int]:
 def test_training_figures_are_pngs_and_only_those_with_data():
     full = run([meta()], steps([2.0 - 0.03 * i for i in range(30)]), evals([1.8, 1.2, 0.9], [1.9, 1.3, 1.0]), system([None] * 3))
     figures = plots.training_figures(full)
-    assert list(figures) == ["loss", "accuracy", "learning_rate", "gradient_norms", "step_time", "utilisation"]
+    # The builders' learning rate is constant: one line of text in the report, no figure.
+    assert list(figures) == ["loss", "accuracy", "gradient_norms", "step_time", "utilisation"]
+    scheduled = [{**record, "lr": 0.001 * (1 - i / 30)} for i, record in enumerate(steps([1.0] * 30))]
+    assert list(plots.training_figures(run(scheduled))) == ["loss", "learning_rate", "gradient_norms", "step_time"]
     assert all(_png_size(png)[0] >= 800 for png in figures.values())
     only_evals = plots.training_figures(run(evals([1.0, 0.5], [1.1, 0.6])))
     assert list(only_evals) == ["loss", "accuracy"]
@@ -69,7 +72,7 @@ def test_page_is_self_contained_escaped_and_forbids_network():
         RuleResult("overfit", ISSUE, "valid <b>loss</b> & more", "Do <this>."),
         RuleResult("LowGPU", OK, "fine", source="sagemaker-debugger"),
     ]
-    png = plots.learning_rate_figure(run(steps([1.0, 0.9])))
+    png = plots.loss_figure(run(steps([1.0, 0.9])))
     html = page.render(
         "Job <x>",
         [("job", "a&b")],

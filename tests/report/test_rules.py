@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dogbreed.report import rules
-from dogbreed.report.rules import ISSUE, NO_DATA, NOT_APPLICABLE, OK
+from dogbreed.report.rules import ISSUE, NO_DATA, NOT_APPLICABLE, OK, RuleResult
 from tests.report.builders import T0, evals, meta, run, steps, system
 
 FALLING = [2.5 - 0.04 * i for i in range(50)]  # 2.5 -> 0.54
@@ -22,12 +22,12 @@ def test_every_rule_answers_no_data_or_not_applicable_on_empty_records():
     assert all(r.source == "dogbreed" for r in results)
 
 
-def test_issues_carry_advice_and_ok_verdicts_do_not():
+def test_issues_carry_advice_and_every_other_verdict_says_why_there_is_nothing_to_do():
     results = rules.evaluate(run([meta()], steps([2.0] + [500.0] * 19), evals([900.0, 400.0], [2000.0, 3000.0])))
     flagged = {r.name: r for r in results if r.status == ISSUE}
     assert {"loss_not_decreasing", "overfit"} <= set(flagged)
     assert all(r.advice.endswith(".") and "train." in r.advice for r in flagged.values())
-    assert all(r.advice == "" for r in results if r.status == OK)
+    assert all(r.advice.startswith("Nothing to do") for r in results if r.status != ISSUE)
 
 
 # --- gradients ---------------------------------------------------------------------------
@@ -175,3 +175,16 @@ def test_cpu_bottleneck_when_the_gpu_idles_while_the_cpu_is_saturated():
         system([2, 3, 95, 1, 2], cpu=[390, 380, 100, 395, 370]),
     )
     assert roomy.status == OK
+
+
+def test_debuggers_verdicts_get_what_to_do_too():
+    theirs = [
+        RuleResult("LossNotDecreasing", ISSUE, "Debugger rule: IssuesFound", source="sagemaker-debugger"),
+        RuleResult("Overfit", OK, "Debugger rule: NoIssuesFound", source="sagemaker-debugger"),
+        RuleResult("ProfilerReport/CPUBottleneck", NO_DATA, "Debugger rule: InProgress", source="sagemaker-debugger"),
+    ]
+    advised = [rules.with_advice(r) for r in theirs]
+    assert "ProfilerReport" in advised[0].advice and advised[1].advice.startswith("Nothing to do")
+    assert "no verdict" in advised[2].advice
+    own = RuleResult("overfit", ISSUE, "x", "Do this.")
+    assert rules.with_advice(own) is own  # a rule's own advice is kept

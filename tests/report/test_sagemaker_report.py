@@ -66,7 +66,11 @@ def test_report_on_a_sagemaker_job_reads_its_output_tar_and_debugger_results(aws
     boto3.client("s3").create_bucket(Bucket=BUCKET)
     _create_job(job)
     records = trained.records(trained.diverged).read_bytes()
-    _put(f"dogbreed/jobs/{job}/output/output.tar.gz", _tar({"records.jsonl": records, "metrics.json": b"{}"}))
+    metrics = (trained.output(trained.diverged) / "metrics.json").read_bytes()
+    evaluation = (trained.output(trained.diverged) / "evaluation.json").read_bytes()
+    # What train.py writes into SM_OUTPUT_DATA_DIR, which SageMaker packs into output.tar.gz.
+    outputs = {"records.jsonl": records, "metrics.json": metrics, "evaluation.json": evaluation}
+    _put(f"dogbreed/jobs/{job}/output/output.tar.gz", _tar(outputs))
     rule_output = f"dogbreed/jobs/{job}/rule-output/ProfilerReport-1795000000/profiler-output"
     _put(f"{rule_output}/profiler-report.html", b"<html><body>Debugger's own ProfilerReport</body></html>")
     _put(
@@ -95,7 +99,27 @@ def test_report_on_a_sagemaker_job_reads_its_output_tar_and_debugger_results(aws
     assert "Debugger's own ProfilerReport" in (out / "profiler-report.html").read_text()
     html = Path(answer["report_uri"]).read_text()
     assert "SageMaker Debugger rules" in html and 'href="profiler-report.html"' in html
-    assert {Path(p).name for p in answer["pngs"]} >= {"loss.png", "gradient_norms.png"}
+    assert {Path(p).name for p in answer["pngs"]} >= {"loss.png", "gradient_norms.png", "reliability.png"}
+    # evaluation.json and metrics.json came out of output.tar.gz: the same answer as a local job's.
+    assert answer["evaluation"] == json.loads(evaluation) and (out / "evaluation.json").read_bytes() == evaluation
+    assert answer["timing"] == json.loads(metrics)["timing"] and answer["summary"]["test_acc"] is not None
+    assert 'id="worst-mistakes"' in html and 'id="per-breed"' in html
+
+    # `train --json` reads it the same way once the job completed (workflows/train.evaluation).
+    from dogbreed.backends import get_backend
+    from dogbreed.config import load_config
+    from dogbreed.reporting import NullReporter
+    from dogbreed.workflows import train as train_workflow
+    from dogbreed.workspace import Workspace
+
+    config = load_config((), sets=[f"workspace={workspace}", "backend=sagemaker", f"sagemaker.role={ROLE}"])
+    ws = Workspace(workspace)
+    backend = get_backend(config, ws, NullReporter(), "sagemaker")
+    dest = tmp_path / "train-answer"
+    assert train_workflow.evaluation(ws.ledger, backend, job, dest) == json.loads(evaluation)
+    # A later output without evaluation.json leaves none behind from the earlier download.
+    _put(f"dogbreed/jobs/{job}/output/output.tar.gz", _tar({"records.jsonl": records}))
+    assert train_workflow.evaluation(ws.ledger, backend, job, dest) is None and not (dest / "evaluation.json").exists()
 
 
 def test_a_sagemaker_job_that_aws_does_not_know_is_one_line(aws_env, tmp_path):

@@ -18,10 +18,11 @@ from dogbreed.errors import DogbreedError, NotFoundError
 from dogbreed.report.records import RECORDS_FILE
 from dogbreed.report.rules import RuleResult
 from dogbreed.report.sagemaker_job import (
+    OUTPUT_FILES,
     debugger_verdicts,
+    files_from_tar,
     output_tar_uri,
     profiler_summary,
-    records_from_tar,
     rule_output_prefixes,
 )
 
@@ -31,7 +32,7 @@ PROFILER_REPORT_HTML = "profiler-report.html"
 
 @dataclass
 class JobArtifacts:
-    records: Path | None = None  # the downloaded records.jsonl
+    records: Path | None = None  # the downloaded records.jsonl (metrics.json, evaluation.json beside it)
     output_uri: str | None = None  # the output.tar.gz it came from
     debugger_rules: list[RuleResult] = field(default_factory=list)
     profiler_report: Path | None = None  # Debugger's own HTML, saved beside our report
@@ -90,7 +91,7 @@ def fetch(aws: Any, job: str, dest: Path, output_uri: str | None = None) -> JobA
     found.output_uri = tar_uri
     if tar_uri:
         try:
-            records = records_from_tar(_get(s3, tar_uri))
+            files = files_from_tar(_get(s3, tar_uri))
         except ClientError as exc:
             if not _is_not_found(exc):
                 raise DogbreedError(f"downloading {tar_uri}: {exc}") from None
@@ -98,11 +99,18 @@ def fetch(aws: Any, job: str, dest: Path, output_uri: str | None = None) -> JobA
         except tarfile.TarError as exc:
             found.notes.append(f"{tar_uri} is not a readable tar.gz ({exc})")
         else:
-            if records is None:
+            # metrics.json and evaluation.json go beside records.jsonl, where the report reads
+            # them for local jobs too; a file this output lacks must not survive from an earlier one.
+            for name in OUTPUT_FILES:
+                path = dest / name
+                if name in files:
+                    path.write_bytes(files[name])
+                else:
+                    path.unlink(missing_ok=True)
+            if RECORDS_FILE not in files:
                 found.notes.append(f"{tar_uri} has no {RECORDS_FILE}: the job ran without the recorder")
             else:
                 found.records = dest / RECORDS_FILE
-                found.records.write_bytes(records)
 
     for prefix in rule_output_prefixes(description):
         try:

@@ -26,6 +26,26 @@ def _render(answer: dict[str, Any]):
         for rule in answer["rules"]:
             style = _STYLES.get(rule["status"], "white")
             table.add_row(rule["name"], f"[{style}]{rule['status']}[/]", rule["detail"], rule["advice"])
+        if answer.get("verdict"):
+            console.print(f"[bold]verdict:[/] {answer['verdict']['text']}", highlight=False)
+        summary = answer.get("summary") or {}
+        numbers = [
+            f"{key} {summary[key]:.4g}"
+            for key in ("valid_acc", "valid_loss", "test_acc", "test_loss")
+            if summary.get(key) is not None
+        ]
+        if numbers:
+            console.print(f"best epoch {summary.get('best_epoch')}: " + ", ".join(numbers), highlight=False)
+        evaluation = answer.get("evaluation") or {}
+        if evaluation.get("top1") is not None and evaluation.get("top5") is not None:
+            ece = (evaluation.get("calibration") or {}).get("ece")
+            pairs = evaluation.get("confused_pairs") or []
+            line = f"test top-1 {evaluation['top1']:.1%}, top-5 {evaluation['top5']:.1%}"
+            if isinstance(ece, (int, float)):
+                line += f", calibration error {ece:.3f}"
+            if pairs:
+                line += f"; most confused: {pairs[0]['a']} / {pairs[0]['b']} ({pairs[0]['total']})"
+            console.print(line, highlight=False)
         if answer["rules"]:
             console.print(table)
         for note in answer["notes"]:

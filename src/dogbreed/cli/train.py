@@ -77,5 +77,6 @@ def command(
         raise DogbreedError(
             f"training job {outcome.name} {outcome.state.lower()}: {outcome.failure}; full log: {outcome.log_uri}"
         )
-    answer = workflow.answer(plan, outcome, runner.name)
+    evaluation = workflow.evaluation(ledger, runner, outcome.name, session.workspace.reports() / outcome.name)
+    answer = workflow.answer(plan, outcome, runner.name, evaluation)
     session.emit(answer, _render(answer))

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Union
 
 from dogbreed.report.rules import ISSUE, NO_DATA, NOT_APPLICABLE, OK, RuleResult
 
@@ -30,7 +32,14 @@ table.facts td:first-child { color: #5b6670; width: 180px; }
 .not-applicable, .no-data, .other { background: #eceff2; color: #4c5660; }
 figure { margin: 16px 0; } figure img { max-width: 100%; border: 1px solid #eceff2; }
 figcaption { color: #5b6670; font-size: 13px; } .note { color: #5b6670; font-size: 13px; }
+.verdict { font-size: 15px; font-weight: 600; background: #fff6dc; border-left: 4px solid #e0a800; padding: 8px 12px; }
+.gallery { display: flex; flex-wrap: wrap; gap: 12px; } .gallery figure { margin: 0; width: 150px; }
+.gallery img { width: 96px; height: 96px; object-fit: contain; background: #f5f7f9; }
+.gallery .missing { display: block; width: 96px; height: 96px; background: #eceff2; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 """
+# What the job's thumbnails are: base64 JPEG/PNG data: URIs. Anything else is not rendered.
+_DATA_IMAGE = re.compile(r"data:image/(?:jpeg|png);base64,[A-Za-z0-9+/]+={0,2}")
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,35 @@ class Table:
     columns: Sequence[str]
     rows: Sequence[Sequence[str]]
     note: str = ""
+    numeric: Sequence[int] = ()  # column positions to right-align (numbers line up)
+    id: str = ""  # the section's anchor, for links and tests
+
+
+@dataclass(frozen=True)
+class Thumb:
+    data_uri: str | None  # data:image/jpeg;base64,... as the job wrote it; None: no picture
+    lines: Sequence[str]  # the caption, one line each
+
+
+@dataclass(frozen=True)
+class Gallery:
+    title: str
+    thumbs: Sequence[Thumb]
+    note: str = ""
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    text: str
+
+
+Block = Union[Table, Image, Gallery, Paragraph]
+
+
+def is_data_image(uri: object) -> bool:
+    """Whether `uri` is an inline base64 JPEG/PNG, the only kind of picture the page shows."""
+    return isinstance(uri, str) and _DATA_IMAGE.fullmatch(uri) is not None
 
 
 def _e(text: object) -> str:
@@ -71,11 +109,47 @@ def _rules(title: str, results: Sequence[RuleResult]) -> str:
     return f'<h2>{_e(title)}</h2><table class="rules">{head}{rows}</table>'
 
 
+def _cell(tag: str, text: object, position: int, numeric: Sequence[int]) -> str:
+    css = ' class="num"' if position in numeric else ""
+    return f"<{tag}{css}>{_e(text)}</{tag}>"
+
+
+def _id(name: str) -> str:
+    return f' id="{_e(name)}"' if name else ""
+
+
 def _table(table: Table) -> str:
-    head = "".join(f"<th>{_e(column)}</th>" for column in table.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>" for row in table.rows)
+    head = "".join(_cell("th", column, i, table.numeric) for i, column in enumerate(table.columns))
+    rows = "".join(
+        "<tr>" + "".join(_cell("td", cell, i, table.numeric) for i, cell in enumerate(row)) + "</tr>" for row in table.rows
+    )
     note = f'<p class="note">{_e(table.note)}</p>' if table.note else ""
-    return f"<h2>{_e(table.title)}</h2><table><tr>{head}</tr>{rows}</table>{note}"
+    return f"<section{_id(table.id)}><h2>{_e(table.title)}</h2><table><tr>{head}</tr>{rows}</table>{note}</section>"
+
+
+def _thumb(thumb: Thumb) -> str:
+    if is_data_image(thumb.data_uri):
+        picture = f'<img alt="{_e(thumb.lines[0] if thumb.lines else "")}" src="{thumb.data_uri}">'
+    else:
+        picture = '<span class="missing" title="no thumbnail"></span>'
+    caption = "<br>".join(_e(line) for line in thumb.lines)
+    return f"<figure>{picture}<figcaption>{caption}</figcaption></figure>"
+
+
+def _gallery(gallery: Gallery) -> str:
+    note = f'<p class="note">{_e(gallery.note)}</p>' if gallery.note else ""
+    items = "".join(_thumb(thumb) for thumb in gallery.thumbs)
+    return f'<section{_id(gallery.id)}><h2>{_e(gallery.title)}</h2>{note}<div class="gallery">{items}</div></section>'
+
+
+def _block(block: Block) -> str:
+    if isinstance(block, Table):
+        return _table(block)
+    if isinstance(block, Gallery):
+        return _gallery(block)
+    if isinstance(block, Image):
+        return _image(block)
+    return f'<p class="note">{_e(block.text)}</p>'
 
 
 def _image(image: Image) -> str:
@@ -95,15 +169,25 @@ def render(
     notes: Sequence[str] = (),
     links: Sequence[tuple[str, str]] = (),
     rules_title: str = "Rules",
+    verdict: str = "",
+    summary: Sequence[Block] = (),
+    sections: Sequence[Block] = (),
 ) -> str:
-    """The whole page. `links` are (label, relative path) to files saved beside the page."""
+    """The whole page, top to bottom: the verdict, facts, `summary` blocks, rules, `sections`
+    (the test evaluation), `tables`, plots, files and notes. `links` are (label, relative
+    path) to files saved beside the page (or other reports of the same workspace)."""
     ours = [r for r in rules if r.source == "dogbreed"]
     theirs = [r for r in rules if r.source != "dogbreed"]
-    parts = [f"<h1>{_e(title)}</h1>", _facts(facts)]
+    parts = [f"<h1>{_e(title)}</h1>"]
+    if verdict:
+        parts.append(f'<p class="verdict" id="verdict">{_e(verdict)}</p>')
+    parts.append(_facts(facts))
+    parts += [_block(block) for block in summary]
     if ours:
         parts.append(_rules(rules_title, ours))
     if theirs:
         parts.append(_rules("SageMaker Debugger rules", theirs))
+    parts += [_block(block) for block in sections]
     parts += [_table(table) for table in tables]
     if images:
         parts.append("<h2>Plots</h2>")

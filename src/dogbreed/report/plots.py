@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dogbreed.report.records import Run
@@ -22,7 +22,10 @@ TRAIN, VALID, BAD = "#1f77b4", "#ff7f0e", "#d62728"
 # A positive series spanning more than this ratio is drawn on a log axis (a diverging loss
 # of 1e4 next to a healthy 0.5 would otherwise flatten the healthy part to a line).
 LOG_AXIS_RATIO = 100.0
-SMOOTHING_STEPS = 10  # rolling median over this many steps for noisy per-step series
+SMOOTHING_STEPS = 10  # rolling median over at most this many steps for noisy per-step series
+# ...and over at most this share of the run: a 10-step window on a 12-step run would be one
+# flat line. The window is centred, so the median follows the data instead of trailing it.
+SMOOTHING_SHARE = 0.25
 
 
 def _figure(rows: int = 1, cols: int = 1) -> tuple[Any, Any]:
@@ -50,12 +53,34 @@ def _maybe_log(axis: Any, values: Sequence[float | None]) -> None:
         axis.set_yscale("log")
 
 
-def _rolling_median(values: Sequence[float], width: int = SMOOTHING_STEPS) -> list[float]:
+def smoothing_width(count: int) -> int:
+    """Steps in the rolling median of a series of `count` steps: shrinks with short runs."""
+    return max(1, min(SMOOTHING_STEPS, int(count * SMOOTHING_SHARE)))
+
+
+def rolling_median(values: Sequence[float], width: int | None = None) -> list[float]:
+    """Centred rolling median (no lag: a drop at step k shows at step k), nan-tolerant."""
+    width = smoothing_width(len(values)) if width is None else width
+    before = width // 2  # an even window leans back half a step, never forward
+    after = width - 1 - before
     out = []
     for i in range(len(values)):
-        window = [v for v in values[max(0, i - width + 1) : i + 1] if math.isfinite(v)]
+        window = [v for v in values[max(0, i - before) : i + after + 1] if math.isfinite(v)]
         out.append(statistics.median(window) if window else math.nan)
     return out
+
+
+def _whole_numbers(axis: Any) -> None:
+    """Ticks on whole numbers only: there is no epoch 2.5, no step 7.5, no trial 1.5."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def constant_learning_rate(run: Run) -> float | None:
+    """The learning rate when it never changed over the run's steps (a plot of it says nothing)."""
+    rates = {s.lr for s in run.steps if _finite(s.lr)}
+    return rates.pop() if len(rates) == 1 else None
 
 
 def _mark_non_finite(axis: Any, xs: Sequence[float], label: str) -> None:
@@ -75,7 +100,8 @@ def loss_figure(run: Run) -> bytes | None:
         xs = [s.index for s in steps]
         losses = [s.loss for s in steps]
         by_step.plot(xs, losses, color=TRAIN, alpha=0.3, linewidth=1, label="train (batch)")
-        by_step.plot(xs, _rolling_median(losses), color=TRAIN, linewidth=2, label=f"train (median of {SMOOTHING_STEPS})")
+        width = smoothing_width(len(losses))
+        by_step.plot(xs, rolling_median(losses, width), color=TRAIN, linewidth=2, label=f"train (median of {width})")
         _mark_non_finite(by_step, [s.index for s in steps if not math.isfinite(s.loss)], "nan/inf")
         _maybe_log(by_step, losses)
     ends = [e for e in run.evaluations if e.end_index is not None]
@@ -91,9 +117,9 @@ def loss_figure(run: Run) -> bytes | None:
             e.epoch for e in run.evaluations if any(v is not None and not math.isfinite(v) for v in (e.train_loss, e.valid_loss))
         ]
         _mark_non_finite(by_epoch, non_finite, "nan/inf")
-        by_epoch.set_xticks(epochs)
     by_epoch.set(title="Loss per epoch", xlabel="epoch", ylabel="cross-entropy")
     for axis in (by_step, by_epoch):
+        _whole_numbers(axis)
         axis.grid(alpha=0.3)
         if axis.get_legend_handles_labels()[0]:
             axis.legend(fontsize="small")
@@ -114,9 +140,9 @@ def accuracy_figure(run: Run) -> bytes | None:
     epochs = [e.epoch for e in evaluations]
     by_epoch.plot(epochs, [e.train_acc for e in evaluations], "o-", color=TRAIN, label="train")
     by_epoch.plot(epochs, [e.valid_acc for e in evaluations], "o-", color=VALID, label="valid")
-    by_epoch.set_xticks(epochs)
     by_epoch.set(title="Accuracy per epoch", xlabel="epoch", ylabel="accuracy")
     for axis in (by_step, by_epoch):
+        _whole_numbers(axis)
         axis.set_ylim(-0.02, 1.02)
         axis.grid(alpha=0.3)
         if axis.get_legend_handles_labels()[0]:
@@ -126,13 +152,14 @@ def accuracy_figure(run: Run) -> bytes | None:
 
 def learning_rate_figure(run: Run) -> bytes | None:
     steps = [s for s in run.steps if _finite(s.lr)]
-    if not steps:
-        return None
+    if not steps or constant_learning_rate(run) is not None:
+        return None  # the report says "constant at X" in one line instead
     figure, axes = _figure()
     axis = axes[0][0]
     axis.plot([s.index for s in steps], [s.lr for s in steps], color=TRAIN)
     _maybe_log(axis, [s.lr for s in steps])
     axis.set(title="Learning rate", xlabel="step", ylabel="lr")
+    _whole_numbers(axis)
     axis.grid(alpha=0.3)
     return _png(figure)
 
@@ -149,9 +176,13 @@ def gradient_figure(run: Run) -> bytes | None:
         axis.plot([x for x, _ in points], [y for _, y in points], label=group, linewidth=1.2)
         bad_xs += [x for x, y in points if not math.isfinite(y)]
     _mark_non_finite(axis, sorted(set(bad_xs)), "nan/inf")
-    if any(v > 0 for s in run.steps for v in s.grad_norm.values() if math.isfinite(v)):
-        axis.set_yscale("log")  # norms of different groups differ by orders of magnitude
+    # Log only when the norms span decades (groups of different sizes, a divergence); within
+    # one decade a log axis shows a single unlabelled tick and reads worse than a linear one.
+    _maybe_log(axis, [v for s in run.steps for v in s.grad_norm.values()])
+    if axis.get_yscale() == "log":
+        axis.grid(alpha=0.15, which="minor")
     axis.set(title="Gradient L2 norm per parameter group", xlabel="step", ylabel="norm")
+    _whole_numbers(axis)
     axis.grid(alpha=0.3)
     axis.legend(fontsize="small", ncol=2)
     return _png(figure)
@@ -174,6 +205,7 @@ def step_time_figure(run: Run) -> bytes | None:
         alpha=0.7,
     )
     axis.set(title="Step time breakdown", xlabel="step", ylabel="seconds")
+    _whole_numbers(axis)
     axis.grid(alpha=0.3)
     axis.legend(fontsize="small", loc="upper right")
     if rates:
@@ -258,13 +290,13 @@ def objective_figure(summary: TuningSummary) -> bytes | None:
         xlabel="trial",
         ylabel=summary.metric,
     )
-    axis.set_xticks([t.number for t in summary.trials])
+    _whole_numbers(axis)
     axis.grid(alpha=0.3)
     axis.legend(fontsize="small")
     return _png(figure)
 
 
-def params_figure(summary: TuningSummary, log_params: set[str]) -> bytes | None:
+def params_figure(summary: TuningSummary, log_params: set[str], categorical: set[str] = frozenset()) -> bytes | None:
     scored, names = summary.scored, summary.param_names
     if not scored or not names:
         return None
@@ -275,14 +307,18 @@ def params_figure(summary: TuningSummary, log_params: set[str]) -> bytes | None:
         axis = axes[position // cols][position % cols]
         points = [(t.params.get(name), t.objective) for t in scored if t.params.get(name) is not None]
         numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x, _ in points)
-        if numeric:
+        if numeric and name not in categorical:
             axis.scatter([x for x, _ in points], [y for _, y in points], color=TRAIN, zorder=3)
             if name in log_params:
                 axis.set_xscale("log")
-        else:  # categorical: one column per distinct value, in first-seen order
-            labels = list(dict.fromkeys(str(x) for x, _ in points))
+        else:  # categorical: one column per distinct value (numbers in order, else first seen)
+            values = list(dict.fromkeys(x for x, _ in points))
+            if numeric:
+                values.sort()
+            labels = [str(x) for x in values]
             axis.scatter([labels.index(str(x)) for x, _ in points], [y for _, y in points], color=TRAIN, zorder=3)
             axis.set_xticks(range(len(labels)), labels)
+            axis.set_xlim(-0.5, len(labels) - 0.5)
         axis.set(title=f"{name}{' (log axis)' if name in log_params else ''}", xlabel=name, ylabel=summary.metric)
         axis.grid(alpha=0.3)
     for position in range(len(names), rows * cols):
@@ -290,9 +326,37 @@ def params_figure(summary: TuningSummary, log_params: set[str]) -> bytes | None:
     return _png(figure)
 
 
-def tuning_figures(summary: TuningSummary, log_params: set[str]) -> dict[str, bytes]:
+def tuning_figures(summary: TuningSummary, log_params: set[str], categorical: set[str] = frozenset()) -> dict[str, bytes]:
     figures = {}
-    for name, png in (("objective", objective_figure(summary)), ("hyperparameters", params_figure(summary, log_params))):
+    drawn = (("objective", objective_figure(summary)), ("hyperparameters", params_figure(summary, log_params, categorical)))
+    for name, png in drawn:
         if png is not None:
             figures[name] = png
     return figures
+
+
+def reliability_figure(bins: Sequence[Mapping[str, Any]], ece: float | None = None) -> bytes | None:
+    """Reliability diagram: accuracy against confidence per bin (a calibrated model sits on
+    the diagonal), and how many test photos fell in each bin."""
+    filled = [b for b in bins if b.get("count") and _finite(b.get("accuracy")) and _finite(b.get("confidence"))]
+    if not filled:
+        return None
+    figure, axes = _figure(1, 2)
+    diagram, counts = axes[0][0], axes[0][1]
+    lefts = [float(b["lower"]) for b in filled]
+    widths = [float(b["upper"]) - float(b["lower"]) for b in filled]
+    diagram.bar(lefts, [b["accuracy"] for b in filled], width=widths, align="edge", color=TRAIN, edgecolor="white",
+                label="accuracy in the bin")  # fmt: skip
+    gaps = [b["confidence"] - b["accuracy"] for b in filled]
+    diagram.bar(lefts, gaps, bottom=[b["accuracy"] for b in filled], width=widths, align="edge", color=BAD, alpha=0.35,
+                edgecolor=BAD, label="gap to its mean confidence")  # fmt: skip
+    diagram.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+    title = "Reliability diagram" + (f" (ECE {ece:.3f})" if _finite(ece) else "")
+    diagram.set(title=title, xlabel="confidence (top-1 probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
+    diagram.legend(fontsize="small", loc="upper left")
+    diagram.grid(alpha=0.3)
+    counts.bar(lefts, [b["count"] for b in filled], width=widths, align="edge", color=VALID, edgecolor="white")
+    counts.set(title="Test photos per confidence bin", xlabel="confidence (top-1 probability)", ylabel="photos", xlim=(0, 1))
+    counts.yaxis.get_major_locator().set_params(integer=True)
+    counts.grid(alpha=0.3)
+    return _png(figure)

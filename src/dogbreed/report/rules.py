@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from dogbreed.report.records import Run, Sample
 
@@ -93,7 +93,7 @@ class RuleResult:
     name: str
     status: str  # ok | issue | not-applicable | no-data
     detail: str  # what the rule saw, with numbers
-    advice: str = ""  # one sentence: what to do (empty when there is nothing to do)
+    advice: str = ""  # one sentence: what to do; with_advice() says why nothing when a rule found nothing
     source: str = "dogbreed"  # or "sagemaker-debugger" for Debugger's own verdicts
 
     def to_json(self) -> dict[str, str]:
@@ -384,9 +384,46 @@ RULES: tuple[Callable[[Run], RuleResult], ...] = (
 )
 
 
+# "What to do" when a rule found nothing to fix: a row with an empty advice cell reads as
+# "we forgot", so every row says why there is nothing to do.
+_NOTHING_TO_DO_WHEN_OK = {
+    "vanishing_gradient": "Nothing to do: every trainable group still gets gradients.",
+    "exploding_gradient": "Nothing to do: the gradients stay finite and bounded.",
+    "loss_not_decreasing": "Nothing to do: the training loss falls.",
+    "overfit": "Nothing to do: valid loss stays close to train loss.",
+    "overtraining": "Nothing to do: the losses are still improving, so the epochs are not wasted.",
+    "dataloader_bottleneck": "Nothing to do: the data loader keeps up with the compute.",
+    "low_gpu_utilization": "Nothing to do: the GPU is kept busy.",
+    "cpu_bottleneck": "Nothing to do: the CPU does not hold the GPU back.",
+}
+_NOTHING_TO_DO = {
+    OK: "Nothing to do: no issue found.",
+    NOT_APPLICABLE: "Nothing to do: the rule does not apply to this run (see what it saw).",
+    NO_DATA: "Nothing to do for this run: it recorded too little for this rule (see what it saw); a longer run is judged.",
+}
+_DEBUGGER_ADVICE = {
+    ISSUE: "Read Debugger's ProfilerReport (under Files) for the rule's own analysis and advice.",
+    OK: "Nothing to do: Debugger found no issue.",
+    NO_DATA: "Nothing to do yet: Debugger has no verdict (the rule is still running, stopped or errored).",
+}
+
+
+def with_advice(result: RuleResult) -> RuleResult:
+    """The result with "what to do" filled: the rule's own advice, else why nothing."""
+    if result.advice:
+        return result
+    if result.source != "dogbreed":
+        advice = _DEBUGGER_ADVICE.get(result.status, _NOTHING_TO_DO.get(result.status, ""))
+    elif result.status == OK:
+        advice = _NOTHING_TO_DO_WHEN_OK.get(result.name, _NOTHING_TO_DO[OK])
+    else:
+        advice = _NOTHING_TO_DO.get(result.status, "See what the rule saw.")
+    return replace(result, advice=advice)
+
+
 def evaluate(run: Run) -> list[RuleResult]:
-    """Every rule's verdict on one run, in a fixed order."""
-    return [rule(run) for rule in RULES]
+    """Every rule's verdict on one run, in a fixed order, each with what to do."""
+    return [with_advice(rule(run)) for rule in RULES]
 
 
 def has_issues(results: Sequence[RuleResult]) -> bool:

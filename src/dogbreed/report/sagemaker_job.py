@@ -18,6 +18,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from dogbreed.errors import DogbreedError
+from dogbreed.report.evaluation import EVALUATION_FILE, METRICS_FILE
 from dogbreed.report.records import RECORDS_FILE
 from dogbreed.report.rules import ISSUE, NO_DATA, OK, RuleResult
 
@@ -26,6 +27,9 @@ SOURCE = "sagemaker-debugger"
 _VERDICTS = {"IssuesFound": ISSUE, "NoIssuesFound": OK}
 # output.tar.gz holds only what the job wrote; refuse anything absurd before reading it.
 MAX_RECORDS_BYTES = 512 * 2**20
+# What the report reads from the job's output: its records, and the metrics.json and
+# evaluation.json train.py writes beside them.
+OUTPUT_FILES = (RECORDS_FILE, METRICS_FILE, EVALUATION_FILE)
 
 
 def output_tar_uri(description: dict[str, Any]) -> str | None:
@@ -77,14 +81,22 @@ def profiler_summary(name: str, summary: dict[str, Any]) -> RuleResult:
     return RuleResult(f"ProfilerReport/{name}", verdict, detail, source=SOURCE)
 
 
-def records_from_tar(blob: bytes) -> bytes | None:
-    """records.jsonl's bytes from output.tar.gz, read in memory (nothing is extracted, so
-    member names cannot write outside our folder)."""
+def files_from_tar(blob: bytes, names: tuple[str, ...] = OUTPUT_FILES) -> dict[str, bytes]:
+    """The report's files (by base name) from output.tar.gz, read in memory (nothing is
+    extracted, so member names cannot write outside our folder); the first of each name wins."""
+    found: dict[str, bytes] = {}
     with tarfile.open(fileobj=io.BytesIO(blob), mode="r:*") as archive:
         for member in archive:
-            if member.isfile() and PurePosixPath(member.name).name == RECORDS_FILE:
+            name = PurePosixPath(member.name).name
+            if member.isfile() and name in names and name not in found:
                 if member.size > MAX_RECORDS_BYTES:
-                    raise DogbreedError(f"{RECORDS_FILE} in output.tar.gz is {member.size} bytes; refusing to read it")
+                    raise DogbreedError(f"{name} in output.tar.gz is {member.size} bytes; refusing to read it")
                 handle = archive.extractfile(member)
-                return handle.read() if handle else None
-    return None
+                if handle is not None:
+                    found[name] = handle.read()
+    return found
+
+
+def records_from_tar(blob: bytes) -> bytes | None:
+    """records.jsonl's bytes from output.tar.gz."""
+    return files_from_tar(blob, (RECORDS_FILE,)).get(RECORDS_FILE)

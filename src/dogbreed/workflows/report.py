@@ -1,4 +1,5 @@
-"""`report`: find a job in the ledger, read its records, judge them, write the HTML page.
+"""`report`: find a job in the ledger, read its records (and the metrics.json and
+evaluation.json the job wrote beside them), judge them, write the HTML page.
 
 Backend-agnostic: the job's own backend (the ledger says which) puts its records on this
 machine (a local job's are in its job folder; a SageMaker job's are inside its
@@ -20,9 +21,11 @@ from dogbreed.backends.base import Backend
 from dogbreed.config import Config
 from dogbreed.errors import DogbreedError, NotFoundError
 from dogbreed.ledger import Ledger, Resource
+from dogbreed.report import evaluation as job_evaluation
 from dogbreed.report import page, plots, rules
 from dogbreed.report.records import Run, read_records
 from dogbreed.report.tuning import TuningSummary, log_scaled, summarize
+from dogbreed.report.verdict import Verdict, verdict
 from dogbreed.reporting import NullReporter, Reporter
 from dogbreed.workspace import Workspace
 
@@ -43,6 +46,8 @@ class Report:
     records: str | None = None
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] | None = None
+    verdict: Verdict | None = None
 
     @property
     def issues(self) -> list[rules.RuleResult]:
@@ -59,6 +64,8 @@ class Report:
             "records": self.records,
             "issues": len(self.issues),
             "notes": self.notes,
+            "verdict": self.verdict.to_json() if self.verdict else None,
+            "evaluation": self.evaluation,
             **self.extra,
         }
 
@@ -96,13 +103,35 @@ class Loaded:
     links: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     status: str | None = None
+    # What the job wrote beside its records (metrics.json, evaluation.json), None when absent.
+    metrics: dict[str, Any] | None = None
+    evaluation: dict[str, Any] | None = None
 
 
 def load_job(job: Resource, out_dir: Path, backend_for: BackendFor) -> Loaded:
-    """The job's records (and what its backend's own tooling judged, e.g. Debugger)."""
+    """The job's records, metrics.json and evaluation.json (the job writes all three into
+    its output folder; a SageMaker job's come out of output.tar.gz into out_dir), and what
+    its backend's own tooling judged (Debugger)."""
     found = backend_for(job.backend).job_records(job, out_dir)
     run = read_records(found.path) if found.path else Run()
-    return Loaded(run, found.source, found.verdicts, found.links, found.notes, found.status)
+    loaded = Loaded(run, found.source, found.verdicts, found.links, list(found.notes), found.status)
+    folder = found.path.parent if found.path else None
+    loaded.metrics, problem = job_evaluation.read_metrics(folder)
+    if problem:
+        loaded.notes.append(problem)
+    loaded.evaluation, problem = job_evaluation.read_evaluation(folder)
+    if problem:
+        loaded.notes.append(problem)
+    return loaded
+
+
+def training_evaluation(job: Resource, out_dir: Path, backend: Backend) -> dict[str, Any] | None:
+    """The job's evaluation.json, for `train --json`: None when the job left none (no test
+    split, an older job) or its output cannot be read now."""
+    try:
+        return load_job(job, out_dir, lambda name: backend).evaluation
+    except DogbreedError:
+        return None
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -158,7 +187,10 @@ CAPTIONS = {
     "loss": "Training loss per step (batch and rolling median) with the validation loss at the end of each epoch; both per epoch.",
     "accuracy": "Training and validation accuracy at the end of each epoch, against steps and epochs.",
     "learning_rate": "Learning rate per step.",
-    "gradient_norms": "L2 norm of the gradients of each trainable parameter group, per step (log axis).",
+    "gradient_norms": "L2 norm of the gradients of each trainable parameter group, per step "
+    "(log axis when the norms span more than two decades).",
+    "reliability": "Reliability diagram of the test split: accuracy against the model's confidence in equal-width bins; "
+    "a calibrated model's bars reach the dashed diagonal. Right: how many test photos fell in each bin.",
     "step_time": "Seconds per step spent waiting for the next batch and computing, and images per second.",
     "utilisation": "CPU and memory of the training process over time (and the GPU when there is one).",
     "objective": "The objective of each trial, and the best so far.",
@@ -168,6 +200,116 @@ CAPTIONS = {
 
 def _images(figures: dict[str, bytes]) -> list[page.Image]:
     return [page.Image(name, CAPTIONS.get(name, name), png) for name, png in figures.items()]
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def training_summary(run: Run, metrics: dict[str, Any] | None, evaluation: dict[str, Any] | None) -> dict[str, Any]:
+    """The numbers that matter side by side: valid (what picked the epoch) and test (reported)."""
+    final = {**(run.final or {}), **((metrics or {}).get("final") or {})}
+    best_epoch = final.get("best_epoch")
+    at_best = next((e for e in run.evaluations if e.epoch == best_epoch), None)
+    summary = {
+        "best_epoch": best_epoch,
+        "valid_acc": _number(final.get("valid_acc")),
+        "valid_loss": _number(final.get("valid_loss")),
+        "test_acc": _number(final.get("test_acc")),
+        "test_loss": _number(final.get("test_loss")),
+        "test_top5": _number((evaluation or {}).get("top5")),
+    }
+    if at_best is not None:  # records carry the epoch's valid numbers when metrics.json is absent
+        summary["valid_acc"] = summary["valid_acc"] if summary["valid_acc"] is not None else at_best.valid_acc
+        summary["valid_loss"] = summary["valid_loss"] if summary["valid_loss"] is not None else at_best.valid_loss
+    return summary
+
+
+def _share(value: float | None) -> str:
+    return "" if value is None else f"{value:.1%}"
+
+
+def _summary_table(summary: dict[str, Any]) -> page.Table | None:
+    if all(summary[k] is None for k in ("valid_acc", "valid_loss", "test_acc", "test_loss")):
+        return None
+    epoch = summary["best_epoch"]
+    valid = f"valid (epoch {epoch}: picks the epoch)" if epoch else "valid (picks the epoch)"
+    rows = [
+        ["accuracy (top-1)", _share(summary["valid_acc"]), _share(summary["test_acc"])],
+        ["loss (cross-entropy)", _fmt(summary["valid_loss"]), _fmt(summary["test_loss"])],
+    ]
+    if summary["test_top5"] is not None:
+        rows.append(["accuracy (top-5)", "", _share(summary["test_top5"])])
+    return page.Table("Summary", ["", valid, "test (reported, never optimised)"], rows, numeric=(1, 2), id="summary")
+
+
+def _timing_table(phases: dict[str, float]) -> page.Table | None:
+    if not phases:
+        return None
+    return page.Table(
+        "Where the time went",
+        ["phase", "wall time", "share", "what it covers"],
+        job_evaluation.timing_rows(phases),
+        note="Wall time of each phase of train.py (metrics.json timing); a resumed job counts this process only.",
+        numeric=(1, 2),
+        id="timing",
+    )
+
+
+def evaluation_blocks(evaluation: dict[str, Any], reliability: bytes | None) -> list[page.Block]:
+    """The test evaluation: numbers, confused pairs, calibration, worst mistakes, per breed."""
+    blocks: list[page.Block] = [
+        page.Table("Test evaluation", ["measure", "value"], job_evaluation.headline(evaluation), numeric=(1,), id="evaluation")
+    ]
+    pairs = job_evaluation.pairs_rows(evaluation)
+    blocks.append(
+        page.Table(
+            "Most-confused breed pairs",
+            ["breed A", "breed B", "A taken for B", "B taken for A", "mistakes in all"],
+            pairs,
+            note="" if pairs else "No test photo was mistaken for another breed.",
+            numeric=(2, 3, 4),
+            id="confused-pairs",
+        )
+    )
+    if reliability is not None:
+        blocks.append(page.Image("reliability", CAPTIONS["reliability"], reliability))
+    mistakes = job_evaluation.mistakes(evaluation)
+    thumbs = [
+        page.Thumb(
+            m.get("thumbnail"),
+            [
+                f"true: {m.get('true')}",
+                f"predicted: {m.get('predicted')} ({_share(_number(m.get('probability')))})",
+                f"p(true breed): {_share(_number(m.get('true_probability')))}",
+            ],
+        )
+        for m in mistakes
+    ]
+    blocks.append(
+        page.Gallery(
+            "Most confident mistakes",
+            thumbs,
+            note="The test photos the model got wrong with the highest confidence, most confident first."
+            if thumbs
+            else "The model named every test photo right.",
+            id="worst-mistakes",
+        )
+    )
+    blocks.append(
+        page.Table(
+            "Per breed",
+            ["breed", "accuracy", "precision", "recall", "support"],
+            job_evaluation.per_breed_rows(evaluation),
+            note="On the test split, the least recognised breeds first. Accuracy is the share of the breed's photos "
+            "named right (its recall); precision, the share of photos named this breed that are; n/a: never predicted.",
+            numeric=(1, 2, 3, 4),
+            id="per-breed",
+        )
+    )
+    return blocks
 
 
 def _training_facts(job: Resource, loaded: Loaded) -> list[tuple[str, str]]:
@@ -186,7 +328,7 @@ def _training_facts(job: Resource, loaded: Loaded) -> list[tuple[str, str]]:
         ),
     ]
     if run.final:
-        facts += [(key, _fmt(run.final.get(key))) for key in ("best_epoch", "test_acc", "test_loss", "train_seconds")]
+        facts += [(key, _fmt(run.final.get(key))) for key in ("best_epoch", "train_seconds")]  # the rest: Summary
     if run.starts > 1:
         facts.append(("resumed", f"{run.starts - 1} time(s)"))
     facts += [("records", loaded.source or "none"), ("generated", datetime.now(timezone.utc).isoformat(timespec="seconds"))]
@@ -208,22 +350,65 @@ def training_report(
     out_dir = workspace.reports() / job.name
     reporter.info(f"report on training job {job.name} ({job.backend})")
     loaded = load_job(job, out_dir, backend_for)
-    results = rules.evaluate(loaded.run) + loaded.debugger
+    run, evaluation = loaded.run, loaded.evaluation
+    results = [rules.with_advice(r) for r in rules.evaluate(run) + loaded.debugger]
+    judged = verdict(run.evaluations)
     with reporter.task("drawing the plots"):
-        figures = plots.training_figures(loaded.run)
-    notes = loaded.notes + [f"records: {problem}" for problem in loaded.run.problems]
-    if loaded.run.final is None and loaded.run.steps:
+        figures = plots.training_figures(run)
+        reliability = None
+        if evaluation is not None:
+            reliability = plots.reliability_figure(
+                job_evaluation.calibration_bins(evaluation), (evaluation.get("calibration") or {}).get("ece")
+            )
+    notes = loaded.notes + [f"records: {problem}" for problem in run.problems]
+    if run.final is None and run.steps:
         notes.append("the records have no final record: the job is still running, or stopped before the end")
+    if evaluation is None and run.final is not None:
+        notes.append("no evaluation.json beside the records: the job had no test split, or predates the evaluation")
+    summary = training_summary(run, loaded.metrics, evaluation)
+    phases = job_evaluation.timing(loaded.metrics, run.final)
+    facts = _training_facts(job, loaded)
+    constant_lr = plots.constant_learning_rate(run)
+    if constant_lr is not None:
+        facts.append(("learning rate", f"constant at {constant_lr:g} over all {len(run.steps)} steps (no plot)"))
     html = page.render(
-        f"Training job {job.name}", _training_facts(job, loaded), results, _images(figures), notes=notes, links=loaded.links
+        f"Training job {job.name}",
+        facts,
+        results,
+        _images(figures),
+        notes=notes,
+        links=loaded.links,
+        verdict=f"Verdict: {judged.text}",
+        summary=[t for t in (_summary_table(summary), _timing_table(phases)) if t is not None],
+        sections=evaluation_blocks(evaluation, reliability) if evaluation is not None else (),
     )
-    html_path, pngs = _write_outputs(out_dir, html, figures)
-    report = Report(job.name, "training-job", job.backend, html_path, pngs, results, loaded.source, notes)
+    pngs_to_write = {**figures, **({"reliability": reliability} if reliability is not None else {})}
+    html_path, pngs = _write_outputs(out_dir, html, pngs_to_write)
+    report = Report(
+        job.name,
+        "training-job",
+        job.backend,
+        html_path,
+        pngs,
+        results,
+        loaded.source,
+        notes,
+        extra={"summary": summary, "timing": phases},
+        evaluation=evaluation,
+        verdict=judged,
+    )
     _record(ledger, report)
     return report
 
 
 # --- tuning ------------------------------------------------------------------------------
+
+
+def _categorical(config: Config, job: Resource) -> set[str]:
+    """Parameters searched as categories (their values are choices, not points on a line)."""
+    recorded = job.meta.get("ranges") or {}
+    found = {name for name, r in recorded.items() if isinstance(r, dict) and r.get("type") == "categorical"}
+    return found | {name for name, searched in config.tune.ranges.items() if searched.type == "categorical"}
 
 
 def _scalings(config: Config, job: Resource) -> dict[str, str]:
@@ -290,19 +475,24 @@ def tuning_report(
     reporter.info(f"report on tuning job {job.name} ({len(trials)} trials)")
     log_params = log_scaled(summary, _scalings(config, job))
     with reporter.task("drawing the plots"):
-        figures = plots.tuning_figures(summary, log_params)
+        figures = plots.tuning_figures(summary, log_params, _categorical(config, job))
     notes, results, links, source = [], [], [], None
     best_name = summary.best.get("name")
     best = next((t for t in trials if t.name == best_name), None)
+    best_page: Path | None = None
     if best is not None:
+        # The best trial's own report (its plots, rules, evaluation), written beside this one.
         try:
-            loaded = load_job(best, out_dir, backend_for)
+            best_report = training_report(config, workspace, best.name, backend_for=backend_for, reporter=reporter)
         except DogbreedError as exc:
-            notes.append(f"no rules for the best trial: {exc}")
+            notes.append(f"no report on the best trial: {exc}")
+            earlier = workspace.reports() / best.name / REPORT_FILE
+            best_page = earlier if earlier.is_file() else None  # an earlier report of it still helps
         else:
-            results = rules.evaluate(loaded.run) + loaded.debugger
-            notes += loaded.notes
-            links, source = loaded.links, loaded.source
+            results, source, best_page = best_report.rules, best_report.records, best_report.html
+            notes += [f"best trial: {note}" for note in best_report.notes]
+        if best_page is not None:
+            links.append((f"the best trial's own report ({best.name})", os.path.relpath(best_page, out_dir)))
     elif best_name:
         notes.append(f"the best trial {best_name} is not in the ledger")
     else:
@@ -342,7 +532,7 @@ def tuning_report(
         results,
         source,
         notes,
-        extra={"best": summary.best, "trials": len(summary.trials)},
+        extra={"best": summary.best, "trials": len(summary.trials), "best_report": str(best_page) if best_page else None},
     )
     _record(ledger, report)
     return report

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from dogbreed.backends.base import Backend, LogSink, TrainingOutcome, TrainingRequest
@@ -176,7 +177,19 @@ def wait(ledger: Ledger, backend: Backend, request: TrainingRequest, on_log: Log
     return outcome
 
 
-def answer(train_plan: TrainPlan, outcome: TrainingOutcome, backend: str) -> dict[str, Any]:
+def evaluation(ledger: Ledger, backend: Backend, name: str, dest: Path) -> dict[str, Any] | None:
+    """The job's evaluation.json (what it gets wrong on the test split), read where the job
+    left it: its local job folder, or its output.tar.gz on S3 (downloaded into dest, where
+    `report` finds it again). None when the job wrote none."""
+    from dogbreed.workflows.report import training_evaluation
+
+    job = ledger.get("training-job", name, backend.name)
+    return training_evaluation(job, dest, backend) if job is not None else None
+
+
+def answer(
+    train_plan: TrainPlan, outcome: TrainingOutcome, backend: str, evaluation: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         **outcome.to_json(),
         "backend": backend,
@@ -184,4 +197,5 @@ def answer(train_plan: TrainPlan, outcome: TrainingOutcome, backend: str) -> dic
         "dataset_uri": train_plan.request.dataset_uri,
         "hyperparameters": train_plan.request.hyperparameters,
         "tuned_params": train_plan.tuned_params,
+        "evaluation": evaluation,
     }

@@ -1,0 +1,149 @@
+"""One line that says what to do next, from the per-epoch metrics history (pure).
+
+The rules (rules.py) each judge one symptom; the verdict reads the whole history the way a
+person would before the next run: is valid accuracy still climbing (train longer), did the
+valid loss turn while the train loss kept falling (overfitting: stop earlier or regularise),
+did it level off (enough epochs), or did the model never fit the training photos at all.
+The job keeps the epoch with the best valid accuracy (breedkit/checkpoints.Best), so the
+verdict judges valid accuracy first and the valid loss second, as the job does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from dogbreed.report.records import Evaluation
+
+NO_DATA, DIVERGED, TOO_SHORT = "no-data", "diverged", "too-short"
+RISING, RISING_OVERCONFIDENT, OVERFITTING, UNDERFITTING, CONVERGED = (
+    "still-rising",
+    "rising-but-overconfident",
+    "overfitting",
+    "underfitting",
+    "converged",
+)
+# Valid accuracy must beat every earlier epoch by this much to count as still rising: less
+# is one photo's worth of noise on a small valid split, not a trend.
+ACC_DELTA = 0.005
+# The valid loss must climb this far above its minimum (relative) to call it overfitting; a
+# percent or two is noise between epochs.
+LOSS_RISE = 0.05
+# Below this train accuracy at the best epoch, with valid close behind, the model has not
+# learnt the training photos: capacity or learning rate, not epochs or regularisation.
+UNDERFIT_TRAIN_ACC = 0.6
+UNDERFIT_GAP = 0.05
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str
+    text: str
+    epoch: int | None = None  # the epoch the verdict points at (best, or where overfitting began)
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _pct(value: float) -> str:
+    return f"{value:.1%}"
+
+
+def verdict(history: Sequence[Evaluation]) -> Verdict:
+    """The verdict on a run from its evaluations, one per epoch, in epoch order."""
+    if not history:
+        return Verdict(NO_DATA, "no epoch was evaluated: nothing to judge yet (is the job still starting?)")
+    broken = next((e for e in history if any(v is not None and not math.isfinite(v) for v in (e.train_loss, e.valid_loss))), None)
+    if broken is not None:
+        return Verdict(
+            DIVERGED,
+            f"the loss became nan/inf at epoch {broken.epoch}: training diverged; lower train.lr (by 10x) and train again",
+            broken.epoch,
+        )
+    last = history[-1]
+    if len(history) == 1:
+        return Verdict(
+            TOO_SHORT,
+            "one epoch only: too short to see a trend; train more epochs (train.epochs) to see where valid accuracy goes",
+            last.epoch,
+        )
+
+    accs = [e.valid_acc for e in history]
+    use_acc = all(_finite(a) for a in accs)
+    if not use_acc and not all(_finite(e.valid_loss) for e in history):
+        return Verdict(NO_DATA, "the epochs recorded no valid accuracy or loss: nothing to judge the run by", last.epoch)
+    # Higher is better on the score: valid accuracy, or the negated valid loss without it.
+    scores = accs if use_acc else [-e.valid_loss if _finite(e.valid_loss) else -math.inf for e in history]
+    best_index = max(range(len(history)), key=lambda i: (scores[i], -i))  # earliest best
+    best = history[best_index]
+    rising = best_index == len(history) - 1 and scores[-1] > max(scores[:-1]) + (ACC_DELTA if use_acc else 0.0)
+
+    losses = [(e, e.valid_loss) for e in history if _finite(e.valid_loss)]
+    overfit_from: Evaluation | None = None
+    if losses:
+        low, low_loss = min(losses, key=lambda pair: pair[1])
+        after = [e for e, _ in losses if e.epoch > low.epoch]
+        train_fell = _finite(last.train_loss) and _finite(low.train_loss) and last.train_loss < low.train_loss
+        if after and _finite(last.valid_loss) and last.valid_loss > low_loss * (1 + LOSS_RISE) and train_fell:
+            overfit_from = after[0]
+            turned = (
+                f"valid loss rose from {low_loss:.3f} at epoch {low.epoch} to {last.valid_loss:.3f} at epoch {last.epoch} "
+                f"while the train loss fell to {last.train_loss:.3f}"
+            )
+
+    if rising:
+        if use_acc:
+            trend = f"valid accuracy still rising at the last epoch ({_pct(history[-2].valid_acc)} -> {_pct(last.valid_acc)})"
+        else:
+            before = history[-2].valid_loss
+            shown = f"{before:.3f}" if _finite(before) else "n/a"
+            trend = f"valid loss still falling at the last epoch ({shown} -> {last.valid_loss:.3f})"
+        if overfit_from is not None:
+            return Verdict(
+                RISING_OVERCONFIDENT,
+                f"{trend}, but the {turned}: the model grows overconfident; train more epochs with more "
+                "regularisation (train.label_smoothing, train.weight_decay)",
+                last.epoch,
+            )
+        return Verdict(RISING, f"{trend}: train more epochs (train.epochs above {last.epoch})", last.epoch)
+    if overfit_from is not None:
+        return Verdict(
+            OVERFITTING,
+            f"overfitting from epoch {overfit_from.epoch}: the {turned}; train {overfit_from.epoch - 1} epochs "
+            "(train.epochs) or regularise (train.augment_views, train.weight_decay, train.label_smoothing)",
+            overfit_from.epoch,
+        )
+    if (
+        use_acc
+        and _finite(best.train_acc)
+        and best.train_acc < UNDERFIT_TRAIN_ACC
+        and best.train_acc - best.valid_acc < UNDERFIT_GAP
+    ):
+        return Verdict(
+            UNDERFITTING,
+            f"underfitting: train accuracy only {_pct(best.train_acc)} at the best epoch ({best.epoch}), valid "
+            f"{_pct(best.valid_acc)}: the model does not fit even the training photos; raise train.lr, unfreeze "
+            "more of the backbone (model.freeze) or try a bigger model.arch",
+            best.epoch,
+        )
+    idle = last.epoch - best.epoch
+    what = f"valid accuracy {_pct(best.valid_acc)}" if use_acc else f"valid loss {best.valid_loss:.3f}"
+    if idle == 0:
+        return Verdict(
+            CONVERGED,
+            f"valid accuracy levelled off ({what} at the last epoch, within {ACC_DELTA:.1%} of earlier epochs): "
+            "more epochs will bring little; for more accuracy change the recipe (train.lr, model.freeze, model.arch)",
+            best.epoch,
+        )
+    return Verdict(
+        CONVERGED,
+        f"valid accuracy peaked at epoch {best.epoch} ({what}) and did not improve in the {idle} epoch(s) after: "
+        f"{best.epoch} epochs are enough (train.epochs={best.epoch}); for more accuracy change the recipe "
+        "(train.lr, model.freeze, model.arch)",
+        best.epoch,
+    )

@@ -1,0 +1,80 @@
+"""The overall verdict on synthetic histories: each shape of a run gets its own advice."""
+
+from __future__ import annotations
+
+import math
+
+from dogbreed.report import verdict as v
+from dogbreed.report.records import Evaluation
+
+
+def history(valid_acc, valid_loss, train_loss=None, train_acc=None) -> list[Evaluation]:
+    n = len(valid_acc)
+    train_loss = train_loss or [1.0 - 0.1 * i for i in range(n)]
+    train_acc = train_acc or [min(1.0, a + 0.1) if a is not None else None for a in valid_acc]
+    return [
+        Evaluation(
+            epoch=i + 1,
+            train_loss=train_loss[i],
+            train_acc=train_acc[i],
+            valid_loss=valid_loss[i],
+            valid_acc=valid_acc[i],
+            time=None,
+        )  # fmt: skip
+        for i in range(n)
+    ]
+
+
+def test_valid_accuracy_still_rising_at_the_last_epoch_says_train_more_epochs():
+    judged = v.verdict(history([0.5, 0.6, 0.72], [1.2, 1.0, 0.9]))
+    assert judged.kind == v.RISING and judged.epoch == 3
+    assert judged.text.startswith("valid accuracy still rising at the last epoch (60.0% -> 72.0%)")
+    assert "train more epochs" in judged.text and "train.epochs above 3" in judged.text
+
+
+def test_valid_loss_turning_while_train_loss_falls_is_overfitting_from_the_epoch_after_its_minimum():
+    judged = v.verdict(history([0.5, 0.7, 0.7, 0.68], [1.0, 0.8, 0.9, 1.1], train_loss=[1.0, 0.6, 0.4, 0.2]))
+    assert judged.kind == v.OVERFITTING and judged.epoch == 3
+    assert judged.text.startswith("overfitting from epoch 3:")
+    assert "valid loss rose from 0.800 at epoch 2 to 1.100 at epoch 4" in judged.text
+    assert "train 2 epochs" in judged.text and "train.weight_decay" in judged.text
+
+
+def test_a_valid_loss_wobble_within_the_tolerance_is_not_overfitting():
+    # 0.8 -> 0.83 is below LOSS_RISE (5 %): accuracy flat since epoch 2, so the run converged.
+    judged = v.verdict(history([0.5, 0.7, 0.7, 0.7], [1.0, 0.8, 0.82, 0.83], train_loss=[1.0, 0.6, 0.4, 0.2]))
+    assert judged.kind == v.CONVERGED and judged.epoch == 2
+    assert "peaked at epoch 2" in judged.text and "train.epochs=2" in judged.text and "2 epoch(s) after" in judged.text
+
+
+def test_rising_accuracy_with_a_rising_loss_says_overconfident_not_stop():
+    judged = v.verdict(history([0.5, 0.6, 0.7, 0.8], [1.0, 0.7, 0.9, 1.2], train_loss=[1.0, 0.5, 0.3, 0.1]))
+    assert judged.kind == v.RISING_OVERCONFIDENT and judged.epoch == 4
+    assert "still rising" in judged.text and "overconfident" in judged.text and "label_smoothing" in judged.text
+
+
+def test_a_gain_below_the_noise_threshold_is_levelled_off_not_rising():
+    judged = v.verdict(history([0.5, 0.8, 0.803], [1.0, 0.6, 0.6]))
+    assert judged.kind == v.CONVERGED and judged.epoch == 3 and "levelled off" in judged.text
+
+
+def test_a_model_that_cannot_fit_its_training_photos_is_underfitting():
+    judged = v.verdict(history([0.2, 0.3, 0.3], [2.0, 1.9, 1.9], train_acc=[0.22, 0.31, 0.32]))
+    assert judged.kind == v.UNDERFITTING and judged.epoch == 2
+    assert "train accuracy only 31.0%" in judged.text and "model.freeze" in judged.text
+
+
+def test_a_nan_loss_is_a_divergence_whatever_the_accuracy():
+    judged = v.verdict(history([0.5, 0.6, 0.1], [1.0, math.nan, math.nan]))
+    assert judged.kind == v.DIVERGED and judged.epoch == 2 and "lower train.lr" in judged.text
+
+
+def test_without_valid_accuracy_the_valid_loss_decides():
+    judged = v.verdict(history([None, None, None], [1.0, 0.8, 0.6], train_acc=[None, None, None]))
+    assert judged.kind == v.RISING and judged.text.startswith("valid loss still falling at the last epoch (0.800 -> 0.600)")
+
+
+def test_one_epoch_or_none_is_too_little_to_judge():
+    assert v.verdict(history([0.5], [1.0])).kind == v.TOO_SHORT
+    assert v.verdict([]).kind == v.NO_DATA
+    assert v.verdict([]).to_json() == {"kind": "no-data", "text": v.verdict([]).text, "epoch": None}
