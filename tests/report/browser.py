@@ -29,6 +29,18 @@ FLAGS = (
     "--hide-scrollbars",
 )
 
+# Chromium's own requests (its network clock, safe-browsing and translation services), which
+# would reach a proxy probe and be mistaken for the page's: off, so the probe sees the page only.
+QUIET_FLAGS = (
+    "--disable-features=NetworkTimeServiceQuerying,Translate,OptimizationHints,MediaRouter,AutofillServerCommunication",
+    "--disable-domain-reliability",
+    "--disable-client-side-phishing-detection",
+    "--safebrowsing-disable-auto-update",
+    "--no-pings",
+    "--no-default-browser-check",
+    "--metrics-recording-only",
+)
+
 
 def find_chromium() -> str | None:
     for name in NAMES:
@@ -90,7 +102,7 @@ def dump_dom(chromium: str, page: Path, proxy: str | None = None, timeout: float
     run, images decoded). With `proxy`, every http(s) request the page makes, to any host,
     goes to that address instead: a probe there sees any fetch at all."""
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
-        command = [chromium, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom"]
+        command = [chromium, *FLAGS, *QUIET_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom"]
         if proxy:
             # <-loopback> drops chromium's implicit loopback bypass, so nothing escapes the probe.
             command += [f"--proxy-server={proxy}", "--proxy-bypass-list=<-loopback>"]

@@ -44,7 +44,7 @@ def test_a_valid_loss_wobble_within_the_tolerance_is_not_overfitting():
     # 0.8 -> 0.83 is below LOSS_RISE (5 %): accuracy flat since epoch 2, so the run converged.
     judged = v.verdict(history([0.5, 0.7, 0.7, 0.7], [1.0, 0.8, 0.82, 0.83], train_loss=[1.0, 0.6, 0.4, 0.2]))
     assert judged.kind == v.CONVERGED and judged.epoch == 2
-    assert "peaked at epoch 2" in judged.text and "train.epochs=2" in judged.text and "2 epoch(s) after" in judged.text
+    assert "peaked at epoch 2" in judged.text and "train.epochs=2" in judged.text and "in the 2 epochs after" in judged.text
 
 
 def test_rising_accuracy_with_a_rising_loss_says_overconfident_not_stop():
@@ -78,3 +78,21 @@ def test_one_epoch_or_none_is_too_little_to_judge():
     assert v.verdict(history([0.5], [1.0])).kind == v.TOO_SHORT
     assert v.verdict([]).kind == v.NO_DATA
     assert v.verdict([]).to_json() == {"kind": "no-data", "text": v.verdict([]).text, "epoch": None}
+
+
+def test_equal_valid_accuracy_goes_to_the_lower_valid_loss_as_the_job_keeps_it():
+    # Valid accuracy is 100 % from epoch 2; the job keeps epoch 4 for its lower valid loss.
+    judged = v.verdict(history([0.9, 1.0, 1.0, 1.0], [0.5, 0.3, 0.2, 0.1]))
+    assert judged.kind == v.CONVERGED and judged.epoch == 4
+    assert judged.text.startswith("valid accuracy levelled off at 100.0% (since epoch 2;")
+
+
+def test_a_train_loss_above_a_uniform_guess_is_a_divergence_even_when_finite():
+    # What lr 50 did in the real test run: losses in the thousands, valid accuracy climbing.
+    diverging = history([0.2, 0.6, 0.7, 0.8], [13592.0, 631.3, 235.3, 107.1], train_loss=[8913.4, 4680.7, 772.6, 377.0])
+    judged = v.verdict(diverging, num_classes=10)
+    assert judged.kind == v.DIVERGED and judged.epoch == 4
+    assert "ends at 377" in judged.text and "2.30 of a uniform guess over 10 breeds" in judged.text
+    assert v.verdict(diverging).kind == v.RISING  # without the class count it cannot tell
+    healthy = history([0.9, 1.0], [0.05, 0.04], train_loss=[1.07, 1.02])  # label smoothing keeps it above 1
+    assert v.verdict(healthy, num_classes=10).kind != v.DIVERGED

@@ -54,8 +54,14 @@ def _pct(value: float) -> str:
     return f"{value:.1%}"
 
 
-def verdict(history: Sequence[Evaluation]) -> Verdict:
-    """The verdict on a run from its evaluations, one per epoch, in epoch order."""
+def _epochs(count: int) -> str:
+    return f"{count} epoch" + ("" if count == 1 else "s")
+
+
+def verdict(history: Sequence[Evaluation], num_classes: int | None = None) -> Verdict:
+    """The verdict on a run from its evaluations, one per epoch, in epoch order.
+    `num_classes` (the run's meta) lets it tell a finite divergence: a train loss that ends
+    above that of a uniform guess, ln(classes), has learnt nothing that holds."""
     if not history:
         return Verdict(NO_DATA, "no epoch was evaluated: nothing to judge yet (is the job still starting?)")
     broken = next((e for e in history if any(v is not None and not math.isfinite(v) for v in (e.train_loss, e.valid_loss))), None)
@@ -66,6 +72,13 @@ def verdict(history: Sequence[Evaluation]) -> Verdict:
             broken.epoch,
         )
     last = history[-1]
+    if num_classes and num_classes > 1 and _finite(last.train_loss) and last.train_loss > math.log(num_classes):
+        return Verdict(
+            DIVERGED,
+            f"the train loss ends at {last.train_loss:.4g}, above the {math.log(num_classes):.2f} of a uniform guess over "
+            f"{num_classes} breeds: training diverged or never started; lower train.lr (by 10x) and train again",
+            last.epoch,
+        )
     if len(history) == 1:
         return Verdict(
             TOO_SHORT,
@@ -79,8 +92,11 @@ def verdict(history: Sequence[Evaluation]) -> Verdict:
         return Verdict(NO_DATA, "the epochs recorded no valid accuracy or loss: nothing to judge the run by", last.epoch)
     # Higher is better on the score: valid accuracy, or the negated valid loss without it.
     scores = accs if use_acc else [-e.valid_loss if _finite(e.valid_loss) else -math.inf for e in history]
-    best_index = max(range(len(history)), key=lambda i: (scores[i], -i))  # earliest best
+    # The epoch the job keeps: best score, ties to the lower valid loss, then the earliest.
+    neg_loss = [-e.valid_loss if _finite(e.valid_loss) else -math.inf for e in history]
+    best_index = max(range(len(history)), key=lambda i: (scores[i], neg_loss[i], -i))
     best = history[best_index]
+    peak = history[min(i for i in range(len(history)) if scores[i] == scores[best_index])]  # first reached
     rising = best_index == len(history) - 1 and scores[-1] > max(scores[:-1]) + (ACC_DELTA if use_acc else 0.0)
 
     losses = [(e, e.valid_loss) for e in history if _finite(e.valid_loss)]
@@ -131,19 +147,27 @@ def verdict(history: Sequence[Evaluation]) -> Verdict:
             "more of the backbone (model.freeze) or try a bigger model.arch",
             best.epoch,
         )
-    idle = last.epoch - best.epoch
-    what = f"valid accuracy {_pct(best.valid_acc)}" if use_acc else f"valid loss {best.valid_loss:.3f}"
-    if idle == 0:
+    recipe = "for more accuracy change the recipe (train.lr, model.freeze, model.arch)"
+    if not use_acc:
         return Verdict(
             CONVERGED,
-            f"valid accuracy levelled off ({what} at the last epoch, within {ACC_DELTA:.1%} of earlier epochs): "
-            "more epochs will bring little; for more accuracy change the recipe (train.lr, model.freeze, model.arch)",
+            f"the valid loss bottomed out at epoch {best.epoch} ({best.valid_loss:.3f}): "
+            f"{_epochs(best.epoch)} are enough (train.epochs={best.epoch}); {recipe}",
             best.epoch,
         )
+    if best is last:
+        # The last epoch is the best only by a hair (within ACC_DELTA) or by its lower valid loss.
+        since = f"since epoch {peak.epoch}" if peak is not last else "at the last epoch"
+        return Verdict(
+            CONVERGED,
+            f"valid accuracy levelled off at {_pct(best.valid_acc)} ({since}; the last epoch is kept for its lower valid "
+            f"loss or a gain under {ACC_DELTA:.1%}): more epochs will bring little; {recipe}",
+            best.epoch,
+        )
+    idle = last.epoch - best.epoch
     return Verdict(
         CONVERGED,
-        f"valid accuracy peaked at epoch {best.epoch} ({what}) and did not improve in the {idle} epoch(s) after: "
-        f"{best.epoch} epochs are enough (train.epochs={best.epoch}); for more accuracy change the recipe "
-        "(train.lr, model.freeze, model.arch)",
+        f"valid accuracy peaked at epoch {best.epoch} ({_pct(best.valid_acc)}) and did not improve in the "
+        f"{_epochs(idle)} after: {_epochs(best.epoch)} are enough (train.epochs={best.epoch}); {recipe}",
         best.epoch,
     )

@@ -352,7 +352,7 @@ def training_report(
     loaded = load_job(job, out_dir, backend_for)
     run, evaluation = loaded.run, loaded.evaluation
     results = [rules.with_advice(r) for r in rules.evaluate(run) + loaded.debugger]
-    judged = verdict(run.evaluations)
+    judged = verdict(run.evaluations, run.meta.get("num_classes"))
     with reporter.task("drawing the plots"):
         figures = plots.training_figures(run)
         reliability = None
