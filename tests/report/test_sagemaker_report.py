@@ -186,3 +186,20 @@ def test_records_are_read_from_the_tar_in_memory_whatever_the_member_path():
     blob = _tar({"../../etc/records.jsonl": b'{"type": "meta"}\n'})
     assert sagemaker_job.records_from_tar(blob) == b'{"type": "meta"}\n'
     assert sagemaker_job.records_from_tar(_tar({"metrics.json": b"{}"})) is None
+
+
+def test_files_from_tar_takes_the_report_files_by_name_wherever_they_sit():
+    blob = _tar(
+        {
+            "data/records.jsonl": b"r1",
+            "evaluation.json": b"{}",
+            "deep/er/metrics.json": b'{"timing": {}}',
+            "other/records.jsonl": b"r2",  # the first of a name wins
+            "model.pth": b"not ours",
+        }
+    )
+    assert sagemaker_job.files_from_tar(blob) == {
+        "records.jsonl": b"r1",
+        "evaluation.json": b"{}",
+        "metrics.json": b'{"timing": {}}',
+    }
