@@ -98,3 +98,94 @@ def upload_dataset(s3, dogs_dir: Path, per_breed: tuple[int, int, int] = (2, 1, 
     }
     s3.put_object(Bucket=BUCKET, Key="dogbreed/data/dogs/manifest.json", Body=json.dumps(manifest).encode())
     return manifest
+
+
+def record_calls(aws, service: str) -> list[tuple[str, dict]]:
+    """The (operation, params) of every call the session's clients of `service` make from now
+    on, as boto3 receives them: registered on the boto3 session, so clients made later (the
+    backend makes its own) inherit the handler."""
+    calls: list[tuple[str, dict]] = []
+
+    def record(params, model, **_):
+        calls.append((model.name, dict(params)))
+
+    aws.boto.events.register(f"provide-client-params.{service}", record)
+    return calls
+
+
+@pytest.fixture(scope="session")
+def moto_plus(tmp_path_factory):
+    """A second moto server that also knows SageMaker's quotas and UpdateEndpoint
+    (tests/sagemaker/moto_plus.py); yields (URL, the JSON file the quotas are read from)."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from dogbreed.testing import _free_port
+
+    seed = tmp_path_factory.mktemp("quotas") / "quotas.json"
+    port = _free_port()
+    script = Path(__file__).with_name("moto_plus.py")
+    env = {**os.environ, "DOGBREED_QUOTAS_FILE": str(seed)}
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(url + "/moto-api/", timeout=1)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("tests/sagemaker/moto_plus.py did not start") from None
+                time.sleep(0.1)
+        yield url, seed
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def aws_plus(aws_env, moto_plus, monkeypatch):
+    """Every AWS client aimed at moto_plus instead of the plain moto server; state reset.
+    Request it before `s3` and `sagemaker_client` (an autouse fixture of the module does)."""
+    import urllib.request
+
+    url, seed = moto_plus
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    urllib.request.urlopen(urllib.request.Request(url + "/moto-api/reset", method="POST"), timeout=10)
+    seed.write_text("{}")
+    return url
+
+
+def sagemaker_quota(code: str, name: str, value: float) -> dict:
+    """A SageMaker quota as ListAWSDefaultServiceQuotas answers it."""
+    return {
+        "ServiceCode": "sagemaker",
+        "ServiceName": "Amazon SageMaker",
+        "QuotaArn": f"arn:aws:servicequotas:{REGION}::sagemaker/{code}",
+        "QuotaCode": code,
+        "QuotaName": name,
+        "Value": value,
+        "Unit": "None",
+        "Adjustable": True,
+        "GlobalQuota": False,
+    }
+
+
+@pytest.fixture
+def seed_quotas(aws_plus, moto_plus):
+    """Call it with the account's SageMaker quotas (moto_plus reads them per request)."""
+    _, seed = moto_plus
+
+    def write(defaults: list[dict] = (), applied: dict | None = None, denied: bool = False) -> None:
+        seed.write_text(json.dumps({"defaults": list(defaults), "applied": applied or {}, "denied": denied}))
+
+    return write

@@ -16,7 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from dogbreed.aws import inventory, job_output, naming, preflight, pricing
+from dogbreed.aws import inventory, job_output, naming, preflight, pricing, quotas
 from dogbreed.aws.client_errors import code_of, is_missing, message_of
 from dogbreed.aws.describe import endpoint_info, training_outcome, tuning_answer
 from dogbreed.aws.estimators import JobInputs, build_estimator, job_hyperparameters, job_inputs
@@ -227,12 +227,20 @@ class SageMakerBackend:
             *preflight.check_role(self.aws),
             *preflight.check_bucket(self.aws),
         ]
+        problems += self._check_quotas(quotas.training_needs(config, instance_use))
         if not problems:
             self.reporter.info("pre-flight: rehearsing train.py on one batch per split, locally")
             rehearse = self._rehearse or local_rehearsal(config, self.workspace, self.reporter)
             flags = job_hyperparameters(config, request.hyperparameters)
             problems += rehearse_training(config, self.aws, self.workspace, request, flags, rehearse)
         preflight.raise_if(problems, self.reporter, f"training job {request.name}")
+
+    def _check_quotas(self, needs: list[quotas.QuotaNeed]) -> list[str]:
+        """Shortfalls as problems; quotas that cannot be read as warnings (the check is a hint)."""
+        checked = quotas.check_quotas(self.aws.client("service-quotas"), needs, self.aws.region)
+        for warning in checked.warnings:
+            self.reporter.warn(f"pre-flight: {warning}")
+        return checked.problems
 
     def _follow_existing(self, what: str, name: str, state: str | None, hint: str = "") -> bool:
         """True when a job of this name already runs or ran to completion: follow it instead of
@@ -447,6 +455,7 @@ class SageMakerBackend:
         ]
         if not request.model_uri.startswith("s3://"):
             problems += preflight.check_bucket(self.aws)
+        problems += self._check_quotas(quotas.endpoint_needs(config))
         preflight.raise_if(problems, self.reporter, f"endpoint {request.endpoint_name}")
 
     def deploy(
