@@ -1,4 +1,4 @@
-"""moto's server, with the piece of AWS behaviour its SageMaker tests need and moto lacks.
+"""moto's server, with the two pieces of AWS behaviour its SageMaker tests need and moto lacks.
 
 - Service Quotas: moto implements ListAWSDefaultServiceQuotas and GetServiceQuota but ships
   quota data for the `vpc` service only. SageMaker's are read, on every request, from the
@@ -6,6 +6,12 @@
       {"defaults": [Quota, ...], "applied": {"L-CODE": value}, "denied": false}
   `denied: true` answers AccessDeniedException, as AWS does for a caller without
   servicequotas:* permissions.
+- SageMaker UpdateEndpoint, which moto does not implement, as AWS documents it: the endpoint
+  must be InService and the config must exist (ValidationException otherwise); the new
+  variants' model data is fetched (here: must exist in moto's S3). When it cannot be, the
+  update fails and SageMaker rolls back: the endpoint keeps its old config, is InService
+  again, and DescribeEndpoint's FailureReason says why ("the status is InService but update
+  operation fails", DescribeEndpoint's API reference).
 Every other call is moto's own.
 
 Usage: python moto_plus.py -H 127.0.0.1 -p PORT
@@ -19,6 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from moto.core.exceptions import JsonRESTError
+from moto.core.responses import ActionResult
+from moto.core.utils import utcnow
+from moto.s3.models import s3_backends
+from moto.sagemaker.exceptions import ValidationError
+from moto.sagemaker.models import SageMakerModelBackend
+from moto.sagemaker.responses import SageMakerResponse
 from moto.server import main
 from moto.servicequotas.models import ServiceQuotasBackend
 
@@ -59,6 +71,54 @@ def get_service_quota(self: ServiceQuotasBackend, service_code: str, quota_code:
 
 ServiceQuotasBackend.list_aws_default_service_quotas = list_aws_default_service_quotas
 ServiceQuotasBackend.get_service_quota = get_service_quota
+
+# --- SageMaker UpdateEndpoint ---------------------------------------------------------------
+
+
+def _model_data_missing(backend: SageMakerModelBackend, variants: list[dict[str, Any]]) -> str | None:
+    for variant in variants:
+        model = backend.describe_model(variant["ModelName"])
+        url = (model.primary_container or {}).get("ModelDataUrl", "")
+        if not url.startswith("s3://"):
+            continue
+        bucket, _, key = url[len("s3://") :].partition("/")
+        try:
+            found = s3_backends[backend.account_id]["aws"].get_object(bucket, key)
+        except Exception:  # noqa: BLE001 - moto's MissingBucket and friends
+            found = None
+        if found is None:
+            return f"Failed to download model data for container in variant {variant['VariantName']}: {url} not found."
+    return None
+
+
+def update_endpoint(self: SageMakerModelBackend, endpoint_name: str, endpoint_config_name: str) -> Any:
+    endpoint = self.endpoints.get(endpoint_name)
+    if endpoint is None:
+        raise ValidationError(message=f"Could not find endpoint '{endpoint_name}'.")
+    if endpoint.endpoint_status != "InService":
+        raise ValidationError(message=f"Cannot update in-progress endpoint '{endpoint.arn}'.")
+    config = self.describe_endpoint_config(endpoint_config_name)  # ValidationError when missing
+    failure = _model_data_missing(self, config["ProductionVariants"])
+    endpoint.last_modified_time = utcnow()
+    if failure:
+        endpoint.failure_reason = failure  # rolled back: the old config still serves
+        return endpoint
+    endpoint.endpoint_config_name = endpoint_config_name
+    endpoint.production_variants = endpoint._process_production_variants(config["ProductionVariants"])
+    endpoint.failure_reason = None
+    return endpoint
+
+
+def update_endpoint_response(self: SageMakerResponse) -> ActionResult:
+    endpoint = self.sagemaker_backend.update_endpoint(
+        endpoint_name=self._get_param("EndpointName"),
+        endpoint_config_name=self._get_param("EndpointConfigName"),
+    )
+    return ActionResult({"EndpointArn": endpoint.arn})
+
+
+SageMakerModelBackend.update_endpoint = update_endpoint
+SageMakerResponse.update_endpoint = update_endpoint_response
 
 if __name__ == "__main__":
     main()

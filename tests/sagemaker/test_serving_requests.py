@@ -131,10 +131,13 @@ def test_a_local_model_tar_is_uploaded_content_addressed(tmp_path, s3):
     assert s3.head_object(Bucket=BUCKET, Key=uri.split(f"s3://{BUCKET}/", 1)[1])["ContentLength"] == model.stat().st_size
 
 
-def test_deploying_over_a_live_endpoint_is_refused(tmp_path, s3):
-    backend, _, _ = _deploy(tmp_path)
-    with pytest.raises(DogbreedError, match="already exists"):
+def test_the_same_deploy_request_twice_changes_nothing(tmp_path, s3, sagemaker_client):
+    """A redeploy updates the endpoint in place (test_redeploy.py); the very same request
+    (same model, same expiry) would replace the serving model by itself, and is refused."""
+    backend, planned, _ = _deploy(tmp_path)
+    with pytest.raises(DogbreedError, match=f"endpoint dogbreed already serves {planned['model']}, made by this very deploy"):
         backend.deploy(_request(backend.config))
+    assert [m["ModelName"] for m in sagemaker_client.list_models()["Models"]] == [planned["model"]]
 
 
 def test_delete_removes_model_config_and_endpoint(tmp_path, s3, sagemaker_client):

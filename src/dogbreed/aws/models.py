@@ -60,3 +60,23 @@ def deploy_arguments(config: Config, *, endpoint: str, tags: list[dict[str, str]
         kwargs["instance_type"] = config.sagemaker.instance_type.endpoint
         kwargs["initial_instance_count"] = config.sagemaker.endpoint_instance_count
     return kwargs
+
+
+def send_endpoint_update(config: Config, model: Any, *, endpoint: str, endpoint_config: str, tags: list[dict[str, str]]) -> None:
+    """Redeploy in place, through the model's SDK session: CreateModel, CreateEndpointConfig
+    under a new name (a live endpoint's config cannot change), then UpdateEndpoint. The SDK's
+    Predictor.update_endpoint does the same, but first describes the endpoint: a call a dry
+    run must not make. Nothing is waited for; nothing old is deleted here."""
+    session = model.sagemaker_session
+    kwargs = deploy_arguments(config, endpoint=endpoint, tags=tags)
+    serverless = kwargs.get("serverless_inference_config")
+    model.create(instance_type=kwargs.get("instance_type"), serverless_inference_config=serverless, tags=tags)
+    session.create_endpoint_config(
+        name=endpoint_config,
+        model_name=model.name,
+        initial_instance_count=kwargs.get("initial_instance_count"),
+        instance_type=kwargs.get("instance_type"),
+        tags=tags,
+        serverless_inference_config_dict=serverless._to_request_dict() if serverless else None,
+    )
+    session.sagemaker_client.update_endpoint(EndpointName=endpoint, EndpointConfigName=endpoint_config)

@@ -27,13 +27,24 @@ def checkpoint_uri(s3_root: str, job: str) -> str:
     return f"{s3_root}/checkpoints/{job}/"
 
 
+def _deploy_name(endpoint: str, what: str, model_uri: str, expires_at: datetime) -> str:
+    digest = hashlib.sha256(model_uri.encode()).hexdigest()[:4]
+    prefix = endpoint[: MODEL_PREFIX_MAX + len("model") - len(what)].rstrip("-")
+    return check_name(f"{prefix}-{what}-{expires_at.astimezone(timezone.utc):%y%m%d-%H%M%S}-{digest}")
+
+
+def endpoint_config_name(endpoint: str, model_uri: str, expires_at: datetime) -> str:
+    """'dogbreed-config-261127-221500-9f3a': the endpoint config a redeploy switches the
+    endpoint to (a first deploy names its config after the endpoint); named like the model,
+    so both say which deploy made them."""
+    return _deploy_name(endpoint, "config", model_uri, expires_at)
+
+
 def model_name(endpoint: str, model_uri: str, expires_at: datetime) -> str:
     """'dogbreed-model-261127-221500-9f3a': the endpoint's name, when the deploy's TTL ends and
     which artifact, so one deploy request always names its model the same (its dry run shows
     the very name) and two deploys never collide."""
-    digest = hashlib.sha256(model_uri.encode()).hexdigest()[:4]
-    name = f"{endpoint[:MODEL_PREFIX_MAX].rstrip('-')}-model-{expires_at.astimezone(timezone.utc):%y%m%d-%H%M%S}-{digest}"
-    return check_name(name)
+    return _deploy_name(endpoint, "model", model_uri, expires_at)
 
 
 def tuning_job_name(name: str) -> str:

@@ -25,6 +25,7 @@ _DRY_ANSWERS = {
     "CreateModel": ("ModelArn", "model"),
     "CreateEndpointConfig": ("EndpointConfigArn", "endpoint-config"),
     "CreateEndpoint": ("EndpointArn", "endpoint"),
+    "UpdateEndpoint": ("EndpointArn", "endpoint"),
 }
 _NAME_KEYS = (
     "TrainingJobName",
@@ -85,6 +86,8 @@ class RecordingClient:
             raise DogbreedError(f"{operation} request is invalid: {report.generate_report()}")
 
     def _dry_answer(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        if operation == "AddTags":  # a redeploy's new expiry on the endpoint it updates
+            return {"Tags": params["Tags"]}
         if operation not in _DRY_ANSWERS:
             raise DryRunViolation(f"dry run: the SageMaker SDK tried to call {operation}, which would reach AWS")
         key, kind = _DRY_ANSWERS[operation]

@@ -109,6 +109,10 @@ class DeployRequest:
     config: Config
     expires_at: datetime
     training_job: str | None = None
+    # What the ledger says serves under this name now, when it is live there ({"model": ...,
+    # "endpoint_config": ...}): a dry run plans an in-place update from it (it asks nobody);
+    # a real deploy asks the backend itself.
+    serving: dict[str, str] | None = None
 
 
 @dataclass

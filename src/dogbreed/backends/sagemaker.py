@@ -20,11 +20,11 @@ from dogbreed.aws import inventory, job_output, naming, preflight, pricing, quot
 from dogbreed.aws.client_errors import code_of, is_missing, message_of
 from dogbreed.aws.describe import endpoint_info, training_outcome, tuning_answer
 from dogbreed.aws.estimators import JobInputs, build_estimator, job_hyperparameters, job_inputs
-from dogbreed.aws.models import build_model, deploy_arguments
+from dogbreed.aws.models import build_model, deploy_arguments, send_endpoint_update
 from dogbreed.aws.requests import RecordingClient
 from dogbreed.aws.session import AwsSession
 from dogbreed.aws.staging import StagedObject, ensure_bucket, local_file, source_bundle, upload_if_missing
-from dogbreed.aws.tags import as_dict, resource_tags
+from dogbreed.aws.tags import EXPIRES_AT, as_dict, resource_tags
 from dogbreed.aws.tuner import build_tuner, trial_count
 from dogbreed.aws.watch import LogTail, follow_endpoint, follow_training_job, follow_tuning_job
 from dogbreed.backends.base import (
@@ -94,7 +94,8 @@ class SageMakerBackend:
 
     def _sent(self, name: str, recorder: RecordingClient) -> None:
         """Keep the exact Create* requests of a real operation, in memory and on disk."""
-        self.last_requests = {op: params for op, params in recorder.requests().items() if op.startswith("Create")}
+        sent = recorder.requests().items()
+        self.last_requests = {op: params for op, params in sent if op.startswith(("Create", "Update", "AddTags"))}
         folder = self.workspace.root / "sagemaker" / "requests"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{name}.json").write_text(json.dumps(self.last_requests, indent=2, default=str))
@@ -429,9 +430,17 @@ class SageMakerBackend:
         return model, deploy_arguments(config, endpoint=request.endpoint_name, tags=tags), staged, recorder
 
     def plan_deploy(self, request: DeployRequest) -> dict[str, Any]:
-        """The exact CreateModel, CreateEndpointConfig and CreateEndpoint requests; nothing is called."""
+        """The exact CreateModel, CreateEndpointConfig and CreateEndpoint requests, or, over an
+        endpoint the ledger knows as live, the in-place update's; nothing is called."""
+        if request.serving:
+            return self._plan_update(request)
         model, kwargs, staged, recorder = self._deployment(request, dry_run=True)
         self._send(f"endpoint {request.endpoint_name}", lambda: model.deploy(**kwargs))
+        return self._deploy_plan(request, model, recorder, staged)
+
+    def _deploy_plan(
+        self, request: DeployRequest, model: Any, recorder: RecordingClient, staged: list[StagedObject]
+    ) -> dict[str, Any]:
         estimate = pricing.endpoint_estimate(request.config)
         return {
             "backend": self.name,
@@ -443,6 +452,106 @@ class SageMakerBackend:
             "est_cost_per_hour": estimate["usd_per_hour"],
             "cost": estimate,
         }
+
+    # --- redeploys: an existing endpoint is updated in place
+
+    def _update(
+        self, request: DeployRequest, dry_run: bool, endpoint_arn: str | None = None
+    ) -> tuple[Any, str, Callable[[], None], list[StagedObject], RecordingClient]:
+        """(model, new endpoint config name, the sends, staged files, recorder) of a redeploy:
+        CreateModel, CreateEndpointConfig, UpdateEndpoint, then AddTags with the new expiry
+        (UpdateEndpoint keeps the endpoint's tags, and the TTL starts again with a redeploy)."""
+        model, _, staged, recorder = self._deployment(request, dry_run)
+        endpoint = request.endpoint_name
+        config_name = naming.endpoint_config_name(endpoint, model.model_data, request.expires_at)
+        tags = resource_tags(request.config.sagemaker, run=endpoint, kind="endpoint", expires_at=request.expires_at)
+        arn = endpoint_arn or f"arn:aws:sagemaker:{self.aws.region}:{self.aws.account_id}:endpoint/{endpoint.lower()}"
+
+        def send() -> None:
+            send_endpoint_update(request.config, model, endpoint=endpoint, endpoint_config=config_name, tags=tags)
+            expiry = [tag for tag in tags if tag["Key"] == EXPIRES_AT]
+            recorder.add_tags(ResourceArn=arn, Tags=expiry)
+
+        return model, config_name, send, staged, recorder
+
+    def _plan_update(self, request: DeployRequest) -> dict[str, Any]:
+        serving = request.serving or {}
+        model, config_name, send, staged, recorder = self._update(request, dry_run=True)
+        self._send(f"endpoint {request.endpoint_name} update", send)
+        plan = self._deploy_plan(request, model, recorder, staged)
+        old = [("model", serving.get("model")), ("endpoint-config", serving.get("endpoint_config"))]
+        plan["update"] = {
+            "endpoint_config": config_name,
+            "replaces": {"model": serving.get("model"), "endpoint_config": serving.get("endpoint_config")},
+            # Once the endpoint is InService on the new config; a failed update deletes the new
+            # model and config instead, and the old ones keep serving.
+            "then_delete": [f"{kind}/{name}" for kind, name in old if name],
+            "known_from": "the ledger (a real deploy asks SageMaker)",
+        }
+        return plan
+
+    def _update_endpoint(
+        self,
+        request: DeployRequest,
+        existing: dict[str, Any],
+        wait: bool,
+        on_created: Callable[[EndpointInfo], None] | None,
+    ) -> EndpointInfo:
+        endpoint = request.endpoint_name
+        if existing["EndpointStatus"] != "InService":
+            raise DogbreedError(
+                f"endpoint {endpoint} is {existing['EndpointStatus']} on SageMaker, and only an InService endpoint "
+                f"can be updated; wait for it (dogbreed status), or take it down (dogbreed teardown {endpoint})"
+            )
+        old_config, old_models = inventory.serving_chain(self._sagemaker, endpoint)
+        if request.config.sagemaker.preflight:
+            self.preflight_deploy(request)
+        model, config_name, send, staged, recorder = self._update(request, dry_run=False, endpoint_arn=existing["EndpointArn"])
+        if model.name in old_models or old_config == config_name:
+            # The same model, the same expiry to the second: deleting "the old model" would
+            # delete the one that serves.
+            raise DogbreedError(
+                f"endpoint {endpoint} already serves {model.name}, made by this very deploy request; nothing to update"
+            )
+        self._upload(staged)
+        self.reporter.info(f"endpoint {endpoint} exists: updating it in place to {model.name} (old: {', '.join(old_models)})")
+        try:
+            self._send(f"endpoint {endpoint} update", send)
+        except DogbreedError as exc:
+            self._discard(recorder)
+            raise DogbreedError(f"{exc}; the endpoint still serves {', '.join(old_models)}") from None
+        finally:
+            self._sent(endpoint, recorder)
+        if on_created is not None:
+            on_created(self.describe_endpoint(endpoint))
+        if not wait:
+            self.reporter.info(
+                f"endpoint {endpoint} is updating; model {', '.join(old_models)} and endpoint config {old_config} stay until "
+                f"it is done (`dogbreed teardown --all` sweeps them, as does the endpoint's teardown)"
+            )
+            return self.describe_endpoint(endpoint)
+        settled = follow_endpoint(self._sagemaker, endpoint, on_status=self.reporter.info, poll_seconds=self.poll_seconds)
+        if settled["EndpointStatus"] != "InService" or settled["EndpointConfigName"] != config_name:
+            # SageMaker rolls a failed update back: the old config serves on, with the reason.
+            self._discard(recorder)
+            raise DogbreedError(
+                f"endpoint {endpoint}: the update to {model.name} failed ({settled.get('FailureReason') or settled['EndpointStatus']}); "
+                f"it still serves {', '.join(old_models)} ({settled['EndpointStatus']}), and the new model and config were deleted"
+            )
+        old = [("model", name) for name in old_models] + ([("endpoint-config", old_config)] if old_config else [])
+        for kind, name in inventory.teardown_order(old):
+            inventory.delete(self._sagemaker, kind, name)
+        self.reporter.info(f"endpoint {endpoint} now serves {model.name}; deleted the old {', '.join(n for _, n in old)}")
+        return self.describe_endpoint(endpoint)
+
+    def _discard(self, recorder: RecordingClient) -> None:
+        """Delete what a failed update created (its model and endpoint config), newest first."""
+        created = [("model", c.params["ModelName"]) for c in recorder.calls if c.operation == "CreateModel"]
+        created += [
+            ("endpoint-config", c.params["EndpointConfigName"]) for c in recorder.calls if c.operation == "CreateEndpointConfig"
+        ]
+        for kind, name in reversed(created):
+            inventory.delete(self._sagemaker, kind, name)
 
     def preflight_deploy(self, request: DeployRequest) -> None:
         config = request.config
@@ -464,10 +573,7 @@ class SageMakerBackend:
         endpoint = request.endpoint_name
         existing = self._describe("describe_endpoint", EndpointName=endpoint)
         if existing is not None:
-            raise DogbreedError(
-                f"endpoint {endpoint} already exists on SageMaker ({existing['EndpointStatus']}); "
-                f"take it down first (dogbreed teardown {endpoint}) or set deploy.endpoint_name"
-            )
+            return self._update_endpoint(request, existing, wait, on_created)
         if request.config.sagemaker.preflight:
             self.preflight_deploy(request)
         model, kwargs, staged, recorder = self._deployment(request, dry_run=False)

@@ -10,7 +10,7 @@ in between leaves an endpoint that `status` lists and `teardown` finds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -68,7 +68,7 @@ def deploy(
         sync_training(ledger, backend)
     request = build_request(config, ledger, model)
     if dry_run:
-        return DeployResult(plan=backend.plan_deploy(request))
+        return DeployResult(plan=backend.plan_deploy(replace(request, serving=_serving(ledger, backend.name, request))))
     previous = ledger.get("endpoint", request.endpoint_name, backend.name)
     recorded: list[EndpointInfo] = []
 
@@ -84,6 +84,15 @@ def deploy(
         raise
     _record(ledger, backend, request, info)
     return DeployResult(endpoint=info)
+
+
+def _serving(ledger: Ledger, backend_name: str, request: DeployRequest) -> dict[str, str] | None:
+    """What the ledger says serves under the endpoint's name, when it is live there: a dry
+    run plans a redeploy from it (it asks the backend nothing)."""
+    record = ledger.get("endpoint", request.endpoint_name, backend_name)
+    if record is None or not record.live or not record.meta.get("endpoint_config"):
+        return None
+    return {"model": record.meta.get("model"), "endpoint_config": record.meta["endpoint_config"]}
 
 
 def _record(ledger: Ledger, backend: Backend, request: DeployRequest, info: EndpointInfo) -> None:
