@@ -18,6 +18,12 @@ BUCKET = "dogbreed-test-bucket"
 DATASET = f"s3://{BUCKET}/dogbreed/data/dogs"
 REGION = "us-east-1"
 TRAINING_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.8.0-gpu-py312"
+# The last PyTorch training container with smdebug installed: where sagemaker.debugger=true records.
+DEBUGGER_CONTAINER = (
+    "sagemaker.framework_version=1.13.1",
+    "sagemaker.inference_framework_version=1.13.1",
+    "sagemaker.py_version=py39",
+)
 INFERENCE_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.6.0-cpu-py312"
 
 

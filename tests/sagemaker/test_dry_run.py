@@ -16,7 +16,7 @@ from dogbreed.aws.session import AwsSession
 from dogbreed.backends.base import DeployRequest, TrainingRequest, TuningRequest
 from dogbreed.config.flags import hyperparameters
 from dogbreed.errors import ConfigError
-from tests.sagemaker.conftest import BUCKET, DATASET, make_backend, sm_config
+from tests.sagemaker.conftest import BUCKET, DATASET, DEBUGGER_CONTAINER, make_backend, sm_config
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def _plans(config):
 
 def test_plans_open_no_connection_against_moto(tmp_path, aws_env, no_network, capfd):
     # Debugger and profiler on: the most SDK code paths (rule images, profiler defaults).
-    config = sm_config(tmp_path, "sagemaker.debugger=true", "sagemaker.profiler=true", "sagemaker.spot=true")
+    config = sm_config(tmp_path, "sagemaker.debugger=true", "sagemaker.profiler=true", "sagemaker.spot=true", *DEBUGGER_CONTAINER)
     training, tuning, deploy = _plans(config)
     assert no_network == []
     assert set(training["requests"]) == {"CreateTrainingJob"}

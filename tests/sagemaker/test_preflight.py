@@ -10,7 +10,7 @@ import pytest
 from dogbreed.aws.preflight import PreflightError
 from dogbreed.backends.base import TrainingOutcome, TrainingRequest
 from dogbreed.config.flags import hyperparameters
-from tests.sagemaker.conftest import BUCKET, DATASET, make_backend, sm_config, upload_dataset
+from tests.sagemaker.conftest import BUCKET, DATASET, DEBUGGER_CONTAINER, make_backend, sm_config, upload_dataset
 
 JOB = "dogbreed-train-261127-101500-a1b2"
 GOOD_LOG = "\n".join(
@@ -47,7 +47,9 @@ def _backend(tmp_path, *sets: str, log: str = GOOD_LOG, state: str = "Completed"
 
 def test_a_good_setup_passes_and_rehearses_with_the_jobs_flags(tmp_path, s3, dogs_dir, imagenet_weights):
     upload_dataset(s3, dogs_dir)
-    backend, rehearsal = _backend(tmp_path, "train.batch_size=2", "sagemaker.debugger=true", f"model.weights={imagenet_weights}")
+    backend, rehearsal = _backend(
+        tmp_path, "train.batch_size=2", "sagemaker.debugger=true", *DEBUGGER_CONTAINER, f"model.weights={imagenet_weights}"
+    )
     backend.preflight_training(_request(backend.config))
     assert backend.reporter.lines[-1] == f"pre-flight passed (training job {JOB})"
     (ran,) = rehearsal.requests
@@ -84,6 +86,17 @@ def test_every_problem_is_one_line_and_nothing_is_created(tmp_path, s3, sagemake
     assert len(lines) == 5 and rehearsal.requests == []  # no rehearsal while the setup is broken
     assert sagemaker_client.list_training_jobs()["TrainingJobSummaries"] == []
     assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0  # not even the code was uploaded
+
+
+def test_debugger_that_would_record_nothing_is_a_preflight_problem(tmp_path, s3, dogs_dir):
+    upload_dataset(s3, dogs_dir)
+    backend, rehearsal = _backend(tmp_path, "sagemaker.debugger=true")
+    with pytest.raises(PreflightError) as caught:
+        backend.preflight_training(_request(backend.config))
+    (problem,) = caught.value.problems
+    assert problem.startswith("sagemaker.debugger=true records nothing on the PyTorch 2.8.0 training container")
+    assert problem.endswith("(records.jsonl) and `dogbreed report` judges them with the same rules")
+    assert rehearsal.requests == []
 
 
 def test_an_unknown_region_is_named(tmp_path, s3):

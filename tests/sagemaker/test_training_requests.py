@@ -16,7 +16,7 @@ from dogbreed.backends.base import TrainingRequest
 from dogbreed.config.flags import hyperparameters
 from dogbreed.errors import ConfigError
 from dogbreed.jobspec import metric_spec
-from tests.sagemaker.conftest import BUCKET, DATASET, ROLE, TRAINING_IMAGE, make_backend, sm_config
+from tests.sagemaker.conftest import BUCKET, DATASET, DEBUGGER_CONTAINER, ROLE, TRAINING_IMAGE, make_backend, sm_config
 
 JOB = "dogbreed-train-261127-101500-a1b2"
 CODE_URI = re.compile(rf"^s3://{BUCKET}/dogbreed/code/[0-9a-f]{{16}}/sourcedir\.tar\.gz$")
@@ -130,7 +130,7 @@ def test_source_dir_is_uploaded_once_as_the_training_package(tmp_path, s3):
 
 
 def test_debugger_and_profiler_sections_when_on(tmp_path, s3):
-    sent, planned, _ = _start(tmp_path, "sagemaker.debugger=true", "sagemaker.profiler=true")
+    sent, planned, _ = _start(tmp_path, "sagemaker.debugger=true", "sagemaker.profiler=true", *DEBUGGER_CONTAINER)
     assert planned == sent
     assert sent["HyperParameters"]["debugger"] == '"true"'  # train.py registers smdebug's hook
     hook = sent["DebugHookConfig"]
@@ -154,8 +154,40 @@ def test_debugger_and_profiler_sections_when_on(tmp_path, s3):
     assert {r["RuleEvaluatorImage"] for r in sent["ProfilerRuleConfigurations"]} == {RULE_IMAGE}
 
 
+def test_debugger_on_a_container_without_smdebug_is_refused_before_anything_is_sent(tmp_path, s3, sagemaker_client):
+    """PyTorch 2.x training containers have no smdebug: the hook would record nothing. The
+    dry run and the real call refuse alike, with the reason and the alternative."""
+    config = sm_config(tmp_path, "sagemaker.debugger=true")
+    backend = make_backend(config)
+    expected = (
+        "sagemaker.debugger=true records nothing on the PyTorch 2.8.0 training container: it has no smdebug, and "
+        "smdebug cannot be installed there (it pins protobuf<=3.20.3 and NumPy<2, the container needs protobuf>=5.28 "
+        "and NumPy 2); leave sagemaker.debugger=false: train.py records losses and gradient norms itself "
+        "(records.jsonl) and `dogbreed report` judges them with the same rules"
+    )
+    for attempt in (backend.plan_training, backend.start_training):
+        with pytest.raises(ConfigError) as caught:
+            attempt(_request(config))
+        assert str(caught.value) == expected
+    assert sagemaker_client.list_training_jobs()["TrainingJobSummaries"] == []
+    assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0  # not even the code
+
+
+def test_debugger_with_spot_on_several_instances_is_refused(tmp_path, s3, sagemaker_client):
+    config = sm_config(
+        tmp_path, "sagemaker.debugger=true", "sagemaker.spot=true", "sagemaker.instance_count=2", *DEBUGGER_CONTAINER
+    )
+    with pytest.raises(ConfigError, match=r"^sagemaker.debugger=true with sagemaker.spot=true and sagemaker.instance_count>1"):
+        make_backend(config).start_training(_request(config))
+    assert sagemaker_client.list_training_jobs()["TrainingJobSummaries"] == []
+    # Each alone is fine: spot on several instances, or Debugger with spot on one.
+    for sets in (("sagemaker.spot=true", "sagemaker.instance_count=2"), ("sagemaker.debugger=true", "sagemaker.spot=true")):
+        alone = sm_config(tmp_path, *sets, *DEBUGGER_CONTAINER)
+        assert make_backend(alone).plan_training(_request(alone))["requests"]["CreateTrainingJob"]
+
+
 def test_debugger_alone_keeps_the_profiler_disabled(tmp_path, s3):
-    sent, _, _ = _start(tmp_path, "sagemaker.debugger=true")
+    sent, _, _ = _start(tmp_path, "sagemaker.debugger=true", *DEBUGGER_CONTAINER)
     assert sent["ProfilerConfig"] == {"DisableProfiler": True}
     assert "ProfilerRuleConfigurations" not in sent
     assert len(sent["DebugRuleConfigurations"]) == 5

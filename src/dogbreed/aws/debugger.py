@@ -5,6 +5,20 @@ profiling is deprecated for PyTorch 2.x. Off means the estimator gets
 `debugger_hook_config=False` and `disable_profiler=True`, so the request says so explicitly
 instead of inheriting the SDK's defaults (which turn both on in supported regions).
 train.py's own recorder (records.jsonl) works either way.
+
+Debugger either records or is refused (debugger_refusal), before anything is sent, in the
+pre-flight and in --dry-run alike:
+- the PyTorch training containers from 2.0 on do not install smdebug, so the hook would be a
+  no-op and the five rules would judge no tensors. Shipping it (a requirements.txt in
+  source_dir) cannot work there: smdebug 1.0.34, its last release (2023), pins
+  protobuf<=3.20.3 while the container's sagemaker-training needs protobuf>=5.28, and it
+  writes tensors with ndarray.tostring(), gone in the NumPy 2 those containers ship
+  (tests/debugger/requirements.txt records the same conflicts: `make test-debugger` runs
+  the hook in an environment of its own, with protobuf 3.20.3 and NumPy 1);
+- managed spot training on more than one instance is a combination AWS documents as
+  unsupported with Debugger.
+The alternative we point to is train.py's own recorder and `dogbreed report`, which judge
+the same things (loss not decreasing, overfitting, vanishing gradients) from records.jsonl.
 """
 
 from __future__ import annotations
@@ -20,6 +34,36 @@ LOSSES_SAVE_INTERVAL = "10"
 GRADIENTS_SAVE_INTERVAL = "50"
 # System metrics only: framework profiling is deprecated for PyTorch 2.x.
 SYSTEM_MONITOR_INTERVAL_MS = 500
+
+
+# The first PyTorch training container without smdebug.
+NO_SMDEBUG_FROM = (2, 0)
+ALTERNATIVE = (
+    "leave sagemaker.debugger=false: train.py records losses and gradient norms itself "
+    "(records.jsonl) and `dogbreed report` judges them with the same rules"
+)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".")[:2] if part.isdigit())
+
+
+def debugger_refusal(config: SageMakerConfig) -> str | None:
+    """Why sagemaker.debugger=true cannot work with this config, or None when it can."""
+    if not config.debugger:
+        return None
+    if config.spot and config.instance_count > 1:
+        return (
+            "sagemaker.debugger=true with sagemaker.spot=true and sagemaker.instance_count>1 is a combination "
+            f"SageMaker Debugger does not support; turn one of them off, or {ALTERNATIVE}"
+        )
+    if _version(config.framework_version) >= NO_SMDEBUG_FROM:
+        return (
+            f"sagemaker.debugger=true records nothing on the PyTorch {config.framework_version} training container: "
+            "it has no smdebug, and smdebug cannot be installed there (it pins protobuf<=3.20.3 and NumPy<2, the "
+            f"container needs protobuf>=5.28 and NumPy 2); {ALTERNATIVE}"
+        )
+    return None
 
 
 def debugger_settings(config: SageMakerConfig, output_path: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dogbreed.aws import naming
-from dogbreed.aws.debugger import debugger_hyperparameters, debugger_settings
+from dogbreed.aws.debugger import debugger_hyperparameters, debugger_refusal, debugger_settings
 from dogbreed.aws.session import import_sdk
 from dogbreed.config import Config
 from dogbreed.config.flags import format_value, hyperparameters
@@ -92,6 +92,9 @@ def build_estimator(
     from sagemaker.pytorch import PyTorch
 
     sm = config.sagemaker
+    refused = debugger_refusal(sm)
+    if refused:
+        raise ConfigError(refused)  # dry run, pre-flight and the real call alike: nothing is sent
     out = naming.output_path(s3_root)
     kwargs: dict[str, Any] = {
         "entry_point": ENTRY_POINT,

@@ -91,6 +91,14 @@ def check_image(config: Config, aws: AwsSession, scope: str, instance_type: str)
     return []
 
 
+def check_debugger(config: Config) -> list[str]:
+    """sagemaker.debugger=true where it would record nothing, or with spot on several instances."""
+    from dogbreed.aws.debugger import debugger_refusal
+
+    refused = debugger_refusal(config.sagemaker)
+    return [refused] if refused else []
+
+
 def check_role(aws: AwsSession) -> list[str]:
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 

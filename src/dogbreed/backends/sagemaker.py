@@ -227,6 +227,7 @@ class SageMakerBackend:
             *preflight.check_image(config, self.aws, "training", instance_type),
             *preflight.check_role(self.aws),
             *preflight.check_bucket(self.aws),
+            *preflight.check_debugger(config),
         ]
         problems += self._check_quotas(quotas.training_needs(config, instance_use))
         if not problems:

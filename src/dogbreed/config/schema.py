@@ -277,7 +277,9 @@ class SageMakerConfig(Strict):
     max_wait: str = Field("8h", description="With spot: longest to wait for capacity plus run time.")
     volume_size_gb: int = Field(30, ge=1, le=16384, description="EBS volume of training instances.")
     debugger: bool = Field(
-        False, description="Attach SageMaker Debugger hooks and rules (closed to new AWS accounts since 2026-07-30)."
+        False,
+        description="Attach SageMaker Debugger hooks and rules (closed to new AWS accounts since 2026-07-30). "
+        "Refused on PyTorch 2.x training containers (no smdebug there) and with spot on several instances.",
     )
     profiler: bool = Field(
         False, description="Enable the SageMaker Profiler and ProfilerReport (framework profiling is deprecated for PyTorch 2.x)."
