@@ -114,6 +114,9 @@ def build_estimator(
         "sagemaker_session": session,
         **debugger_settings(sm, out),
     }
+    if sm.network_isolation:
+        # No internet in the job: the SDK then passes source_dir as a 'code' channel.
+        kwargs["enable_network_isolation"] = True
     if sm.instance_count > 1:
         kwargs["distribution"] = {"torch_distributed": {"enabled": True}}
     if sm.spot:

@@ -39,6 +39,7 @@ from dogbreed.backends.base import (
     TuningStarted,
 )
 from dogbreed.backends.datasets import open_store
+from dogbreed.backends.imagenet_weights import imagenet_weights_file
 from dogbreed.backends.sagemaker_preflight import Rehearse, local_rehearsal, rehearse_training
 from dogbreed.config import Config
 from dogbreed.config.flags import hyperparameters
@@ -174,7 +175,7 @@ class SageMakerBackend:
         aws, session, recorder = self._sdk(dry_run)
         s3_root = aws.s3_uri()
         bundle = source_bundle(s3_root)
-        inputs = job_inputs(config, dataset_uri, s3_root, flags)
+        inputs = job_inputs(config, dataset_uri, s3_root, self._offline_weights(config, flags))
         estimator = build_estimator(
             config,
             session,
@@ -187,6 +188,15 @@ class SageMakerBackend:
             checkpoint_job=checkpoint_job,
         )
         return estimator, inputs, bundle, recorder
+
+    def _offline_weights(self, config: Config, flags: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Under sagemaker.network_isolation the job cannot download torchvision's ImageNet
+        weights: the file is resolved here and staged as the weights channel instead."""
+        values = dict(flags) if flags is not None else hyperparameters(config)
+        if not config.sagemaker.network_isolation or str(values.get("weights")) != "imagenet":
+            return flags
+        values["weights"] = str(imagenet_weights_file(config.model.arch))
+        return values
 
     def _training_job(self, request: TrainingRequest, dry_run: bool) -> tuple[Any, JobInputs, StagedObject, RecordingClient]:
         config = request.config
@@ -230,12 +240,29 @@ class SageMakerBackend:
             *preflight.check_debugger(config),
         ]
         problems += self._check_quotas(quotas.training_needs(config, instance_use))
+        problems += self._check_network(config, request.hyperparameters)
         if not problems:
             self.reporter.info("pre-flight: rehearsing train.py on one batch per split, locally")
             rehearse = self._rehearse or local_rehearsal(config, self.workspace, self.reporter)
             flags = job_hyperparameters(config, request.hyperparameters)
             problems += rehearse_training(config, self.aws, self.workspace, request, flags, rehearse)
         preflight.raise_if(problems, self.reporter, f"training job {request.name}")
+
+    def _check_network(self, config: Config, flags: dict[str, Any]) -> list[str]:
+        """A job without internet must get everything it would download from here; today
+        that is torchvision's ImageNet weights. A warning says where they come from; a host
+        that cannot fetch them either is a problem."""
+        if not config.sagemaker.network_isolation or str(flags.get("weights")) != "imagenet":
+            return []
+        try:
+            found = imagenet_weights_file(config.model.arch)
+        except DogbreedError as exc:
+            return [str(exc)]
+        self.reporter.warn(
+            f"pre-flight: sagemaker.network_isolation=true: the job has no internet, so the ImageNet weights of "
+            f"{config.model.arch} go from this machine ({found}) to S3 once, as the weights channel"
+        )
+        return []
 
     def _check_quotas(self, needs: list[quotas.QuotaNeed]) -> list[str]:
         """Shortfalls as problems; quotas that cannot be read as warnings (the check is a hint)."""

@@ -285,6 +285,11 @@ class SageMakerConfig(Strict):
         False, description="Enable the SageMaker Profiler and ProfilerReport (framework profiling is deprecated for PyTorch 2.x)."
     )
     preflight: bool = Field(True, description="Run train.py on one batch locally and check the AWS setup first.")
+    network_isolation: bool = Field(
+        False,
+        description="Run training jobs without internet (EnableNetworkIsolation); model.weights=imagenet is then "
+        "resolved on this machine and staged to S3 once, as the job's weights channel.",
+    )
     expected_hours: float = Field(0.5, gt=0, description="Expected hours per training job, for cost estimates.")
     prices: dict[str, float] = Field(default_factory=_default_prices, description="USD per instance-hour by type.")
     tags: dict[str, str] = Field(default_factory=dict, description="Extra tags on everything created.")
