@@ -125,10 +125,18 @@ def test_a_failing_rehearsal_points_at_its_log(tmp_path, s3, dogs_dir):
     ]
 
 
-def test_a_dataset_without_manifest_is_named(tmp_path, s3):
-    backend, _ = _backend(tmp_path)
-    with pytest.raises(PreflightError, match="no manifest.json; ingest the dataset there first"):
-        backend.preflight_training(_request(backend.config))
+def test_a_dataset_without_manifest_passes_with_a_pointer_to_ingest_in_place(tmp_path, s3):
+    """train.py scans folders when there is no manifest, so the job can run; the warning says
+    how to check the photos and write one without uploading anything."""
+    backend, rehearsal = _backend(tmp_path)
+    backend.preflight_training(_request(backend.config))
+    assert (
+        f"warning: pre-flight: {DATASET}: no manifest.json; if the photos are already there, `dogbreed ingest {DATASET}` "
+        "checks them and writes one in place (nothing is uploaded), else ingest the dataset there first; "
+        "train.py will scan the folders; no rehearsal"
+    ) in backend.reporter.lines
+    assert rehearsal.requests == []
+    assert backend.reporter.lines[-1] == f"pre-flight passed (training job {JOB})"
 
 
 def test_deploy_checks_the_endpoint_instance_type(tmp_path, s3, sagemaker_client):

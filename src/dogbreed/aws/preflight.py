@@ -33,6 +33,10 @@ SKIP_HINT = "skip the checks with --set sagemaker.preflight=false"
 _INSTANCE_ENUMS = {"train": "TrainingInstanceType", "tune": "TrainingInstanceType", "endpoint": "ProductionVariantInstanceType"}
 
 
+class MissingManifest(DogbreedError):
+    """The dataset prefix has photos, maybe, but no manifest.json."""
+
+
 class PreflightError(DogbreedError):
     """One or more pre-flight problems; the message has one line per problem."""
 
@@ -148,7 +152,10 @@ def read_manifest(aws: AwsSession, dataset_uri: str) -> dict[str, Any]:
     except ClientError as exc:
         code = code_of(exc)
         if code in ("NoSuchKey", "404"):
-            raise DogbreedError(f"{dataset_uri}: no {MANIFEST}; ingest the dataset there first (dogbreed ingest)") from None
+            raise MissingManifest(
+                f"{dataset_uri}: no {MANIFEST}; if the photos are already there, `dogbreed ingest {dataset_uri}` checks "
+                "them and writes one in place (nothing is uploaded), else ingest the dataset there first"
+            ) from None
         raise DogbreedError(f"{dataset_uri}/{MANIFEST}: S3 said {code or exc}") from None
     except (BotoCoreError, ValueError) as exc:
         raise DogbreedError(f"{dataset_uri}/{MANIFEST}: cannot read it ({exc})") from None

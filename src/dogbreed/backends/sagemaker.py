@@ -245,7 +245,9 @@ class SageMakerBackend:
             self.reporter.info("pre-flight: rehearsing train.py on one batch per split, locally")
             rehearse = self._rehearse or local_rehearsal(config, self.workspace, self.reporter)
             flags = job_hyperparameters(config, request.hyperparameters)
-            problems += rehearse_training(config, self.aws, self.workspace, request, flags, rehearse)
+            problems += rehearse_training(
+                config, self.aws, self.workspace, request, flags, rehearse, lambda text: self.reporter.warn(f"pre-flight: {text}")
+            )
         preflight.raise_if(problems, self.reporter, f"training job {request.name}")
 
     def _check_network(self, config: Config, flags: dict[str, Any]) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dogbreed.aws.client_errors import code_of
-from dogbreed.aws.preflight import local_weights, read_manifest, rehearsal_dataset, unmatched_metrics
+from dogbreed.aws.preflight import MissingManifest, local_weights, read_manifest, rehearsal_dataset, unmatched_metrics
 from dogbreed.aws.session import AwsSession
 from dogbreed.backends.base import TrainingOutcome, TrainingRequest
 from dogbreed.config import Config
@@ -45,6 +45,7 @@ def rehearse_training(
     request: TrainingRequest,
     hyperparameters: dict[str, Any],
     rehearse: Rehearse,
+    warn: Callable[[str], None] | None = None,
 ) -> list[str]:
     """Run train.py for one batch with the job's flags; problems if it fails or a regex misses.
 
@@ -55,6 +56,14 @@ def rehearse_training(
     flags = dict(hyperparameters)
     try:
         manifest = read_manifest(aws, request.dataset_uri)
+    except MissingManifest as exc:
+        # train.py scans folders without one, so the job can run; the photos are unchecked
+        # and there is nothing to pick a rehearsal's few files from.
+        (warn or (lambda _: None))(f"{exc}; train.py will scan the folders; no rehearsal")
+        return []
+    except DogbreedError as exc:
+        return [str(exc)]
+    try:
         weights = str(flags.get("weights", "none"))
         if weights not in ("imagenet", "none"):
             flags["weights"] = str(local_weights(aws, workspace, weights))

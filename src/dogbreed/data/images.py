@@ -9,6 +9,7 @@ grey half-image. The optional resized copy is written beside, never over, the or
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tempfile
 import warnings
@@ -74,6 +75,26 @@ def check_image(path: Path, limits: ImageLimits, resized_dir: Path | None = None
         return ImageCheck(problem=f"corrupt header: {exc}", size=size, sha256=digest)
     with image:
         return _check_opened(image, path, size, digest, limits, resized_dir)
+
+
+def check_image_bytes(data: bytes, name: str, limits: ImageLimits) -> ImageCheck:
+    """check_image for a photo read from elsewhere (an S3 object, ingested in place): the same
+    checks, never a resized copy; `stored` is its relative path, since nothing is written."""
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True; image checks need it False")
+    size, digest = len(data), hashlib.sha256(data).hexdigest()
+    if size == 0:
+        return ImageCheck(problem="empty file", size=0, sha256=digest)
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        return ImageCheck(problem=f"decompression bomb refused before decoding ({exc})", size=size, sha256=digest)
+    except UnidentifiedImageError:
+        return ImageCheck(problem="not an image (no known image format)", size=size, sha256=digest)
+    except (OSError, SyntaxError, ValueError) as exc:
+        return ImageCheck(problem=f"corrupt header: {exc}", size=size, sha256=digest)
+    with image:
+        return _check_opened(image, Path(name), size, digest, ImageLimits(limits.min_side, limits.max_pixels), None)
 
 
 def _size_and_sha256(path: Path) -> tuple[int, str]:

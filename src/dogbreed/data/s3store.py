@@ -132,6 +132,21 @@ class S3Store:
         out += [planned for planned, ok in zip(to_head, equal) if not ok]
         return sorted(out, key=lambda p: p.path)
 
+    def read_object(self, path: str, max_bytes: int) -> bytes:
+        """One object's bytes, streamed in chunks and refused past max_bytes (a stray archive
+        in a prefix of photos never sits in memory whole)."""
+        body = self._call("get_object", Bucket=self.bucket, Key=self.key(path))["Body"]
+        chunks, total = [], 0
+        try:
+            for chunk in body.iter_chunks(1 << 20):
+                total += len(chunk)
+                if total > max_bytes:
+                    raise DogbreedError(f"{self.uri}/{path}: larger than {max_bytes} bytes")
+                chunks.append(chunk)
+        finally:
+            body.close()
+        return b"".join(chunks)
+
     def discard_manifest(self) -> None:
         self._call("delete_object", Bucket=self.bucket, Key=self.key(MANIFEST_NAME))
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dogbreed.config import Config
 from dogbreed.data.layout import Layout, detect_layout, list_folder
-from dogbreed.data.manifest import build_manifest, dump_manifest
-from dogbreed.data.plan import Plan, plan_dataset
+from dogbreed.data.manifest import MANIFEST_NAME, build_manifest, dump_manifest
+from dogbreed.data.plan import Plan, PlannedFile, plan_dataset
 from dogbreed.data.sources import LocalSource, resolve_source
 from dogbreed.data.stores import DatasetStore
 from dogbreed.errors import DogbreedError, UsageError
@@ -117,9 +117,13 @@ def ingest(
     config's) opens the destination's store unless one is given. `prune`: delete the stale
     files (stores.py) after the new manifest is written."""
     reporter = reporter or NullReporter()
+    given = source or config.data.source
+    if given.startswith("s3://"):
+        return ingest_in_place(
+            config, workspace, given, dest=dest, strict=strict, reporter=reporter, backend=backend, store=store
+        )
     started = time.monotonic()
     timings: dict[str, float] = {}
-    given = source or config.data.source
 
     def lap(name: str, since: float) -> float:
         now = time.monotonic()
@@ -211,6 +215,135 @@ def ingest(
             "splits": result.splits,
             "source": given,
             "layout": result.layout,
+        },
+    )
+    return result
+
+
+# --- photos already on S3 -------------------------------------------------------------------
+
+# Larger than any photo: such an object is reported, never read whole into memory.
+MAX_PHOTO_BYTES = 64 * 2**20
+
+
+def _check_objects(
+    store: Any, layout: Layout, sizes: dict[str, int], config: Config, reporter: Reporter
+) -> dict[str, ImageCheck]:
+    """Every photo read from S3 and checked, on a thread pool (GetObject is a round trip)."""
+    from dogbreed.data.images import ImageCheck, ImageLimits, check_image_bytes
+
+    limits = ImageLimits(min_side=config.data.min_side, max_pixels=config.data.max_pixels)
+    base = f"{layout.root}/" if layout.root else ""
+
+    def check(path: str) -> ImageCheck:
+        if sizes[base + path] > MAX_PHOTO_BYTES:
+            return ImageCheck(problem=f"{sizes[base + path]} bytes: too large for a photo (over {MAX_PHOTO_BYTES})")
+        try:
+            return check_image_bytes(store.read_object(base + path, MAX_PHOTO_BYTES), base + path, limits)
+        except DogbreedError as exc:
+            return ImageCheck(problem=f"unreadable: {exc}")
+
+    paths = [f.path for f in layout.files]
+    checks: dict[str, ImageCheck] = {}
+    with reporter.task(f"Checking {len(paths)} images on S3", total=len(paths)) as advance:
+        with ThreadPoolExecutor(max_workers=config.data.workers, thread_name_prefix="dogbreed-check") as pool:
+            for path, result in zip(paths, pool.map(check, paths)):
+                checks[path] = result
+                advance(1)
+    return checks
+
+
+def _in_place(plan: Plan, layout: Layout) -> list[PlannedFile]:
+    """The plan's files under the paths they already have (plan_dataset names them
+    <split>/<folder>/<name>, the layout a copy gets): nothing moves on S3."""
+    base = f"{layout.root}/" if layout.root else ""
+    where = {(f.split if layout.has_splits else None, f.folder, f.name): base + f.path for f in layout.files}
+    return [
+        replace(
+            planned, path=where[(planned.split if layout.has_splits else None, planned.folder, planned.path.split("/", 2)[2])]
+        )
+        for planned in plan.files
+    ]
+
+
+def ingest_in_place(
+    config: Config,
+    workspace: Workspace,
+    source: str,
+    *,
+    dest: str | None = None,
+    strict: bool = False,
+    reporter: Reporter | None = None,
+    backend: Backend | None = None,
+    store: Any = None,
+) -> IngestResult:
+    """`ingest s3://bucket/prefix`: photos already on S3 (uploaded the seed's way: dogImages,
+    Stanford or class folders) become a dataset where they are. Every photo is read and checked
+    (in parallel, in memory), the layout is recognised from the listing, and manifest.json is
+    written beside them: the only object written. Nothing is uploaded or moved; data.resize is
+    not applied (that would mean writing every photo again)."""
+    reporter = reporter or NullReporter()
+    started = time.monotonic()
+    uri = source.rstrip("/")
+    if dest and dest.rstrip("/") != uri:
+        raise UsageError(
+            f"{source} is ingested in place (its manifest.json is written beside the photos); drop --dest {dest}, "
+            "or copy the photos there first"
+        )
+    if store is None:
+        if backend is None:
+            from dogbreed.backends import get_backend
+
+            backend = get_backend(config, workspace, reporter)
+        store = backend.dataset_store(uri)
+    if config.data.resize:
+        reporter.warn(f"{uri}: photos ingested in place are used as they are; data.resize={config.data.resize} is not applied")
+    sizes = {path: size for path, size in store.listing().items() if path != MANIFEST_NAME}
+    layout = detect_layout(list(sizes), where=source)
+    reporter.info(f"{source}: {layout.kind} layout, {len(layout.folders)} classes, {len(layout.files)} files, in place")
+    checks = _check_objects(store, layout, sizes, config, reporter)
+    split = config.data.split
+    plan = plan_dataset(layout, checks, split.valid, split.test, config.data.seed, where=source)
+    if plan.problems:
+        first = plan.problems[0]
+        if strict:
+            raise DogbreedError(
+                f"{source}: {len(plan.problems)} problem(s) and --strict; first: {first['file']}: {first['problem']} "
+                "(fix or remove those objects, or run without --strict to exclude them)"
+            )
+        reporter.warn(f"{len(plan.problems)} problem(s), excluded from the dataset; first: {first['file']}: {first['problem']}")
+    files = _in_place(plan, layout)
+    manifest = build_manifest(uri, layout.kind, plan.labels, [f.manifest_entry() for f in files])
+    with store.lock():
+        if store.read_manifest() != manifest:
+            store.write_manifest(dump_manifest(manifest))
+    result = IngestResult(
+        name=uri.rsplit("/", 1)[-1] or uri,
+        dataset_uri=uri,
+        manifest_sha256=manifest["manifest_sha256"],
+        source=source,
+        layout=layout.kind,
+        num_classes=len(plan.labels),
+        splits=plan.split_counts(),
+        uploaded=0,
+        skipped=len(files),
+        problems=plan.problems,
+        ignored=len(layout.ignored),
+        duration_s=round(time.monotonic() - started, 3),
+    )
+    workspace.ledger.record(
+        "dataset",
+        result.name,
+        config.backend,
+        uri=result.dataset_uri,
+        state="created",
+        meta={
+            "manifest_sha256": result.manifest_sha256,
+            "num_classes": result.num_classes,
+            "splits": result.splits,
+            "source": source,
+            "layout": result.layout,
+            "in_place": True,
         },
     )
     return result
