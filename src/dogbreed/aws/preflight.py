@@ -119,6 +119,20 @@ def check_role(aws: AwsSession) -> list[str]:
     return []
 
 
+def check_scheduler_role(aws: AwsSession, config: Config) -> list[str]:
+    """The role EventBridge Scheduler assumes to delete the endpoint at its TTL is in this
+    account (a role elsewhere needs a cross-account trust we cannot see)."""
+    role = config.sagemaker.scheduler_role
+    if not role:
+        return []
+    account = role.split(":")[4]
+    if config.sagemaker.role and account != aws.account_id:
+        return [
+            f"sagemaker.scheduler_role is in account {account} but sagemaker.role in {aws.account_id}; use a role of {aws.account_id}"
+        ]
+    return []
+
+
 def check_bucket(aws: AwsSession) -> list[str]:
     from botocore.exceptions import BotoCoreError, ClientError
 

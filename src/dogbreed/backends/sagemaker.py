@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from dogbreed.aws import inventory, job_output, naming, preflight, pricing, quotas
+from dogbreed.aws import inventory, job_output, naming, preflight, pricing, quotas, schedules
 from dogbreed.aws.client_errors import code_of, is_missing, message_of
 from dogbreed.aws.describe import endpoint_info, training_outcome, tuning_answer
 from dogbreed.aws.estimators import JobInputs, build_estimator, job_hyperparameters, job_inputs
@@ -472,11 +473,17 @@ class SageMakerBackend:
         self, request: DeployRequest, model: Any, recorder: RecordingClient, staged: list[StagedObject]
     ) -> dict[str, Any]:
         estimate = pricing.endpoint_estimate(request.config)
+        sm = request.config.sagemaker
+        requests = recorder.requests()
+        if sm.scheduler_role:
+            # Created, or moved by a redeploy (UpdateSchedule, the same request).
+            requests["CreateSchedule"] = schedules.schedule_request(sm, request.endpoint_name, request.expires_at)
         return {
             "backend": self.name,
             "endpoint": request.endpoint_name,
             "model": model.name,
-            "requests": recorder.requests(),
+            "requests": requests,
+            "ttl": self._ttl_note(request),
             "uploads": [item.to_json() for item in staged],
             "expires_at": request.expires_at.isoformat(),
             "est_cost_per_hour": estimate["usd_per_hour"],
@@ -554,6 +561,7 @@ class SageMakerBackend:
             self._sent(endpoint, recorder)
         if on_created is not None:
             on_created(self.describe_endpoint(endpoint))
+        self._schedule_ttl(request)  # the TTL starts again: the schedule moves with it
         if not wait:
             self.reporter.info(
                 f"endpoint {endpoint} is updating; model {', '.join(old_models)} and endpoint config {old_config} stay until "
@@ -573,6 +581,46 @@ class SageMakerBackend:
             inventory.delete(self._sagemaker, kind, name)
         self.reporter.info(f"endpoint {endpoint} now serves {model.name}; deleted the old {', '.join(n for _, n in old)}")
         return self.describe_endpoint(endpoint)
+
+    # --- the TTL, enforced by EventBridge Scheduler
+
+    def _ttl_note(self, request: DeployRequest) -> str:
+        endpoint, at = request.endpoint_name, request.expires_at.isoformat()
+        if request.config.sagemaker.scheduler_role:
+            return f"EventBridge Scheduler deletes endpoint {endpoint} at {at} (schedule {schedules.schedule_name(endpoint)})"
+        return (
+            f"only a tag: nothing deletes endpoint {endpoint} at {at}; set sagemaker.scheduler_role to have "
+            "EventBridge Scheduler delete it, or run `dogbreed teardown --expired --yes --backend sagemaker` on a schedule"
+        )
+
+    def _schedule_ttl(self, request: DeployRequest) -> None:
+        """The one-time schedule that deletes the endpoint at its expiry (or, without a
+        scheduler role, a plain warning that the TTL is only a tag)."""
+        sm = request.config.sagemaker
+        if not sm.scheduler_role:
+            self.reporter.warn(f"deploy.ttl is {self._ttl_note(request)}")
+            return
+        done, sent = self._scheduler_call(
+            f"schedule for endpoint {request.endpoint_name}",
+            lambda client: schedules.put_schedule(client, sm, request.endpoint_name, request.expires_at),
+        )
+        self.last_requests["UpdateSchedule" if done == "moved" else "CreateSchedule"] = sent
+        self.reporter.info(f"{self._ttl_note(request)}: {done}")
+
+    def _scheduler_call(self, what: str, action: Callable[[Any], Any], denied: Any = None) -> Any:
+        """`denied`: what a caller without scheduler permissions gets instead of an error
+        (status and teardown must work for someone who never used schedules); None raises."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return action(self.aws.client("scheduler"))
+        except ClientError as exc:
+            if denied is not None and code_of(exc) in ("AccessDeniedException", "AccessDenied"):
+                self.reporter.warn(f"{what}: no permission to read EventBridge Scheduler ({code_of(exc)}); skipped")
+                return denied
+            raise DogbreedError(f"{what}: EventBridge Scheduler said {code_of(exc)}: {message_of(exc)}") from None
+        except BotoCoreError as exc:
+            raise DogbreedError(f"{what}: cannot reach EventBridge Scheduler ({exc})") from None
 
     def _discard(self, recorder: RecordingClient) -> None:
         """Delete what a failed update created (its model and endpoint config), newest first."""
@@ -595,6 +643,7 @@ class SageMakerBackend:
         if not request.model_uri.startswith("s3://"):
             problems += preflight.check_bucket(self.aws)
         problems += self._check_quotas(quotas.endpoint_needs(config))
+        problems += preflight.check_scheduler_role(self.aws, config)
         preflight.raise_if(problems, self.reporter, f"endpoint {request.endpoint_name}")
 
     def deploy(
@@ -612,6 +661,7 @@ class SageMakerBackend:
         self._sent(endpoint, recorder)
         if on_created is not None:
             on_created(self.describe_endpoint(endpoint))  # it bills from here on: record it first
+        self._schedule_ttl(request)
         if wait:
             settled = follow_endpoint(self._sagemaker, endpoint, on_status=self.reporter.info, poll_seconds=self.poll_seconds)
             if settled["EndpointStatus"] != "InService":
@@ -655,6 +705,12 @@ class SageMakerBackend:
             return False
         chain = [("model", m) for m in models] + [("endpoint-config", config_name), ("endpoint", endpoint)]
         deleted = [inventory.delete(self._sagemaker, kind, name) for kind, name in inventory.teardown_order(chain)]
+        if self._scheduler_call(
+            f"schedule of endpoint {endpoint}",
+            lambda client: schedules.delete_schedule(client, self.config.sagemaker, endpoint),
+            denied=False,
+        ):
+            self.reporter.info(f"deleted schedule {schedules.schedule_name(endpoint)} (it would have deleted {endpoint})")
         self.reporter.info(f"deleted endpoint {endpoint}, its endpoint config and {len(models)} model(s)")
         return any(deleted)
 
@@ -671,7 +727,32 @@ class SageMakerBackend:
             elif found.kind in ("training-job", "tuning-job"):
                 per_hour = inventory.job_hourly_cost(self._sagemaker, self.config, found)
             rows.append(inventory.status_row(found, state, per_hour))
+        rows += [self._schedule_row(schedule) for schedule in self._schedules()]
         return rows
+
+    def _schedules(self) -> list[dict[str, Any]]:
+        return self._scheduler_call(
+            "schedules", lambda client: schedules.project_schedules(client, self.config.sagemaker), denied=[]
+        )
+
+    def _schedule_row(self, schedule: dict[str, Any]) -> dict[str, Any]:
+        """A `status` row: the schedule that deletes an endpoint at its TTL; it costs nothing."""
+        created, expires = schedule.get("CreationDate"), schedules.expiry_of(schedule)
+        moment = datetime.now(timezone.utc)
+        return {
+            "kind": "schedule",
+            "name": schedule["Name"],
+            "backend": self.name,
+            "created_at": created.isoformat() if created else None,
+            "expires_at": expires,
+            "age_s": int((moment - created).total_seconds()) if created else None,
+            "expires_in_s": int((datetime.fromisoformat(expires) - moment).total_seconds()) if expires else None,
+            "state": schedule.get("State", "ENABLED"),
+            "est_cost_per_hour": 0.0,
+            "arn": schedule.get("Arn"),
+            "run": schedules.endpoint_of(schedule["Name"]),
+            "deletes": f"endpoint/{schedules.endpoint_of(schedule['Name'])}",
+        }
 
     def teardown(self, names: list[str] | None = None, dry_run: bool = False) -> dict[str, list[str]]:
         """Delete this project's models, endpoint configs and endpoints: all those tagged for
@@ -683,4 +764,15 @@ class SageMakerBackend:
                 deleted.append(f"{kind}/{name}")
             else:
                 not_found.append(f"{kind}/{name}")
+        # Schedules whose endpoint is gone (or named): nothing left for them to delete.
+        gone = {name for kind, name in targets if kind == "endpoint"}
+        for schedule in self._schedules():
+            endpoint = schedules.endpoint_of(schedule["Name"])
+            if names and endpoint not in names:
+                continue
+            if endpoint in gone or self._describe("describe_endpoint", EndpointName=endpoint) is None:
+                if dry_run or self._scheduler_call(
+                    "schedule", lambda client, e=endpoint: schedules.delete_schedule(client, self.config.sagemaker, e)
+                ):
+                    deleted.append(f"schedule/{schedule['Name']}")
         return {"deleted": deleted, "not_found": not_found}

@@ -52,8 +52,8 @@ def _render(answer: dict):
                 r["name"],
                 r["backend"],
                 state,
-                _duration(r["age_s"]),
-                _duration(r["expires_in_s"]),
+                _duration(r.get("age_s")),
+                _duration(r.get("expires_in_s")),  # rows found on the backend alone may lack it
                 f"{r['est_cost_per_hour']:.3f}",
                 *((_where(r),) if wide else ()),
             )

@@ -290,11 +290,16 @@ class SageMakerConfig(Strict):
         description="Run training jobs without internet (EnableNetworkIsolation); model.weights=imagenet is then "
         "resolved on this machine and staged to S3 once, as the job's weights channel.",
     )
+    scheduler_role: str | None = Field(
+        None,
+        description="Full IAM role ARN EventBridge Scheduler assumes to delete an endpoint when deploy.ttl ends "
+        "(needs sagemaker:DeleteEndpoint, trusted by scheduler.amazonaws.com); without it the TTL is only a tag.",
+    )
     expected_hours: float = Field(0.5, gt=0, description="Expected hours per training job, for cost estimates.")
     prices: dict[str, float] = Field(default_factory=_default_prices, description="USD per instance-hour by type.")
     tags: dict[str, str] = Field(default_factory=dict, description="Extra tags on everything created.")
 
-    @field_validator("role")
+    @field_validator("role", "scheduler_role")
     @classmethod
     def _full_arn(cls, value: str | None) -> str | None:
         # The SDK accepts bare role names in some calls and not in others; a full ARN always works.
@@ -325,7 +330,11 @@ class DeployConfig(Strict):
     endpoint_name: str = Field(
         "dogbreed", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", description="Endpoint name (SageMaker naming rules)."
     )
-    ttl: str = Field("2h", description="The endpoint deletes itself after this long (local) / teardown reminds (SageMaker).")
+    ttl: str = Field(
+        "2h",
+        description="The endpoint is deleted after this long: by its own server (local), by an EventBridge "
+        "Scheduler schedule with sagemaker.scheduler_role (SageMaker; else only a tag that teardown --expired reads).",
+    )
     serverless: bool = Field(False, description="Deploy a serverless endpoint instead of a real-time one (SageMaker).")
     serverless_config: ServerlessConfig = Field(default_factory=ServerlessConfig, description="Serverless sizing.")
     host: str = Field("127.0.0.1", description="Address the local endpoint binds.")

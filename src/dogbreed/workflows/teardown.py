@@ -6,7 +6,9 @@ machine has a ledger of its own, and a lost workspace has none, but the endpoint
 A name neither knows is reported as not found, never deleted on the backend. `--all` then
 sweeps what the endpoints left behind (a tagged model no endpoint points to). `--expired`
 deletes the endpoints whose TTL (deploy.ttl, the ledger's or the dogbreed:expires-at tag's
-expiry) has passed: SageMaker does not stop an endpoint by itself, so a scheduled
+expiry) has passed: SageMaker does not stop an endpoint by itself. With
+sagemaker.scheduler_role, deploy leaves that to an EventBridge Scheduler schedule (the
+backend deletes it with the endpoint); without one, a scheduled
 `dogbreed teardown --expired --yes --backend sagemaker` is what enforces the TTL there.
 Deleting is idempotent: an endpoint already deleted is "not found" the second time, and that
 is a success. `select` and `teardown` are separate so the CLI can ask in between.
