@@ -121,7 +121,9 @@ def test_a_failed_update_leaves_the_old_model_serving(tmp_path, models, sagemake
     assert described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == "dogbreed"
     assert [m["ModelName"] for m in sagemaker_client.list_models()["Models"]] == [old_model]
     assert [c["EndpointConfigName"] for c in sagemaker_client.list_endpoint_configs()["EndpointConfigs"]] == ["dogbreed"]
-    assert backend.describe_endpoint("dogbreed").model_uri == FIRST
+    still = backend.describe_endpoint("dogbreed")
+    assert still.model_uri == FIRST and still.expires_at == T1  # the old expiry too: no AddTags was sent
+    assert "AddTags" not in backend.last_requests and "UpdateEndpoint" in backend.last_requests
 
 
 def test_the_workflow_plans_an_update_from_the_ledger_and_restores_its_row_on_failure(tmp_path, models, sagemaker_client):

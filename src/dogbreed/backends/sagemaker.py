@@ -494,10 +494,11 @@ class SageMakerBackend:
 
     def _update(
         self, request: DeployRequest, dry_run: bool, endpoint_arn: str | None = None
-    ) -> tuple[Any, str, Callable[[], None], list[StagedObject], RecordingClient]:
-        """(model, new endpoint config name, the sends, staged files, recorder) of a redeploy:
-        CreateModel, CreateEndpointConfig, UpdateEndpoint, then AddTags with the new expiry
-        (UpdateEndpoint keeps the endpoint's tags, and the TTL starts again with a redeploy)."""
+    ) -> tuple[Any, str, Callable[[], None], Callable[[], None], list[StagedObject], RecordingClient]:
+        """(model, new endpoint config name, send, retag, staged files, recorder) of a redeploy:
+        send is CreateModel, CreateEndpointConfig and UpdateEndpoint; retag is AddTags with the
+        new expiry (UpdateEndpoint keeps the endpoint's tags, and the TTL starts again with a
+        redeploy), sent once the update succeeded, so a failed one leaves the old expiry."""
         model, _, staged, recorder = self._deployment(request, dry_run)
         endpoint = request.endpoint_name
         config_name = naming.endpoint_config_name(endpoint, model.model_data, request.expires_at)
@@ -506,15 +507,17 @@ class SageMakerBackend:
 
         def send() -> None:
             send_endpoint_update(request.config, model, endpoint=endpoint, endpoint_config=config_name, tags=tags)
-            expiry = [tag for tag in tags if tag["Key"] == EXPIRES_AT]
-            recorder.add_tags(ResourceArn=arn, Tags=expiry)
 
-        return model, config_name, send, staged, recorder
+        def retag() -> None:
+            recorder.add_tags(ResourceArn=arn, Tags=[tag for tag in tags if tag["Key"] == EXPIRES_AT])
+
+        return model, config_name, send, retag, staged, recorder
 
     def _plan_update(self, request: DeployRequest) -> dict[str, Any]:
         serving = request.serving or {}
-        model, config_name, send, staged, recorder = self._update(request, dry_run=True)
+        model, config_name, send, retag, staged, recorder = self._update(request, dry_run=True)
         self._send(f"endpoint {request.endpoint_name} update", send)
+        self._send(f"endpoint {request.endpoint_name} tags", retag)
         plan = self._deploy_plan(request, model, recorder, staged)
         old = [("model", serving.get("model")), ("endpoint-config", serving.get("endpoint_config"))]
         plan["update"] = {
@@ -543,7 +546,9 @@ class SageMakerBackend:
         old_config, old_models = inventory.serving_chain(self._sagemaker, endpoint)
         if request.config.sagemaker.preflight:
             self.preflight_deploy(request)
-        model, config_name, send, staged, recorder = self._update(request, dry_run=False, endpoint_arn=existing["EndpointArn"])
+        model, config_name, send, retag, staged, recorder = self._update(
+            request, dry_run=False, endpoint_arn=existing["EndpointArn"]
+        )
         if model.name in old_models or old_config == config_name:
             # The same model, the same expiry to the second: deleting "the old model" would
             # delete the one that serves.
@@ -561,8 +566,8 @@ class SageMakerBackend:
             self._sent(endpoint, recorder)
         if on_created is not None:
             on_created(self.describe_endpoint(endpoint))
-        self._schedule_ttl(request)  # the TTL starts again: the schedule moves with it
         if not wait:
+            self._new_expiry(endpoint, recorder, retag, request)  # cannot wait for the outcome: now
             self.reporter.info(
                 f"endpoint {endpoint} is updating; model {', '.join(old_models)} and endpoint config {old_config} stay until "
                 f"it is done (`dogbreed teardown --all` sweeps them, as does the endpoint's teardown)"
@@ -576,11 +581,18 @@ class SageMakerBackend:
                 f"endpoint {endpoint}: the update to {model.name} failed ({settled.get('FailureReason') or settled['EndpointStatus']}); "
                 f"it still serves {', '.join(old_models)} ({settled['EndpointStatus']}), and the new model and config were deleted"
             )
+        self._new_expiry(endpoint, recorder, retag, request)
         old = [("model", name) for name in old_models] + ([("endpoint-config", old_config)] if old_config else [])
         for kind, name in inventory.teardown_order(old):
             inventory.delete(self._sagemaker, kind, name)
         self.reporter.info(f"endpoint {endpoint} now serves {model.name}; deleted the old {', '.join(n for _, n in old)}")
         return self.describe_endpoint(endpoint)
+
+    def _new_expiry(self, endpoint: str, recorder: RecordingClient, retag: Callable[[], None], request: DeployRequest) -> None:
+        """A redeploy's TTL starts again: the endpoint's expiry tag, and its schedule, move."""
+        self._send(f"endpoint {endpoint} tags", retag)
+        self._sent(endpoint, recorder)
+        self._schedule_ttl(request)
 
     # --- the TTL, enforced by EventBridge Scheduler
 
