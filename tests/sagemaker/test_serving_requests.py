@@ -44,6 +44,9 @@ def _model_request(name: str) -> dict:
             "Environment": {
                 "SAGEMAKER_PROGRAM": "inference.py",
                 "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                # deploy.top_k and deploy.response, read by inference.py as on the local server
+                "DOGBREED_TOP_K": "5",
+                "DOGBREED_RESPONSE": "top_k",
                 "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
                 "SAGEMAKER_REGION": "us-east-1",
             },

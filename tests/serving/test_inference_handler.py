@@ -121,6 +121,45 @@ def test_a_bomb_is_refused_before_decoding(handler):
 def test_unacceptable_accept_is_406_and_bad_accept_top_k_is_400(handler):
     module, _ = handler
     with pytest.raises(module.NotAcceptable):
-        answer(handler, BEAGLE.read_bytes(), accept="text/csv")
+        answer(handler, BEAGLE.read_bytes(), accept="image/png")  # text/csv is served now
     with pytest.raises(module.BadRequest):
         answer(handler, BEAGLE.read_bytes(), accept="application/json; top_k=many")
+
+
+def test_deploy_response_probabilities_gives_the_seeds_shape_unless_top_k_is_asked(handler, monkeypatch):
+    module, model = handler
+    request = module.input_fn(BEAGLE.read_bytes(), "image/jpeg")
+    prediction = module.predict_fn(request, model)
+    monkeypatch.setenv("DOGBREED_RESPONSE", "probabilities")
+    text, reply_type = module.output_fn(prediction, "application/json")
+    rows = json.loads(text)
+    assert reply_type == "application/json" and len(rows) == 1 and len(rows[0]) == len(model.labels)
+    assert rows[0].index(max(rows[0])) == prediction.probabilities[0].argmax().item()
+    # A top_k on the Accept header (as dogbreed predict sends) or response=top_k picks the other form.
+    for accept in ("application/json; top_k=2", "application/json; response=top_k"):
+        assert "predictions" in json.loads(module.output_fn(prediction, accept)[0])
+    monkeypatch.setenv("DOGBREED_RESPONSE", "top_k")
+    assert isinstance(json.loads(module.output_fn(prediction, "application/json; response=probabilities")[0]), list)
+    monkeypatch.setenv("DOGBREED_RESPONSE", "everything")
+    with pytest.raises(module.BadRequest, match="DOGBREED_RESPONSE must be one of top_k, probabilities"):
+        module.output_fn(prediction, "application/json")
+
+
+def test_npy_csv_and_jsonlines_answers_carry_the_same_probabilities(handler):
+    import csv
+    import io
+
+    import numpy as np
+
+    module, model = handler
+    prediction = module.predict_fn(module.input_fn(BEAGLE.read_bytes(), "image/jpeg"), model)
+    body, reply_type = module.output_fn(prediction, "application/x-npy")
+    array = np.load(io.BytesIO(body), allow_pickle=False)
+    assert reply_type == "application/x-npy" and array.dtype == np.float32 and array.shape == (1, len(model.labels))
+    text, _ = module.output_fn(prediction, "text/csv")
+    header, row = list(csv.reader(io.StringIO(text)))
+    assert header == model.labels
+    np.testing.assert_allclose([float(v) for v in row], array[0], atol=1e-6)
+    line = json.loads(module.output_fn(prediction, "application/jsonlines")[0])
+    np.testing.assert_allclose(line["probabilities"], array[0], atol=1e-6)
+    assert line["top"][0]["index"] == int(array[0].argmax()) and 0 <= line["dog_probability"] <= 1

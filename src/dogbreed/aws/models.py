@@ -20,9 +20,14 @@ from dogbreed.jobspec import INFERENCE_ENTRY
 MODEL_CODE_DIR = "/opt/ml/model/code"
 
 
-def inference_environment() -> dict[str, str]:
-    """SAGEMAKER_PROGRAM / SAGEMAKER_SUBMIT_DIRECTORY, as after the SDK's own repack."""
-    return {"SAGEMAKER_PROGRAM": INFERENCE_ENTRY, "SAGEMAKER_SUBMIT_DIRECTORY": MODEL_CODE_DIR}
+def inference_environment(config: Config) -> dict[str, str]:
+    """SAGEMAKER_PROGRAM / SAGEMAKER_SUBMIT_DIRECTORY, as after the SDK's own repack, plus the
+    deploy settings inference.py reads (the same variables the local endpoint gets)."""
+    return {
+        "SAGEMAKER_PROGRAM": INFERENCE_ENTRY,
+        "SAGEMAKER_SUBMIT_DIRECTORY": MODEL_CODE_DIR,
+        **config.deploy.serving_environment(),
+    }
 
 
 def build_model(config: Config, session: Any, *, model_uri: str, name: str, role: str, s3_root: str) -> Any:
@@ -36,7 +41,7 @@ def build_model(config: Config, session: Any, *, model_uri: str, name: str, role
         role=role,
         framework_version=sm.inference_framework_version,
         py_version=sm.py_version,
-        env=inference_environment(),
+        env=inference_environment(config),
         name=name,
         # Where the SDK would put code; naming it keeps the SDK from looking up (or creating)
         # its default bucket, an S3 call, even though nothing is uploaded.

@@ -201,7 +201,7 @@ class LocalEndpoints:
             old = None
 
         log = release / "server.log"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "DOGBREED_TOP_K": str(deploy.top_k)}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **deploy.serving_environment()}
         with log.open("ab") as out:
             process = subprocess.Popen(
                 self._argv(request, model_dir, release),

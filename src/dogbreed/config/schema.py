@@ -340,6 +340,12 @@ class DeployConfig(Strict):
     host: str = Field("127.0.0.1", description="Address the local endpoint binds.")
     port: int = Field(8080, ge=0, le=65535, description="Port of the local endpoint (0 picks a free one).")
     top_k: int = Field(5, ge=1, le=133, description="Breeds returned per image.")
+    response: Literal["top_k", "probabilities"] = Field(
+        "top_k",
+        description="What an endpoint answers a request whose Accept is missing or application/json without "
+        "top_k: 'top_k' ({\"predictions\": [...]}) or 'probabilities' (a JSON list of per-image probability "
+        "lists in class order, the seed notebook's shape).",
+    )
     dog_threshold: float = Field(
         0.5,
         ge=0,
@@ -348,6 +354,10 @@ class DeployConfig(Strict):
         "classifier's mass on its dog breeds) is below this: 'not a dog'. 0 names a breed for everything.",
     )
     workers: int = Field(4, ge=1, le=64, description="Concurrent requests the local endpoint handles.")
+
+    def serving_environment(self) -> dict[str, str]:
+        """What inference.py reads from its environment, on the local server and in SageMaker."""
+        return {"DOGBREED_TOP_K": str(self.top_k), "DOGBREED_RESPONSE": self.response}
 
     @field_validator("ttl")
     @classmethod

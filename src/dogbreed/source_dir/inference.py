@@ -3,15 +3,31 @@
     model_fn(model_dir)               -> BreedClassifier (loaded once per process)
     input_fn(body, content_type)      -> InferenceRequest (validated, still compressed)
     predict_fn(request, model)        -> Prediction (class probabilities)
-    output_fn(prediction, accept)     -> (JSON text, "application/json")
+    output_fn(prediction, accept)     -> (body, content type)
 
-Requests: `image/jpeg`, `image/png`, `application/x-image` (raw bytes) or `application/json`
-({"images": ["<base64>", ...], "top_k": 3}; "image": "<base64>" for one; data: URLs work).
-How many breeds come back, first found wins: the JSON field `top_k`, a `top_k` parameter
-on the Accept header (`Accept: application/json; top_k=3`, which reaches output_fn in both
-servers and works for raw image bodies), the DOGBREED_TOP_K environment variable, then 5.
-Answer: {"predictions": [{"top": [{"label", "index", "probability"}, ...]}, ...]}, one entry
-per image, in request order, labels from classes.json.
+Requests (Content-Type):
+- `image/jpeg`, `image/png`, `application/x-image`: one image, raw bytes.
+- `application/json`: {"images": ["<base64>", ...], "top_k": 3}; "image": "<base64>" for one;
+  data: URLs work.
+- `application/x-npy` (what the SageMaker SDK's NumpySerializer sends, PyTorchPredictor's
+  default): an image array, H×W×3 or N×H×W×3 of integers 0-255 (resized and cropped here, as
+  a photo is), or float N×3×H×W already resized, cropped and normalised with the ImageNet
+  mean and std (used as is). Never unpickled.
+
+Answers (Accept; the first entry this model can serve wins):
+- `application/json`: {"predictions": [{"top": [{"label", "index", "probability"}, ...],
+  "dog_probability"}, ...]}, one entry per image in request order, labels from classes.json.
+  With DOGBREED_RESPONSE=probabilities (the config's deploy.response) the seed's shape
+  instead: a JSON list of per-image probability lists in class order, so
+  `np.argmax(np.asarray(json.loads(body)), 1)` works. A `top_k` (in the body or on the Accept
+  header) or `response=top_k|probabilities` on the Accept header chooses per request.
+- `application/jsonlines`: one line per image, {"probabilities": [...], "top": [...],
+  "dog_probability"}.
+- `text/csv`: a header of breed labels, then one row of probabilities per image.
+- `application/x-npy`: the N×C float32 probabilities (what NumpyDeserializer reads).
+A missing or `*/*` Accept is application/json (both servers substitute the default).
+How many breeds `top` holds, first found wins: the JSON field `top_k`, a `top_k` parameter on
+the Accept header (`Accept: application/json; top_k=3`), DOGBREED_TOP_K, then 5.
 
 Bad input raises a RequestError subclass carrying an HTTP status (400 undecodable or
 malformed, 406 unacceptable Accept, 413 too many pixels or images, 415 content type).
@@ -21,18 +37,20 @@ message is the JSON error body, which the toolkit puts first in its response.
 
 Images are decoded one at a time in predict_fn, so a request holds at most one full-size
 bitmap; input_fn only reads headers, which is how decompression bombs are refused before
-any pixel is decoded. Runs on Python 3.12 / torch 2.6: stdlib, torch, torchvision, Pillow.
+any pixel is decoded. Runs on Python 3.12 / torch 2.6: stdlib, torch, torchvision, Pillow, numpy.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import csv
 import io
 import json
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from breedkit import artifacts, imagenet, models, presets
 from breedkit import classes as breed_classes
@@ -45,6 +63,23 @@ except ImportError:  # our local server: a plain exception carrying the same fie
 
 RAW_IMAGE_TYPES = ("image/jpeg", "image/png", "application/x-image")
 JSON_TYPE = "application/json"
+NPY_TYPE = "application/x-npy"
+CSV_TYPE = "text/csv"
+JSONLINES_TYPE = "application/jsonlines"
+# Accept entries -> the type answered; wildcards take the first of their family.
+ANSWER_TYPES = {
+    JSON_TYPE: JSON_TYPE,
+    "application/*": JSON_TYPE,
+    "*/*": JSON_TYPE,
+    JSONLINES_TYPE: JSONLINES_TYPE,
+    "application/x-jsonlines": JSONLINES_TYPE,
+    "application/jsonl": JSONLINES_TYPE,
+    CSV_TYPE: CSV_TYPE,
+    "text/*": CSV_TYPE,
+    NPY_TYPE: NPY_TYPE,
+}
+RESPONSES = ("top_k", "probabilities")
+DEFAULT_RESPONSE = "top_k"
 # Pillow's own bomb threshold (also the config's data.max_pixels): about 0.27 GB as RGB.
 MAX_IMAGE_PIXELS = 89_478_485
 MAX_REQUEST_PIXELS = 2 * MAX_IMAGE_PIXELS
@@ -146,11 +181,13 @@ class BreedClassifier:
 
 
 class InferenceRequest:
-    """Compressed images whose headers passed the checks, and the top_k the body asked for."""
+    """Compressed images whose headers passed the checks (or uint8 H×W×3 arrays), or a batch
+    already normalised (`tensor`), and the top_k the body asked for."""
 
-    def __init__(self, images: list[bytes], top_k: int | None) -> None:
+    def __init__(self, images: list[bytes | np.ndarray], top_k: int | None, tensor: torch.Tensor | None = None) -> None:
         self.images = images
         self.top_k = top_k
+        self.tensor = tensor
 
 
 class Prediction:
@@ -213,6 +250,41 @@ def _from_json(body: str | bytes) -> InferenceRequest:
         [_decode_base64(text, i) for i, text in enumerate(encoded)],
         None if top_k is None else _top_k(top_k, '"top_k"'),
     )
+
+
+def _from_npy(body: bytes) -> InferenceRequest:
+    """An .npy image array: integers 0-255 as H×W×3 / N×H×W×3, or float N×3×H×W normalised."""
+    try:
+        array = np.load(io.BytesIO(body), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise BadRequest(f"the body is not a readable .npy array ({exc}); send numpy.save output") from None
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "uif":
+        raise BadRequest(f"the .npy array holds {getattr(array, 'dtype', type(array))}; send integers 0-255 or float32")
+    if array.dtype.kind == "f":
+        if array.ndim != 4 or array.shape[1] != 3:
+            raise BadRequest(
+                f"a float array must be N×3×H×W, already resized, cropped and normalised; got shape {array.shape} "
+                "(send integers 0-255 as H×W×3 or N×H×W×3 to have them prepared here)"
+            )
+        if not np.isfinite(array).all():
+            raise BadRequest("the float array holds NaN or infinite values")
+    else:
+        if array.ndim == 3:
+            array = array[None]
+        if array.ndim != 4 or array.shape[3] != 3:
+            raise BadRequest(f"an integer image array must be H×W×3 or N×H×W×3 (RGB); got shape {array.shape}")
+        if array.size and (array.min() < 0 or array.max() > 255):
+            raise BadRequest("integer image values must lie in 0-255")
+    count, height, width = (array.shape[0], *array.shape[2:4]) if array.dtype.kind == "f" else array.shape[:3]
+    if count == 0 or height == 0 or width == 0:
+        raise BadRequest(f"the array of shape {array.shape} holds no image")
+    if count > MAX_IMAGES:
+        raise TooLarge(f"{count} images in one request; send at most {MAX_IMAGES}")
+    if height * width > MAX_IMAGE_PIXELS or count * height * width > MAX_REQUEST_PIXELS:
+        raise TooLarge(f"{count} image(s) of {width}x{height} are too many pixels: downscale or send fewer")
+    if array.dtype.kind == "f":
+        return InferenceRequest([], None, torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)))
+    return InferenceRequest(list(array.astype(np.uint8, copy=False)), None)
 
 
 def _open(blob: bytes, position: int) -> Image.Image:
@@ -279,8 +351,11 @@ def input_fn(request_body: str | bytes, request_content_type: str | None) -> Inf
         request = InferenceRequest([body], None)
     elif media == JSON_TYPE:
         request = _from_json(request_body)
+    elif media == NPY_TYPE:
+        body = request_body.encode("latin-1") if isinstance(request_body, str) else bytes(request_body)
+        return _from_npy(body)
     else:
-        accepted = ", ".join((*RAW_IMAGE_TYPES, JSON_TYPE))
+        accepted = ", ".join((*RAW_IMAGE_TYPES, JSON_TYPE, NPY_TYPE))
         raise UnsupportedContentType(f"Content-Type {request_content_type or '(none)'} is not supported; send {accepted}")
     if not request.images:
         raise BadRequest('"images" is empty: send at least one image')
@@ -288,7 +363,9 @@ def input_fn(request_body: str | bytes, request_content_type: str | None) -> Inf
     return request
 
 
-def _tensor(blob: bytes, position: int, transform) -> torch.Tensor:
+def _tensor(blob: bytes | np.ndarray, position: int, transform) -> torch.Tensor:
+    if isinstance(blob, np.ndarray):  # an RGB array from application/x-npy
+        return transform(Image.fromarray(blob, "RGB"))
     with _open(blob, position) as image:
         try:
             image.load()
@@ -300,39 +377,95 @@ def _tensor(blob: bytes, position: int, transform) -> torch.Tensor:
 
 def predict_fn(input_data: InferenceRequest, model: BreedClassifier) -> Prediction:
     """Decode each image (one full-size bitmap at a time), run the network once on the batch."""
-    batch = torch.stack([_tensor(blob, i, model.transform) for i, blob in enumerate(input_data.images)])
+    if input_data.tensor is not None:
+        batch = input_data.tensor
+    else:
+        batch = torch.stack([_tensor(blob, i, model.transform) for i, blob in enumerate(input_data.images)])
     probabilities, dog_probability = model(batch)
     return Prediction(probabilities, model.labels, input_data.top_k, dog_probability)
 
 
-def _accepted_top_k(accept: str | None) -> int | None:
-    """The top_k parameter of an acceptable Accept entry; NotAcceptable when none is JSON."""
+def _negotiate(accept: str | None) -> tuple[str, dict[str, str]]:
+    """The answer's type and the parameters of the Accept entry that chose it."""
     if not accept or not accept.strip():
-        return None
+        return JSON_TYPE, {}
     for entry in accept.split(","):
         media, params = _media_type(entry)
-        if media in (JSON_TYPE, "application/*", "*/*"):
-            return _top_k(params["top_k"], "the Accept header's top_k") if "top_k" in params else None
-    raise NotAcceptable(f"Accept {accept} cannot be served; this model answers {JSON_TYPE}")
+        if media in ANSWER_TYPES:
+            return ANSWER_TYPES[media], params
+    served = ", ".join((JSON_TYPE, JSONLINES_TYPE, CSV_TYPE, NPY_TYPE))
+    raise NotAcceptable(f"Accept {accept} cannot be served; this model answers {served}")
 
 
-def output_fn(prediction: Prediction, accept: str | None) -> tuple[str, str]:
-    """The top-k breeds per image as JSON."""
-    from_accept = _accepted_top_k(accept)
+def _response_mode(params: dict[str, str], body_top_k: int | None) -> str:
+    """top_k or probabilities: the Accept header's `response`, else top_k when one was asked
+    for, else DOGBREED_RESPONSE (deploy.response), else top_k."""
+    if "response" in params:
+        mode = params["response"].lower()
+        where = "the Accept header's response"
+    elif body_top_k is not None or "top_k" in params:
+        return "top_k"
+    else:
+        mode = os.environ.get("DOGBREED_RESPONSE", DEFAULT_RESPONSE).strip().lower()
+        where = "DOGBREED_RESPONSE"
+    if mode not in RESPONSES:
+        raise BadRequest(f"{where} must be one of {', '.join(RESPONSES)}, got {mode!r}")
+    return mode
+
+
+def _top(prediction: Prediction, params: dict[str, str]) -> list[list[dict]]:
+    from_accept = _top_k(params["top_k"], "the Accept header's top_k") if "top_k" in params else None
     k = prediction.top_k or from_accept or _top_k(os.environ.get("DOGBREED_TOP_K", DEFAULT_TOP_K), "DOGBREED_TOP_K")
     k = min(k, prediction.probabilities.shape[1])
     values, indices = torch.topk(prediction.probabilities, k, dim=1)
-    dogs = [None] * len(values) if prediction.dog_probability is None else prediction.dog_probability.tolist()
-    answer = {
-        "predictions": [
-            {
-                "top": [
-                    {"label": prediction.labels[i], "index": i, "probability": round(p, 6)}
-                    for p, i in zip(row_values.tolist(), row_indices.tolist())
-                ],
-                "dog_probability": None if dog is None else round(dog, 6),
-            }
-            for row_values, row_indices, dog in zip(values, indices, dogs)
+    return [
+        [
+            {"label": prediction.labels[i], "index": i, "probability": round(p, 6)}
+            for p, i in zip(row_values.tolist(), row_indices.tolist())
         ]
-    }
+        for row_values, row_indices in zip(values, indices)
+    ]
+
+
+def _dogs(prediction: Prediction) -> list[float | None]:
+    if prediction.dog_probability is None:
+        return [None] * len(prediction.probabilities)
+    return [round(dog, 6) for dog in prediction.dog_probability.tolist()]
+
+
+def _rows(prediction: Prediction) -> list[list[float]]:
+    return [[round(p, 6) for p in row] for row in prediction.probabilities.tolist()]
+
+
+def _csv(prediction: Prediction) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(prediction.labels)
+    writer.writerows(_rows(prediction))
+    return out.getvalue()
+
+
+def _npy(prediction: Prediction) -> bytes:
+    out = io.BytesIO()
+    np.save(out, prediction.probabilities.numpy().astype(np.float32), allow_pickle=False)
+    return out.getvalue()
+
+
+def output_fn(prediction: Prediction, accept: str | None) -> tuple[str | bytes, str]:
+    """The answer in the first type of Accept this model serves (see the module docstring)."""
+    media, params = _negotiate(accept)
+    if media == NPY_TYPE:
+        return _npy(prediction), NPY_TYPE
+    if media == CSV_TYPE:
+        return _csv(prediction), CSV_TYPE
+    dogs = _dogs(prediction)
+    if media == JSONLINES_TYPE:
+        lines = [
+            json.dumps({"probabilities": row, "top": top, "dog_probability": dog})
+            for row, top, dog in zip(_rows(prediction), _top(prediction, params), dogs)
+        ]
+        return "".join(line + "\n" for line in lines), JSONLINES_TYPE
+    if _response_mode(params, prediction.top_k) == "probabilities":
+        return json.dumps(_rows(prediction)), JSON_TYPE  # the seed's shape: nothing but the list
+    answer = {"predictions": [{"top": top, "dog_probability": dog} for top, dog in zip(_top(prediction, params), dogs)]}
     return json.dumps(answer), JSON_TYPE
