@@ -158,3 +158,17 @@ def test_teardown_asks_first_on_a_terminal(tmp_path, reply, code, state):
     assert "Delete 1 local endpoint(s): dogbreed?" in run.stderr
     assert run.returncode == code
     assert Ledger(tmp_path / ".dogbreed" / "ledger.sqlite").get("endpoint", "dogbreed", "local").state == state
+
+
+def test_a_teardown_typo_fails_and_names_the_live_endpoint(tmp_path):
+    ledger = Ledger(tmp_path / ".dogbreed" / "ledger.sqlite")
+    ledger.record("endpoint", "dogbreed-demo", "local", state="in-service", meta={"pid": 0})
+    typo = cli(tmp_path, "teardown", "dogbreed-dem0", "--json")
+    assert typo.returncode == 1
+    assert answer(typo) == {"deleted": [], "not_found": ["dogbreed-dem0"], "dry_run": False}  # still one JSON answer
+    assert "did you mean dogbreed-demo?" in typo.stderr and len(typo.stderr.strip().splitlines()) == 1
+    assert ledger.get("endpoint", "dogbreed-demo", "local").state == "in-service"  # untouched
+
+    scripted = cli(tmp_path, "teardown", "dogbreed-dem0", "--ignore-missing", "--json")
+    assert scripted.returncode == 0, scripted.stderr
+    assert answer(scripted)["not_found"] == ["dogbreed-dem0"]

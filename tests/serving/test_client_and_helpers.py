@@ -235,3 +235,18 @@ def test_status_checks_ledger_entries_and_adds_what_only_the_backend_knows(tmp_p
     assert ledger.get("endpoint", "a", "sagemaker").state == "in-service"  # corrected from what was seen
     assert rows["b"]["in_ledger"] is False
     assert (rows["l"]["state"], rows["l"]["checked"]) == ("in-service", False)  # other backend: from the ledger
+
+
+def test_a_name_that_matches_nothing_suggests_the_closest_live_ones(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    for name, state in [("dogbreed-demo", "in-service"), ("dogbreed-old", "deleted"), ("other", "in-service")]:
+        ledger.record("endpoint", name, "local", state=state)
+    plan = select(ledger, "local", ["dogbreed-dem0", "dogbreed-old", "zzz"])
+    # An endpoint deleted earlier is done (not a typo); the other two match nothing.
+    assert (plan.targets, plan.not_found) == ([], ["dogbreed-dem0", "dogbreed-old", "zzz"])
+    assert plan.unknown == {"dogbreed-dem0": ["dogbreed-demo"], "zzz": []}
+    message = str(plan.missing_error("local"))
+    assert "endpoint dogbreed-dem0 matches no local endpoint; did you mean dogbreed-demo?" in message
+    assert "endpoint zzz matches no local endpoint; live: dogbreed-demo, other" in message
+    assert "--ignore-missing" in message
+    assert select(ledger, "local", ["dogbreed-demo", "dogbreed-old"]).missing_error("local") is None

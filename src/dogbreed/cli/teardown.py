@@ -2,7 +2,9 @@
 
 Only endpoints this tool created are touched: in the ledger, or tagged for this project on
 SageMaker. Asks first on a terminal unless --yes; never asks when stdin is not a terminal.
-Running it twice is fine: the second run reports the names as not found and succeeds.
+Running it twice is fine: the second run reports the names as not found and succeeds. A name
+that matches nothing (a typo) is exit 1 with the closest live names, after the answer (with
+--json, the JSON document still lists it under not_found); --ignore-missing makes it exit 0.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ def command(
     expired: Annotated[
         bool, typer.Option("--expired", help="Every endpoint whose TTL (deploy.ttl) has passed; for a schedule.")
     ] = False,
+    ignore_missing: Annotated[
+        bool,
+        typer.Option("--ignore-missing", help="A name that matches no endpoint is not an error (exit 0, listed as not found)."),
+    ] = False,
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
     config: ConfigOpt = None,
@@ -64,3 +70,6 @@ def command(
         backend_ = session.backend()
     result = teardown(backend_, ledger, plan, dry_run=dry_run, reporter=session.reporter)
     session.emit(result.to_json(), _render(result.to_json()))
+    missing = None if ignore_missing else plan.missing_error(session.config.backend)
+    if missing is not None:
+        raise missing  # after the answer: the names that matched are deleted all the same

@@ -3,26 +3,29 @@
 Candidates are the endpoints in the ledger and, on a backend that can list what this project
 runs (SageMaker, by its dogbreed:project tag), those it finds there: a CI runner or a second
 machine has a ledger of its own, and a lost workspace has none, but the endpoint still bills.
-A name neither knows is reported as not found, never deleted on the backend. `--all` then
+A name neither knows is reported as not found, never deleted on the backend, and is an error
+(exit 1) with the closest live names, since a typo would otherwise leave a paid endpoint
+running while the command "succeeds"; `--ignore-missing` makes it a success. `--all` then
 sweeps what the endpoints left behind (a tagged model no endpoint points to). `--expired`
 deletes the endpoints whose TTL (deploy.ttl, the ledger's or the dogbreed:expires-at tag's
 expiry) has passed: SageMaker does not stop an endpoint by itself. With
 sagemaker.scheduler_role, deploy leaves that to an EventBridge Scheduler schedule (the
 backend deletes it with the endpoint); without one, a scheduled
 `dogbreed teardown --expired --yes --backend sagemaker` is what enforces the TTL there.
-Deleting is idempotent: an endpoint already deleted is "not found" the second time, and that
-is a success. `select` and `teardown` are separate so the CLI can ask in between.
+Deleting is idempotent: an endpoint the ledger knows as deleted is "not found" the second
+time, and that is a success. `select` and `teardown` are separate so the CLI can ask in between.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from dogbreed.backends.base import Backend
-from dogbreed.errors import UsageError
+from dogbreed.errors import NotFoundError, UsageError
 from dogbreed.ledger import Ledger, now
 from dogbreed.reporting import NullReporter, Reporter
 
@@ -32,6 +35,24 @@ class TeardownPlan:
     targets: list[str] = field(default_factory=list)
     not_found: list[str] = field(default_factory=list)
     sweep: bool = False  # also delete what is tagged for this project and left behind
+    # Names in not_found that match nothing at all (not even an endpoint deleted earlier),
+    # each with the closest live names: a typo, unless --ignore-missing.
+    unknown: dict[str, list[str]] = field(default_factory=dict)
+    live: list[str] = field(default_factory=list)
+
+    def missing_error(self, backend_name: str) -> NotFoundError | None:
+        """The one-line error for names that match nothing, or None when every name matched."""
+        if not self.unknown:
+            return None
+        parts = []
+        for name, close in self.unknown.items():
+            hint = f"did you mean {' or '.join(close)}?" if close else _live_hint(self.live)
+            parts.append(f"endpoint {name} matches no {backend_name} endpoint; {hint}")
+        return NotFoundError("; ".join(parts) + " (--ignore-missing treats a missing name as already deleted)")
+
+
+def _live_hint(live: Sequence[str]) -> str:
+    return f"live: {', '.join(live)}" if live else "no endpoint is live (see `dogbreed status`)"
 
 
 @dataclass
@@ -82,7 +103,8 @@ def select(
     reporter = reporter or NullReporter()
     if expired and (all_ or names):
         raise UsageError("--expired picks the endpoints itself: give it no names and no --all")
-    records = [r for r in ledger.list("endpoint", backend=backend_name) if r.state != "deleted"]
+    every = ledger.list("endpoint", backend=backend_name)
+    records = [r for r in every if r.state != "deleted"]
     # "gone" endpoints (expired, killed) still have files to remove and a ledger entry to close.
     expiry = {r.name: r.expires_at for r in records}
     for row in listed:
@@ -96,7 +118,9 @@ def select(
         return TeardownPlan(targets=known, sweep=True)
     if not names:
         return TeardownPlan(targets=[r.name for r in records][-1:])
-    plan = TeardownPlan()
+    deleted_before = {r.name for r in every if r.state == "deleted"}
+    live = [r.name for r in records if r.live] + [row["name"] for row in listed if row["name"] not in {r.name for r in records}]
+    plan = TeardownPlan(live=list(dict.fromkeys(live)))
     for name in dict.fromkeys(names):
         if name in expiry:
             plan.targets.append(name)
@@ -105,6 +129,8 @@ def select(
         elsewhere = [r.backend for r in ledger.list("endpoint") if r.name == name and r.backend != backend_name and r.live]
         if elsewhere:
             reporter.warn(f"endpoint {name} lives on the {elsewhere[-1]} backend: use --backend {elsewhere[-1]}")
+        if name not in deleted_before:  # deleted by an earlier teardown: done, not a typo
+            plan.unknown[name] = difflib.get_close_matches(name, plan.live, n=3, cutoff=0.6)
     return plan
 
 
