@@ -82,3 +82,17 @@ def test_unexpected_errors_are_one_line_and_verbose_shows_the_traceback(monkeypa
     assert "RuntimeError: disk on fire" in err and "second line" not in err and "Traceback" not in err
     assert run(["config", "show", "-v"]) == 1
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_a_config_file_in_another_folder_names_its_missing_path(tmp_path):
+    folder = tmp_path / "other" / "dir"
+    folder.mkdir(parents=True)
+    (folder / "local.yaml").write_text("workspace: state\ndata:\n  source: dogs\n")
+    result = dogbreed_cli("ingest", "-c", "other/dir/local.yaml", "--json", cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"error: other/dir/local.yaml: data.source: {folder / 'dogs'} not found (relative paths in a config file "
+        "are read from the file's folder); fix the path"
+    ]
+    shown = json.loads(dogbreed_cli("config", "show", "-c", "other/dir/local.yaml", "--json", cwd=tmp_path).stdout)
+    assert shown["workspace"] == str(folder / "state")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from dogbreed.config import load_config
+from dogbreed.config import load_config, require_path
 from dogbreed.config.flags import flag_for, hyperparameters, to_argv, with_params
 from dogbreed.config.loader import parse_set
 from dogbreed.config.schema import DOGIMAGES_URL, parse_duration
@@ -152,3 +152,51 @@ def test_yaml_1_1_booleans_stay_words(tmp_path):
     assert config.tune.early_stopping == "Off" and config.sagemaker.spot is True
     assert config.deploy.endpoint_name == "no"
     assert load_config([], ["tune.early_stopping=Auto", "sagemaker.spot=false"]).sagemaker.spot is False
+
+
+def test_relative_paths_in_a_file_are_read_from_its_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "other" / "dir"
+    folder.mkdir(parents=True)
+    (folder / "dogs").mkdir()
+    (folder / "w.pth").write_bytes(b"")
+    path = write(folder, "workspace: state\ndata: {source: dogs, uri: s3://b/p}\nmodel: {weights: w.pth}\n", "local.yaml")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_config([Path("../other/dir/local.yaml")])
+    assert config.workspace == str(folder / "state")
+    assert config.data.source == str(folder / "dogs")
+    assert config.model.weights == str(folder / "w.pth")
+    assert config.data.uri == "s3://b/p"  # URLs and keywords are left alone
+    require_path(config, "data.source")
+    require_path(config, "model.weights")
+    assert load_config([path], ["model.weights=imagenet"]).model.weights == "imagenet"
+
+    # --set and flags stay relative to the current folder.
+    config = load_config([path], ["data.source=here"], {"model.weights": "mine.pth"})
+    assert (config.data.source, config.model.weights) == ("here", "mine.pth")
+    with pytest.raises(ConfigError) as raised:
+        require_path(config, "data.source")
+    assert str(raised.value).startswith("--set data.source: here not found (relative paths on the command line")
+    require_path(config, "model.weights")  # a flag's path is the command's to check (its error quotes it)
+
+
+def test_a_missing_path_names_the_file_and_the_dotted_key(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cfg").mkdir()
+    path = write(tmp_path / "cfg", "model:\n  weights: weights/missing.pth\n", "train.yaml")
+    config = load_config([path])
+    with pytest.raises(ConfigError) as raised:
+        require_path(config, "model.weights")
+    assert str(raised.value) == (
+        f"{path}: model.weights: {tmp_path / 'cfg' / 'weights' / 'missing.pth'} not found "
+        "(relative paths in a config file are read from the file's folder); fix the path"
+    )
+
+
+def test_the_shipped_local_config_finds_its_files_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = load_config([REPO / "configs" / "local.yaml"])
+    assert config.workspace == str(REPO / ".dogbreed")
+    require_path(config, "data.source")
+    require_path(config, "model.weights")

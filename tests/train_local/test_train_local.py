@@ -153,7 +153,8 @@ def test_missing_dataset_and_weights_are_clear_errors(tmp_path, imagenet_weights
     dataset = tmp_path / "ds"
     dataset.mkdir()
     result = dogbreed_cli("train", "-c", str(config), "--dataset", str(dataset), "--set", "model.weights=/no/such.pth")
-    assert result.returncode == 1 and "model.weights: /no/such.pth not found" in result.stderr
+    # A config error (exit 2) naming where the path came from.
+    assert result.returncode == 2 and "--set model.weights: /no/such.pth not found" in result.stderr
 
 
 def _finished(root: Path, job: str, limit_s: float = 600) -> None:

@@ -2,11 +2,17 @@
 
 Each leaf remembers where it came from, so a validation error names the file (or the
 `--set`) and the dotted key that caused it, in one line.
+
+Relative paths in a config file (PATH_KEYS) are read from that file's folder, so
+`-c other/dir/local.yaml` means the same wherever it is run from; paths given with `--set`
+or a flag stay relative to the current folder, as any command-line path is.
+`require_path` is the check for a path a command is about to read.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -19,6 +25,9 @@ from dogbreed.config.schema import Config
 from dogbreed.errors import ConfigError
 
 DEFAULTS = "built-in defaults"
+# Keys holding a local path (or a URL / keyword, left alone) that a config file may set.
+PATH_KEYS = ("workspace", "data.source", "data.uri", "model.weights")
+KEYWORDS = {"model.weights": ("imagenet", "none")}
 
 
 class _Loader(yaml.SafeLoader):
@@ -95,6 +104,46 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def _get(tree: Mapping[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(tree, Mapping) or part not in tree:
+            return None
+        tree = tree[part]
+    return tree
+
+
+def _is_local_path(dotted: str, value: str) -> bool:
+    return "://" not in value and value not in KEYWORDS.get(dotted, ())
+
+
+def _relative_to_file(layer: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The layer with its relative PATH_KEYS values joined to the file's folder."""
+    folder = path.expanduser().absolute().parent
+    for dotted in PATH_KEYS:
+        value = _get(layer, dotted)
+        if not isinstance(value, str) or not value or not _is_local_path(dotted, value):
+            continue
+        if not Path(value).expanduser().is_absolute():
+            layer = _merge(layer, _nest(dotted, os.path.normpath(folder / value)))
+    return layer
+
+
+def require_path(config: Config, dotted: str) -> None:
+    """A ConfigError naming the file (or --set) and key when the local path at `dotted` is missing
+    (a path given as a flag or argument is left to the command, whose error quotes it)."""
+    value = _get(config.model_dump(), dotted)
+    if not isinstance(value, str) or not _is_local_path(dotted, value) or Path(value).expanduser().exists():
+        return
+    origin = config._origins.get(dotted)
+    if origin is not None and origin.startswith("--") and not origin.startswith("--set "):
+        return  # an explicit flag or argument: the command's own error names what was typed
+    if origin is not None and not origin.startswith("--"):
+        how = "relative paths in a config file are read from the file's folder"
+    else:
+        how = "relative paths on the command line are read from the current folder"
+    raise ConfigError(f"{config.origin(dotted)}: {value} not found ({how}); fix the path")
+
+
 def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """The field names valid at `loc` (for 'did you mean')."""
     current: Any = model
@@ -156,7 +205,7 @@ def load_config(
     origins = Origins()
     for file in files:
         path = Path(file)
-        layer = read_yaml(path)
+        layer = _relative_to_file(read_yaml(path), path)
         origins.add(layer, str(path))
         merged = _merge(merged, layer)
     for item in sets:
@@ -171,7 +220,7 @@ def load_config(
         origins.add(layer, f"--{key.split('.')[-1].replace('_', '-')}")
         merged = _merge(merged, layer)
     try:
-        return Config.model_validate(merged)
+        config = Config.model_validate(merged)
     except ValidationError as exc:
         first = exc.errors()[0]
         dotted = ".".join(str(part) for part in first["loc"]) or "(top level)"
@@ -180,6 +229,8 @@ def load_config(
         origin = origins.of(dotted)
         where = origin if origin == f"--set {dotted}" else f"{origin}: {dotted}"
         raise ConfigError(f"{where}: {_describe(first, keys)}{more}") from None
+    config._origins = {key: origins.of(key) for key in PATH_KEYS if origins.of(key) != DEFAULTS}
+    return config
 
 
 def dump_yaml(config: Config) -> str:

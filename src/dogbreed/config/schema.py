@@ -10,7 +10,7 @@ import re
 from datetime import timedelta
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 DOGIMAGES_URL = "https://s3-us-west-1.amazonaws.com/udacity-aind/dog-project/dogImages.zip"
 
@@ -375,3 +375,13 @@ class Config(Strict):
     tune: TuneConfig = Field(default_factory=TuneConfig, description="Hyperparameter search.")
     sagemaker: SageMakerConfig = Field(default_factory=SageMakerConfig, description="SageMaker backend settings.")
     deploy: DeployConfig = Field(default_factory=DeployConfig, description="Endpoint settings.")
+    # Which layer set each path key ("configs/local.yaml", "--set data.source", ...), filled
+    # by the loader so that a missing path can be reported with the file and key behind it.
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def origin(self, dotted: str) -> str:
+        """'configs/local.yaml: model.weights', '--set model.weights', or just the key."""
+        origin = self._origins.get(dotted)
+        if origin is None:
+            return dotted
+        return origin if origin.endswith(dotted) else f"{origin}: {dotted}"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dogbreed.config import Config
+from dogbreed.config import Config, require_path
 from dogbreed.data.layout import Layout, detect_layout, list_folder
 from dogbreed.data.manifest import MANIFEST_NAME, build_manifest, dump_manifest
 from dogbreed.data.plan import Plan, PlannedFile, plan_dataset
@@ -118,6 +118,8 @@ def ingest(
     files (stores.py) after the new manifest is written."""
     reporter = reporter or NullReporter()
     given = source or config.data.source
+    if source is None:
+        require_path(config, "data.source")  # names the file (or --set) and key behind a missing one
     if given.startswith("s3://"):
         return ingest_in_place(
             config, workspace, given, dest=dest, strict=strict, reporter=reporter, backend=backend, store=store

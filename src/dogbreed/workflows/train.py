@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dogbreed.backends.base import Backend, LogSink, TrainingOutcome, TrainingRequest
-from dogbreed.config import Config
+from dogbreed.config import Config, require_path
 from dogbreed.config.flags import hyperparameters, with_params
 from dogbreed.errors import DogbreedError, NotFoundError
 from dogbreed.ledger import Ledger, Resource
@@ -64,6 +64,7 @@ def plan(
     from_tuning: str | None = None,
     parent: str | None = None,
 ) -> TrainPlan:
+    require_path(config, "model.weights")  # names the file and key that set a missing one
     tuned = best_params(ledger, from_tuning) if from_tuning else {}
     if tuned:
         config = with_params(config, tuned)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dogbreed.backends.base import Backend, TrialsSink, TuningFailed, TuningRequest, TuningStarted
-from dogbreed.config import Config
+from dogbreed.config import Config, require_path
 from dogbreed.errors import UsageError
 from dogbreed.ledger import Ledger
 from dogbreed.naming import MAX_LEN, check_name, unique_name
@@ -64,6 +64,7 @@ def _pinned(config: Config) -> Config:
 
 
 def plan(config: Config, ledger: Ledger, *, dataset: str | None = None) -> TunePlan:
+    require_path(config, "model.weights")  # names the file and key that set a missing one
     config = _pinned(config)
     space = build_space(config)  # a range neither backend could search fails here, exit 2
     check_search(config.tune)
