@@ -69,3 +69,11 @@ def dogbreed_cli(*args: str, cwd: Path | None = None, env: dict | None = None, t
     exe = Path(sys.executable).parent / "dogbreed"
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([str(exe), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def error_line(stderr: str) -> str:
+    """The one error line of a failed command: the last line of stderr and the only error there
+    (log lines may come before it, with --json too: stderr carries the log)."""
+    lines = stderr.strip().splitlines()
+    assert [line for line in lines if line.startswith("error:")] == lines[-1:], stderr
+    return lines[-1]

@@ -19,7 +19,7 @@ from dogbreed.errors import DogbreedError
 from dogbreed.ledger import Ledger
 from dogbreed.workflows.ingest import ingest
 from dogbreed.workspace import Workspace
-from tests.conftest import dogbreed_cli
+from tests.conftest import dogbreed_cli, error_line
 from tests.ingest.conftest import DOGS, photos, sha256
 
 BUCKET = "dogbreed-test"
@@ -165,9 +165,8 @@ def test_cli_sagemaker_backend_defaults_to_the_bucket_prefix(s3, tmp_path):
 
 def test_missing_bucket_is_a_one_line_error(aws_env, tmp_path):
     result = dogbreed_cli("ingest", str(DOGS), "--dest", "s3://no-such-bucket/x", "--json", cwd=tmp_path)
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 1 and len(lines) == 1
-    assert "no-such-bucket" in lines[0] and "does not exist" in lines[0]
+    line = error_line(result.stderr)
+    assert result.returncode == 1 and "no-such-bucket" in line and "does not exist" in line
 
 
 def test_prune_deletes_the_stale_objects_in_batches_and_nothing_outside_the_splits(s3, tmp_path, monkeypatch):

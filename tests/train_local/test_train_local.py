@@ -39,10 +39,14 @@ def _ledger(root: Path) -> Ledger:
 
 def test_train_runs_the_job_packs_the_model_and_records_it(project):
     root, config = project
-    result = dogbreed_cli("train", "-c", str(config), "--json")
+    result = dogbreed_cli("train", "-c", str(config), "--json", env={"DOGBREED_PROGRESS_SECONDS": "0.5"})
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     assert answer["state"] == "Completed" and answer["backend"] == "local"
+    # --json keeps stdout to the answer, and stderr carries the job's log as plain lines.
+    log_lines = result.stderr.splitlines()
+    assert "feature cache: extracting train.view0…" in log_lines
+    assert sum(line.startswith("epoch=") for line in log_lines) == 3 and "\x1b[" not in result.stderr
     metrics = answer["metrics"]
     assert {"valid_acc", "valid_loss", "test_acc", "test_loss"} <= set(metrics)
     assert metrics["test_acc"] >= 0.3  # 10 breeds: at least 3x chance with the ImageNet backbone

@@ -1,5 +1,7 @@
 """Following SageMaker work until it ends: job logs from CloudWatch, status transitions from
-Describe* polling.
+Describe* polling. A status that does not change for a while still gets a line at least every
+heartbeat_s (ProgressLines: how long, and for a tuning job finished trials, rate and ETA), so
+a job that runs for an hour never looks hung.
 
 The SDK's own `logs_for_job` prints to stdout (which `--json` reserves for the answer), so
 we read the same log group ourselves and hand each line to the caller. When the logs cannot
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dogbreed.aws.client_errors import code_of
+from dogbreed.reporting import PROGRESS_INTERVAL_S, ProgressLines
 
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TRAINING_DONE = ("Completed", "Failed", "Stopped")
@@ -78,12 +81,22 @@ def follow_training_job(
     on_log: Say | None,
     on_status: Say,
     poll_seconds: float,
+    heartbeat_s: float = PROGRESS_INTERVAL_S,
 ) -> dict[str, Any]:
     """Poll DescribeTrainingJob (and the logs) until the job ends; returns the last describe."""
+    progress = ProgressLines(f"training job {name}", None, on_status, heartbeat_s, announce=False)
+    with progress:
+        return _follow_training_job(sagemaker_client, logs, name, on_log, on_status, poll_seconds, progress)
+
+
+def _follow_training_job(
+    sagemaker_client: Any, logs: LogTail | None, name: str, on_log: Say | None, on_status: Say, poll_seconds: float, progress
+) -> dict[str, Any]:
     seen_status: tuple[str, str] | None = None
     while True:
         describe = sagemaker_client.describe_training_job(TrainingJobName=name)
         status = (describe["TrainingJobStatus"], describe.get("SecondaryStatus", ""))
+        progress.status(" / ".join(status))
         if status != seen_status:
             message = describe.get("SecondaryStatusTransitions", [{}])[-1].get("StatusMessage", "")
             on_status(f"{name}: {status[0]} / {status[1]}" + (f" - {message}" if message else ""))
@@ -97,12 +110,24 @@ def follow_training_job(
         time.sleep(poll_seconds)
 
 
-def follow_tuning_job(sagemaker_client: Any, name: str, *, on_status: Say, poll_seconds: float) -> dict[str, Any]:
+def follow_tuning_job(
+    sagemaker_client: Any, name: str, *, on_status: Say, poll_seconds: float, heartbeat_s: float = PROGRESS_INTERVAL_S
+) -> dict[str, Any]:
+    progress = ProgressLines(f"tuning job {name}", None, on_status, heartbeat_s, announce=False)
+    with progress:
+        return _follow_tuning_job(sagemaker_client, name, on_status, poll_seconds, progress)
+
+
+def _follow_tuning_job(sagemaker_client: Any, name: str, on_status: Say, poll_seconds: float, progress) -> dict[str, Any]:
     seen: tuple[str, tuple[tuple[str, int], ...]] | None = None
     while True:
         describe = sagemaker_client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
         counters = describe.get("TrainingJobStatusCounters", {})
         state = (describe["HyperParameterTuningJobStatus"], tuple(sorted(counters.items())))
+        limits = describe.get("HyperParameterTuningJobConfig", {}).get("ResourceLimits", {})
+        progress.total = limits.get("MaxNumberOfTrainingJobs")
+        progress.update(sum(counters.get(key, 0) for key in ("Completed", "NonRetryableError", "Stopped")))
+        progress.status(state[0])
         if state != seen:
             counts = ", ".join(f"{key} {value}" for key, value in sorted(counters.items()) if value)
             on_status(f"{name}: {state[0]}" + (f" (trials: {counts})" if counts else ""))
@@ -112,11 +137,20 @@ def follow_tuning_job(sagemaker_client: Any, name: str, *, on_status: Say, poll_
         time.sleep(poll_seconds)
 
 
-def follow_endpoint(sagemaker_client: Any, name: str, *, on_status: Say, poll_seconds: float) -> dict[str, Any]:
+def follow_endpoint(
+    sagemaker_client: Any, name: str, *, on_status: Say, poll_seconds: float, heartbeat_s: float = PROGRESS_INTERVAL_S
+) -> dict[str, Any]:
+    progress = ProgressLines(f"endpoint {name}", None, on_status, heartbeat_s, announce=False)
+    with progress:
+        return _follow_endpoint(sagemaker_client, name, on_status, poll_seconds, progress)
+
+
+def _follow_endpoint(sagemaker_client: Any, name: str, on_status: Say, poll_seconds: float, progress) -> dict[str, Any]:
     seen = None
     while True:
         describe = sagemaker_client.describe_endpoint(EndpointName=name)
         status = describe["EndpointStatus"]
+        progress.status(status)
         if status != seen:
             on_status(f"endpoint {name}: {status}")
             seen = status

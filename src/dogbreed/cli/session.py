@@ -79,7 +79,7 @@ class Session:
 
     @property
     def reporter(self) -> RichReporter:
-        return RichReporter(self.stderr, quiet=self.json_mode)
+        return RichReporter(self.stderr, plain=self.json_mode)
 
     def backend(self, name: str | None = None) -> Backend:
         """The backend `name` (default: the config's), built from this command's config."""

@@ -13,8 +13,9 @@ NAME = "train"
 
 
 def _log_sink(session: Session):
-    if session.json_mode and not session.verbose:
-        return None
+    """The job's log relayed to stderr: styled for a person, plain lines with --json."""
+    if session.json_mode:
+        return session.reporter.say
 
     def show(line: str) -> None:
         style = "bold green" if line.startswith(("epoch=", "test_")) else "dim"

@@ -1,9 +1,8 @@
 """The table of trials people watch while a study runs (stderr; stdout stays for --json).
 
 On a terminal it is a rich Live table redrawn a few times a second from the ledger's trial
-rows; in a log (CI, a pipe) it prints one line whenever a trial starts or ends instead of
-redrawing. Nothing is drawn until the backend shows trials (a SageMaker search reports its
-progress as lines of its own).
+rows; in a log (CI, a pipe, --json) it prints one line whenever a trial starts or ends
+instead of redrawing, and a progress line (finished trials, rate, ETA) at least every 30 s.
 """
 
 from __future__ import annotations
@@ -12,6 +11,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from dogbreed.ledger import Resource
+from dogbreed.reporting import PROGRESS_INTERVAL_S, ProgressLines
+
+FINISHED = ("Completed", "Stopped", "Failed")  # a trial's end states (workflows/tune.py)
 
 
 def format_params(params: dict[str, Any]) -> str:
@@ -55,24 +57,44 @@ def table(title: str, metric: str, trials: Iterable[Resource]) -> Any:
 
 
 class TrialView:
-    """`with TrialView(console, ...) as view: view.show(trials)`; quiet shows nothing."""
+    """`with TrialView(console, ...) as view: view.show(trials)`.
 
-    def __init__(self, console: Any, title: str, metric: str, quiet: bool = False) -> None:
-        self.console, self.title, self.metric, self.quiet = console, title, metric, quiet
-        self.live_mode = not quiet and console.is_terminal  # honours force_terminal itself
+    At a terminal (and not `plain`, i.e. --json): a live table. Otherwise plain lines: one per
+    trial state change, and a progress line (finished trials of `total`, rate, ETA) at least
+    every interval_s even while no trial changes."""
+
+    def __init__(
+        self,
+        console: Any,
+        title: str,
+        metric: str,
+        plain: bool = False,
+        total: int | None = None,
+        interval_s: float = PROGRESS_INTERVAL_S,
+    ) -> None:
+        self.console, self.title, self.metric = console, title, metric
+        self.live_mode = not plain and console.is_terminal  # honours force_terminal itself
         self._live: Any = None
         self._seen: dict[str, str] = {}
+        self._progress = None if self.live_mode else ProgressLines(title, total, self._say, interval_s)
+
+    def _say(self, line: str) -> None:
+        self.console.print(line, highlight=False, markup=False, soft_wrap=True)
 
     def __enter__(self) -> TrialView:
+        if self._progress is not None:
+            self._progress.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self._live is not None:
             self._live.__exit__(*exc)
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
 
     def show(self, trials: list[Resource]) -> None:
-        if self.quiet:
-            return
+        if self._progress is not None:
+            self._progress.update(sum(t.state in FINISHED and not t.meta.get("retried") for t in trials))
         if self.live_mode:
             if self._live is None:
                 from rich.live import Live
@@ -91,4 +113,4 @@ class TrialView:
                 line += f" {self.metric}={cells['objective']} test_acc={cells['test_acc']}"
             elif trial.state == "Failed":
                 line += f": {cells['failure']}"
-            self.console.print(line, highlight=False, markup=False)
+            self._say(line)

@@ -60,6 +60,6 @@ def command(
         return
     tune = plan.request.config.tune
     title = f"tuning job {plan.request.name} · {tune.strategy} · {plan.budget} trials"
-    with TrialView(session.stderr, title, tune.objective.metric, quiet=session.json_mode and not session.verbose) as view:
+    with TrialView(session.stderr, title, tune.objective.metric, plain=session.json_mode, total=plan.budget) as view:
         answer = workflow.wait(ledger, runner, plan, view.show)
     session.emit(answer, _render(answer))

@@ -105,18 +105,18 @@ def download(
                 continue
             if exc.code not in _RETRY_STATUS:
                 raise DogbreedError(f"download {url}: HTTP {exc.code} {exc.reason}; check the URL (data.source)") from None
-            failures = _failed(url, f"HTTP {exc.code}", failures, retries, backoff, part)
+            failures = _failed(url, f"HTTP {exc.code}", failures, retries, backoff, part, reporter)
             continue
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
-            failures = _failed(url, str(reason), failures, retries, backoff, part)
+            failures = _failed(url, str(reason), failures, retries, backoff, part, reporter)
             continue
 
         with response:
             total = _expected_total(response, offset)
             if total is None and response.status == 206:
                 part.unlink(missing_ok=True)  # a range we did not ask for: distrust it and restart
-                failures = _failed(url, "unexpected Content-Range", failures, retries, backoff, part)
+                failures = _failed(url, "unexpected Content-Range", failures, retries, backoff, part, reporter)
                 continue
             if total is None:
                 reporter.warn(f"{url}: the server sent no Content-Length, so the size cannot be verified")
@@ -140,12 +140,12 @@ def download(
                         out.write(chunk)
                         advance(len(chunk))
             except (OSError, http.client.HTTPException) as exc:
-                failures = _failed(url, f"connection lost ({type(exc).__name__})", failures, retries, backoff, part)
+                failures = _failed(url, f"connection lost ({type(exc).__name__})", failures, retries, backoff, part, reporter)
                 continue
 
         size = part.stat().st_size
         if total is not None and size < total:
-            failures = _failed(url, f"got {size} of {total} bytes", failures, retries, backoff, part)
+            failures = _failed(url, f"got {size} of {total} bytes", failures, retries, backoff, part, reporter)
             continue
         if total is not None and size > total:
             part.unlink()
@@ -182,12 +182,14 @@ def _strong_etag(etag: str | None) -> str | None:
     return etag if etag and not etag.startswith("W/") else None
 
 
-def _failed(url: str, reason: str, failures: int, retries: int, backoff: float, part: Path) -> int:
+def _failed(url: str, reason: str, failures: int, retries: int, backoff: float, part: Path, reporter: Reporter) -> int:
     failures += 1
     if failures > retries:
         have = part.stat().st_size if part.exists() else 0
         raise DogbreedError(
             f"download {url}: {reason} after {failures} attempts ({have} bytes kept); run the same command again to resume"
         )
-    time.sleep(min(backoff * 2 ** (failures - 1), 30))
+    wait = min(backoff * 2 ** (failures - 1), 30)
+    reporter.warn(f"download {url}: {reason}; retry {failures} of {retries} in {wait:g} s")  # a wait is never silent
+    time.sleep(wait)
     return failures

@@ -40,6 +40,7 @@ from . import engine
 from .atomic import atomic_write, atomic_write_json
 from .data import ImageDataset, Sample
 from .presets import eval_transform, hflip, train_transform
+from .progress import Ticker
 
 CACHE_FORMAT = 1
 _VIEW_SEED_STRIDE = 1_000_000_007  # view k seeds item i with k * stride + i
@@ -141,9 +142,13 @@ def extract(
     device: torch.device,
     batch_size: int,
     num_workers: int,
+    description: str = "feature cache",
+    progress_interval_s: float | None = None,
+    say=None,
 ) -> torch.Tensor:
     """Backbone features of every item of `dataset`, in order, float32 on the CPU.
-    `backbone` should come from inference_backbone()."""
+    `backbone` should come from inference_backbone(). A progress line goes to stderr at
+    least every progress_interval_s (default DOGBREED_PROGRESS_SECONDS or 30 s)."""
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,
@@ -153,9 +158,11 @@ def extract(
         persistent_workers=False,
     )
     chunks = []
-    for images, _ in loader:
-        with _autocast(device):
-            chunks.append(backbone(engine.to_device(images, device)).float().cpu())
+    with Ticker(description, total=len(dataset), interval_s=progress_interval_s, say=say) as advance:
+        for images, _ in loader:
+            with _autocast(device):
+                chunks.append(backbone(engine.to_device(images, device)).float().cpu())
+            advance(len(images))
     return torch.cat(chunks)
 
 
@@ -207,7 +214,14 @@ def load_or_extract(
                 dataset = ImageDataset(root, samples, _view_transform(view, key), item_seed)
                 if fast_backbone is None:
                     fast_backbone = inference_backbone(backbone, device)
-                features = extract(fast_backbone, dataset, device=device, batch_size=batch_size, num_workers=num_workers)
+                features = extract(
+                    fast_backbone,
+                    dataset,
+                    device=device,
+                    batch_size=batch_size,
+                    num_workers=num_workers,
+                    description=f"feature cache: extracting {split}.{view if view == MIRROR else f'view{view}'}",
+                )
                 labels = torch.tensor([s.index for s in samples], dtype=torch.int64)
                 blob = {"features": features, "labels": labels, "paths": [s.path for s in samples]}
                 atomic_write(path, lambda handle, blob=blob: torch.save(blob, handle))
