@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from dogbreed.cli.app import app, run
+from dogbreed.cli.app import app, hoist_common_options, run
 from tests.conftest import dogbreed_cli
 
+REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "torchvision", "sagemaker", "boto3", "botocore", "optuna", "matplotlib")
 
 
@@ -71,12 +73,10 @@ def test_config_show_json_is_one_document_and_schema_is_json_schema():
 
 
 def test_unexpected_errors_are_one_line_and_verbose_shows_the_traceback(monkeypatch, capsys):
-    from dogbreed.cli import session
-
     def boom(*args, **kwargs):
         raise RuntimeError("disk on fire\nsecond line")
 
-    monkeypatch.setattr(session, "load_config", boom)
+    monkeypatch.setattr("dogbreed.config.load_config", boom)  # session imports it when a command starts
     assert run(["config", "show"]) == 1
     err = capsys.readouterr().err
     assert "RuntimeError: disk on fire" in err and "second line" not in err and "Traceback" not in err
@@ -96,3 +96,70 @@ def test_a_config_file_in_another_folder_names_its_missing_path(tmp_path):
     ]
     shown = json.loads(dogbreed_cli("config", "show", "-c", "other/dir/local.yaml", "--json", cwd=tmp_path).stdout)
     assert shown["workspace"] == str(folder / "state")
+
+
+def test_help_imports_no_pydantic_and_no_yaml():
+    """An import probe, not a timer: pydantic and PyYAML load only when a command reads its config."""
+    code = (
+        "import sys\n"
+        "from dogbreed.cli.app import run\n"
+        "run(['--help'])\n"
+        "print('LOADED=' + ','.join(m for m in ('pydantic', 'pydantic_core', 'yaml') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "Usage" in out.stdout and out.stdout.strip().splitlines()[-1] == "LOADED="
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["ingest"], ["tune"], ["train"], ["report"], ["deploy"], ["predict"], ["teardown"], ["status"], ["config", "show"]],
+)
+def test_every_command_shows_an_example(command):
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    example = [line.strip() for line in result.output.splitlines() if line.strip().startswith("Example: ")]
+    assert example and example[0].startswith(f"Example: dogbreed {' '.join(command)}")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["-c", "x.yaml", "train"], ["train", "-c", "x.yaml"]),
+        (["--json", "--set", "a.b=1", "-v", "status", "--all"], ["status", "--json", "--set", "a.b=1", "-v", "--all"]),
+        (
+            ["--config=x.yaml", "--backend", "local", "config", "show"],
+            ["config", "show", "--config=x.yaml", "--backend", "local"],
+        ),
+        (["train", "-c", "x.yaml"], ["train", "-c", "x.yaml"]),
+        (["--version"], ["--version"]),
+        (["-c", "x.yaml"], ["-c", "x.yaml"]),  # no command: left to the usage error and its hint
+    ],
+)
+def test_common_options_before_the_command_move_after_it(argv, expected):
+    assert hoist_common_options(argv) == expected
+
+
+def test_common_options_before_the_command_work_or_get_a_hint(tmp_path):
+    (tmp_path / "c.yaml").write_text("train:\n  lr: 0.5\n")
+    before = dogbreed_cli("-c", "c.yaml", "--json", "config", "show", "--set", "train.epochs=3", cwd=tmp_path)
+    assert before.returncode == 0, before.stderr
+    assert (json.loads(before.stdout)["train"]["lr"], json.loads(before.stdout)["train"]["epochs"]) == (0.5, 3)
+    alone = dogbreed_cli("-c", "c.yaml", cwd=tmp_path)
+    assert alone.returncode == 2
+    assert "-c needs a command to go with, e.g. dogbreed train -c c.yaml" in alone.stderr
+
+
+def test_completion_is_offered():
+    result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert "--install-completion" in result.output and "--show-completion" in result.output
+
+
+def test_package_metadata_is_publishable():
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
+    assert (REPO / "LICENSE").read_text().startswith("MIT License")
+    assert any(c.startswith("Operating System :: MacOS") for c in project["classifiers"])
+    torch = [d for d in project["dependencies"] if d.split(">")[0].split("<")[0].split("=")[0] in ("torch", "torchvision")]
+    assert len(torch) == 2 and not any("<" in d or "==" in d for d in torch)  # this machine's pin lives in the Makefile
+    assert "torch==" in (REPO / "Makefile").read_text()

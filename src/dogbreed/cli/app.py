@@ -24,7 +24,7 @@ app = typer.Typer(
     help="Dog photos to a live breed classifier: ingest → tune → train → report → deploy → predict → teardown.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 commands.register(app)
@@ -41,7 +41,8 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
-    """Every command takes --config/-c, --set, --backend and --json; see `dogbreed COMMAND --help`."""
+    """Every command takes --config/-c, --set, --backend and --json, before or after the command
+    name; see `dogbreed COMMAND --help`."""
 
 
 def _fail(message: str, code: int) -> int:
@@ -52,8 +53,42 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+# The options every command takes; before the command they are moved after it, so
+# `dogbreed -c x.yaml --json train` means `dogbreed train -c x.yaml --json`.
+COMMON_WITH_VALUE = ("-c", "--config", "--set", "--backend")
+COMMON_FLAGS = ("--json", "-v", "--verbose", "--debug")
+SUBCOMMAND_GROUPS = ("config",)  # `config show|schema`: the options go after the second word
+
+
+def hoist_common_options(argv: list[str]) -> list[str]:
+    """Move the common options found before the command to just after it; anything else
+    before the command (--help, --version, a typo) leaves argv as it was."""
+    front: list[str] = []
+    position = 0
+    while position < len(argv):
+        token = argv[position]
+        name = token.split("=", 1)[0]
+        if name in COMMON_WITH_VALUE and "=" in token:
+            front.append(token)
+            position += 1
+        elif name in COMMON_WITH_VALUE and position + 1 < len(argv):
+            front += argv[position : position + 2]
+            position += 2
+        elif token in COMMON_FLAGS:
+            front.append(token)
+            position += 1
+        else:
+            break
+    rest = argv[position:]
+    if not front or not rest or rest[0].startswith("-"):
+        return argv
+    command = rest[:2] if rest[0] in SUBCOMMAND_GROUPS and len(rest) > 1 and not rest[1].startswith("-") else rest[:1]
+    return [*command, *front, *rest[len(command) :]]
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit code (main() exits with it)."""
+    argv = hoist_common_options(list(sys.argv[1:] if argv is None else argv))
     try:
         # Without standalone mode typer returns the code of an Exit instead of raising it,
         # and turns Ctrl-C into Exit(130) on the way.
@@ -67,7 +102,10 @@ def run(argv: list[str] | None = None) -> int:
         return _fail("aborted", 130)
     except TyperException as exc:
         # Usage errors: wrong option, missing argument, bad choice.
-        return _fail(exc.format_message().replace("\n", " ") + " (see --help)", 2)
+        hint = " (see --help)"
+        if argv and argv[0].split("=", 1)[0] in (*COMMON_WITH_VALUE, *COMMON_FLAGS):
+            hint = f"; {argv[0].split('=', 1)[0]} needs a command to go with, e.g. dogbreed train {' '.join(argv)} (see --help)"
+        return _fail(exc.format_message().replace("\n", " ") + hint, 2)
     except KeyboardInterrupt:
         return _fail("interrupted; run the same command again to resume", 130)
     except DogbreedError as exc:

@@ -9,4 +9,4 @@ from dogbreed.cli import deploy, ingest, predict, report, status, teardown, trai
 
 def register(app: typer.Typer) -> None:
     for module in (ingest, tune, train, report, deploy, predict, teardown, status):
-        app.command(module.NAME, help=module.__doc__)(module.command)
+        app.command(module.NAME, help=module.__doc__, epilog=f"Example: {module.EXAMPLE}")(module.command)

@@ -12,7 +12,7 @@ from dogbreed.cli.session import Session
 app = typer.Typer(help="Inspect the effective configuration and its schema.", no_args_is_help=True)
 
 
-@app.command("show")
+@app.command("show", epilog="Example: dogbreed config show -c configs/local.yaml --set train.lr=0.001")
 def show(
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -32,7 +32,7 @@ def show(
     session.stdout.print(Syntax(dump_yaml(session.config), "yaml", background_color="default"))
 
 
-@app.command("schema")
+@app.command("schema", epilog="Example: dogbreed config schema > dogbreed.schema.json")
 def schema() -> None:
     """Print the config's JSON Schema (point your editor's YAML language server at it)."""
     from dogbreed.config.schema import Config

@@ -10,6 +10,7 @@ from dogbreed.cli.options import BackendOpt, ConfigOpt, DryRunOpt, JsonOpt, SetO
 from dogbreed.cli.session import Session
 
 NAME = "deploy"
+EXAMPLE = "dogbreed deploy --ttl 30m"
 
 
 def _render(answer: dict):

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from dogbreed.workflows.ingest import IngestResult
 
 NAME = "ingest"
+EXAMPLE = "dogbreed ingest examples/dogs -c configs/local.yaml"
 _SHOWN_PROBLEMS = 20
 
 

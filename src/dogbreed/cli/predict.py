@@ -15,6 +15,7 @@ from dogbreed.cli.session import Session
 from dogbreed.errors import DogbreedError
 
 NAME = "predict"
+EXAMPLE = "dogbreed predict examples/predict --top-k 3"
 
 
 def _render(answer: dict):

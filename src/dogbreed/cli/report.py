@@ -10,6 +10,7 @@ from dogbreed.cli.options import BackendOpt, ConfigOpt, JsonOpt, SetOpt, Verbose
 from dogbreed.cli.session import Session
 
 NAME = "report"
+EXAMPLE = "dogbreed report --fail-on-rules"
 
 _STYLES = {"ok": "green", "issue": "bold red", "not-applicable": "dim", "no-data": "yellow"}
 

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from dogbreed.config import Config, load_config
 from dogbreed.reporting import RichReporter
 from dogbreed.workspace import Workspace
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pydantic (under config) costs ~0.3 s: `dogbreed --help` must not pay it
     from dogbreed.backends.base import Backend
+    from dogbreed.config import Config
 
 # Set by the options of the running command; read by the error handler in app.main.
 VERBOSE = {"on": False}
@@ -65,6 +65,8 @@ class Session:
         verbose: bool = False,
         overrides: Mapping[str, Any] | None = None,
     ) -> Session:
+        from dogbreed.config import load_config
+
         VERBOSE["on"] = verbose
         os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
         merged = dict(overrides or {})

@@ -10,6 +10,7 @@ from dogbreed.cli.options import BackendOpt, ConfigOpt, JsonOpt, SetOpt, Verbose
 from dogbreed.cli.session import Session
 
 NAME = "status"
+EXAMPLE = "dogbreed status --json"
 WIDE_ENOUGH = 120  # columns for the table with its "where" column
 
 

@@ -17,6 +17,7 @@ from dogbreed.cli.options import BackendOpt, ConfigOpt, DryRunOpt, JsonOpt, SetO
 from dogbreed.cli.session import Session
 
 NAME = "teardown"
+EXAMPLE = "dogbreed teardown dogbreed-demo --yes"
 
 
 def _render(answer: dict):

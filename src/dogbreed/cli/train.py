@@ -10,6 +10,7 @@ from dogbreed.cli.options import BackendOpt, ConfigOpt, DryRunOpt, JsonOpt, SetO
 from dogbreed.cli.session import Session
 
 NAME = "train"
+EXAMPLE = "dogbreed train --from-tuning latest -c configs/local.yaml"
 
 
 def _log_sink(session: Session):

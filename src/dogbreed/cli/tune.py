@@ -10,6 +10,7 @@ from dogbreed.cli.options import BackendOpt, ConfigOpt, DryRunOpt, JsonOpt, SetO
 from dogbreed.cli.session import Session
 
 NAME = "tune"
+EXAMPLE = "dogbreed tune -c configs/local.yaml -c configs/hpo.yaml"
 
 
 def _render(answer: dict[str, Any]):
