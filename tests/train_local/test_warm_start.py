@@ -171,3 +171,54 @@ def test_torchrun_jobs_and_foreign_scripts_are_exec_d(tmp_path, source):
     assert not launcher.forks({"argv": [sys.executable, "-m", "torch.distributed.run", str(source / "job.py")], "processes": 1})
     assert not launcher.forks({"argv": [sys.executable, str(tmp_path / "other.py")], "processes": 1})
     assert not launcher.forks({"argv": ["/usr/bin/python3.9", str(source / "job.py")], "processes": 1})
+
+
+def test_fork_is_not_used_where_it_is_unsafe_or_switched_off(source, monkeypatch):
+    import threading
+
+    from dogbreed.backends.local_tuning.warm_start import WarmStart
+
+    launcher = WarmStart(source, "job.py")
+    launcher.warm = True
+    plain = {"argv": [sys.executable, str(source / "job.py")], "processes": 1}
+    assert launcher.forks(plain)
+    monkeypatch.setenv("DOGBREED_FORK", "0")
+    assert not launcher.forks(plain)
+    monkeypatch.delenv("DOGBREED_FORK")
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)  # a lock it held would stay held in a fork
+    other.start()
+    try:
+        assert not launcher.forks(plain)
+    finally:
+        release.set()
+        other.join()
+    assert launcher.forks(plain)
+    monkeypatch.setattr(sys, "platform", "darwin")  # macOS: exec, always
+    assert not launcher.forks(plain)
+
+
+def test_a_refused_fork_falls_back_to_exec(tmp_path, source, monkeypatch):
+    from dogbreed.backends.local_tuning.warm_start import WarmStart
+
+    launcher = WarmStart(source, "job.py")
+    launcher.warm = True
+
+    def refuse():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", refuse)
+    assert launcher.start_supervisor(JobLayout(tmp_path / "unused")) is False  # the caller execs it
+    request = {
+        "argv": [sys.executable, str(source / "job.py")],
+        "cwd": str(tmp_path / "cwd"),
+        "env": {"MODE": "exit3", "PYTHONUNBUFFERED": "1"},
+        "processes": 1,
+    }
+    log = tmp_path / "train.log"
+    with log.open("ab", buffering=0) as out:
+        child = launcher.start(request, out)
+        assert child.wait() == 3  # the job ran all the same, exec'd
+    text = log.read_text()
+    assert "[dogbreed] fork failed ([Errno 11] Resource temporarily unavailable); train.py exec'd instead" in text
+    assert "warm=False" in text  # a fresh interpreter, not a fork of this one

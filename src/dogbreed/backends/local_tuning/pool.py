@@ -48,7 +48,7 @@ def spawn(folder: Path, count: int, detached: bool) -> list[subprocess.Popen]:
 
 
 def _wait_for_exec(proc: subprocess.Popen, folder: Path, timeout: float = 10.0) -> None:
-    # Until the child has exec'd, its /proc cmdline is still ours, and `alive` would
+    # Until the child has exec'd, its command line is still ours, and `alive` would
     # call a worker that is just starting dead.
     deadline = time.monotonic() + timeout
     while proc.poll() is None and time.monotonic() < deadline:

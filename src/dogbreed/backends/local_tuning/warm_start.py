@@ -18,8 +18,11 @@ exception with its traceback, death by SIGINT on KeyboardInterrupt). The job fol
 status, metrics, checkpoints and model.tar.gz are the supervisor's and do not change.
 
 Where forking is not the same as exec it is not used, and the job is exec'd as usual:
-torchrun jobs (train.processes > 1), systems other than Linux, and a warm process in
-which CUDA was initialised (CUDA does not survive fork; the warm-up never touches it).
+torchrun jobs (train.processes > 1), systems other than Linux (macOS: its system libraries
+are not fork-safe), a warm process in which CUDA was initialised (CUDA does not survive
+fork; the warm-up never touches it) or that runs other Python threads (a lock one of them
+holds would stay held in the child forever), and DOGBREED_FORK=0. A fork that fails
+(EAGAIN, ENOMEM) falls back to exec too.
 The warm process is the only host process that imports the training package; it never
 calls into it, only its forks do.
 """
@@ -33,6 +36,7 @@ import os
 import runpy
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -94,6 +98,8 @@ class WarmStart:
         """Whether forking gives a train.py the same as exec would, here and now."""
         if not (self.warm and sys.platform == "linux" and hasattr(os, "fork")):
             return False
+        if os.environ.get("DOGBREED_FORK", "1") == "0" or threading.active_count() > 1:
+            return False
         torch = sys.modules.get("torch")
         return not (torch is not None and torch.cuda.is_initialized())
 
@@ -108,10 +114,14 @@ class WarmStart:
             and Path(argv[1]).resolve() == self.script
         )
 
-    def start_supervisor(self, layout: JobLayout) -> None:
+    def start_supervisor(self, layout: JobLayout) -> bool:
         """Fork the job's supervisor, detached: a double fork, so that it is nobody's child
-        and no zombie of ours; it writes its pid to status.json as the exec'd one does."""
-        middle = os.fork()
+        and no zombie of ours; it writes its pid to status.json as the exec'd one does.
+        False when the system refuses to fork: the caller execs the supervisor instead."""
+        try:
+            middle = os.fork()
+        except OSError:
+            return False
         if middle == 0:
             code = 1
             try:
@@ -124,6 +134,7 @@ class WarmStart:
         _, status = os.waitpid(middle, 0)
         if os.waitstatus_to_exitcode(status) != 0:
             raise DogbreedError(f"could not start the supervisor of job {layout.root.name} (fork failed)")
+        return True
 
     # -- in the supervisor: the Launcher protocol of job_supervisor -----------------
 
@@ -133,7 +144,12 @@ class WarmStart:
     def start(self, request: dict[str, Any], log: BinaryIO) -> Child:
         if not self.forks(request):
             return Exec().start(request, log)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # no fork to be had now: the job runs all the same, exec'd
+            log.write(f"[dogbreed] fork failed ({exc}); train.py exec'd instead\n".encode())
+            log.flush()
+            return Exec().start(request, log)
         if pid == 0:
             code = 1
             try:
