@@ -14,7 +14,7 @@ from dogbreed.aws.estimators import job_inputs
 from dogbreed.aws.staging import bundle_bytes, source_bundle
 from dogbreed.aws.tags import resource_tags
 from dogbreed.config.flags import to_argv
-from tests.sagemaker.conftest import DATASET, sm_config
+from tests.sagemaker.conftest import BUCKET, DATASET, sm_config
 
 
 def test_train_py_gets_the_same_argv_on_sagemaker_as_locally(tmp_path, imagenet_weights):
@@ -133,3 +133,31 @@ def test_the_tune_answer_has_designs_fields():
         {"name": "t1-002", "params": {"lr": 0.1}, "objective": 0.5, "status": "Completed"},
     ]
     assert answer["best"] == {"name": "t1-002", "params": {"lr": 0.1}, "objective": 0.5}
+
+
+def test_a_file_upload_reports_its_bytes_and_is_skipped_when_already_there(tmp_path, s3):
+    from contextlib import contextmanager
+
+    from dogbreed.aws.staging import local_file, upload_if_missing
+
+    class Counting:
+        """A reporter that keeps what a task was told (boto3 calls back from its threads)."""
+
+        def __init__(self) -> None:
+            self.tasks: dict[str, list[float]] = {}
+
+        @contextmanager
+        def task(self, description, total=None):
+            self.tasks[description] = seen = [total, 0]
+            yield lambda amount=1: seen.__setitem__(1, seen[1] + amount)
+
+    weights = tmp_path / "weights.pth"
+    weights.write_bytes(bytes(range(256)) * 4096)  # 1 MiB
+    staged = local_file(f"s3://{BUCKET}/prefix", weights)
+    reporter = Counting()
+    assert upload_if_missing(s3, staged, reporter) is True
+    assert reporter.tasks == {"Uploading weights.pth": [1_048_576, 1_048_576]}  # every byte counted
+    bucket, key = staged.uri.removeprefix("s3://").split("/", 1)
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == weights.read_bytes()
+    reporter.tasks.clear()
+    assert upload_if_missing(s3, staged, reporter) is False and reporter.tasks == {}  # same sha256: nothing sent

@@ -21,6 +21,7 @@ from typing import Any
 from dogbreed.aws.client_errors import code_of
 from dogbreed.errors import DogbreedError
 from dogbreed.jobspec import SOURCE_DIR
+from dogbreed.reporting import NullReporter, Reporter
 
 BUNDLE_NAME = "sourcedir.tar.gz"
 _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints"}
@@ -96,8 +97,9 @@ def local_file(s3_root: str, path: Path) -> StagedObject:
     return StagedObject(f"{s3_root}/files/{digest[:16]}/{path.name}", digest, path.stat().st_size, str(path))
 
 
-def upload_if_missing(s3: Any, staged: StagedObject) -> bool:
-    """Put the object unless it is already there with our sha256; True when it uploaded."""
+def upload_if_missing(s3: Any, staged: StagedObject, reporter: Reporter | None = None) -> bool:
+    """Put the object unless it is already there with our sha256; True when it uploaded.
+    A file (weights can be hundreds of MB) uploads as a reporter task: bytes, rate, ETA."""
     from botocore.exceptions import ClientError
 
     bucket, key = split_s3_uri(staged.uri)
@@ -113,7 +115,8 @@ def upload_if_missing(s3: Any, staged: StagedObject) -> bool:
         if staged.payload is not None:
             s3.put_object(Bucket=bucket, Key=key, Body=staged.payload, **extra)
         else:
-            s3.upload_file(Filename=staged.source, Bucket=bucket, Key=key, ExtraArgs=extra)
+            with (reporter or NullReporter()).task(f"Uploading {Path(staged.source).name}", total=staged.size) as advance:
+                s3.upload_file(Filename=staged.source, Bucket=bucket, Key=key, ExtraArgs=extra, Callback=advance)
     except ClientError as exc:
         raise DogbreedError(f"{staged.uri}: upload failed ({exc}); check the bucket and your access") from None
     return True

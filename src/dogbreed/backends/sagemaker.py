@@ -107,7 +107,7 @@ class SageMakerBackend:
         if not self.config.sagemaker.bucket and staged and ensure_bucket(s3, self.aws.bucket, self.aws.region):
             self.reporter.info(f"created the default bucket s3://{self.aws.bucket}")
         for item in staged:
-            if upload_if_missing(s3, item):
+            if upload_if_missing(s3, item, self.reporter):
                 self.reporter.info(f"uploaded {item.source} to {item.uri}")
 
     def _send(self, what: str, action: Any) -> None:
