@@ -74,6 +74,8 @@ def test_a_second_deploy_updates_the_endpoint_in_place_and_deletes_the_old_model
                 "Environment": {
                     "SAGEMAKER_PROGRAM": "inference.py",
                     "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                    "DOGBREED_TOP_K": "5",  # deploy.top_k and deploy.response, as inference.py reads them
+                    "DOGBREED_RESPONSE": "top_k",
                     "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
                     "SAGEMAKER_REGION": "us-east-1",
                 },
