@@ -10,6 +10,8 @@ import re
 import secrets
 from datetime import datetime, timezone
 
+from dogbreed.errors import UsageError
+
 _VALID = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 MAX_LEN = {"tuning-job": 32}
 
@@ -22,7 +24,17 @@ def unique_name(kind: str, prefix: str = "dogbreed", when: datetime | None = Non
     return name
 
 
-def check_name(name: str, max_len: int = 63) -> str:
+class InvalidNameError(UsageError, ValueError):
+    """A name the user gave (--name, an endpoint) that no backend takes: exit 2. Also a
+    ValueError, so pydantic validators and older callers that catch ValueError still do."""
+
+
+def check_name(name: str, max_len: int = 63, what: str = "name") -> str:
+    """The name itself, or InvalidNameError. Names become folders and S3 keys, so this is
+    also what keeps '..' and '/' out of paths."""
     if len(name) > max_len or not _VALID.match(name):
-        raise ValueError(f"invalid name {name!r}: use letters, digits and single hyphens, at most {max_len} characters")
+        shown = repr(name) if len(name) <= 80 else f"{name[:40]!r}... ({len(name)} characters)"
+        raise InvalidNameError(
+            f"{what}: invalid name {shown}: use letters, digits and single hyphens, at most {max_len} characters"
+        )
     return name

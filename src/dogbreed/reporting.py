@@ -170,20 +170,23 @@ class RichReporter:
             TimeRemainingColumn,
         )
 
-        columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+        columns = [SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn()]
         columns += [TimeElapsedColumn(), TimeRemainingColumn()]
         with Progress(*columns, console=self.console, transient=False) as progress:
             task_id = progress.add_task(description, total=total)
             yield lambda amount=1: progress.advance(task_id, amount)
 
+    # Messages are plain text (paths and values may hold "[...]"), never rich markup.
     def info(self, message: str) -> None:
         if self.plain:
             self.say(message)
         else:
-            self.console.print(message, highlight=False)
+            self.console.print(message, highlight=False, markup=False)
 
     def warn(self, message: str) -> None:
         if self.plain:
             self.say(f"warning: {message}")
         else:
-            self.console.print(f"[yellow]warning:[/] {message}", highlight=False)
+            from rich.text import Text
+
+            self.console.print(Text.assemble(("warning:", "yellow"), " ", message), highlight=False)

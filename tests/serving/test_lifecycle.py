@@ -196,6 +196,9 @@ def test_a_model_that_fails_to_load_reports_the_log(tmp_path, stub_model_dir):
     with pytest.raises(DogbreedError, match="weights are corrupt") as raised:
         deploy(backend, stub_model_dir)
     assert "exited with code 1 while loading" in str(raised.value)
+    # One line naming the log, not the server's traceback (#15 item 7).
+    assert len(str(raised.value).splitlines()) == 1 and "server.log" in str(raised.value)
+    assert "Traceback" not in str(raised.value) and 'File "' not in str(raised.value)
     # Recorded while it loaded (intent first), and closed when it failed: nothing live is left.
     assert backend.workspace.ledger.get("endpoint", "stubby", "local").state == "gone"
     assert status_step.status(backend.config, backend.workspace.ledger, {"local": backend}).resources == []

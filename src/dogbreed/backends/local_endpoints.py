@@ -298,10 +298,12 @@ class LocalEndpoints:
         return f"port {port} on {host} is in use by another program; deploy with --port N, or --port 0 for any free port"
 
     def _start_failed(self, name: str, log: Path, why: str) -> DogbreedError:
+        """One line: the server's last error line and where its whole log is. Never the
+        traceback itself: a model that fails to load is a bad input, not a crash of ours."""
         tail = _tail(log)
         last = next((line for line in reversed(tail) if "ERROR" in line or "Error" in line), tail[-1] if tail else "")
-        detail = "\n".join(f"  | {line}" for line in tail)
-        return DogbreedError(f"endpoint {name} {why}: {last.strip() or 'no output'} (log: {log})\n{detail}")
+        last = " ".join(last.split())[:300] or "no output"
+        return DogbreedError(f"endpoint {name} {why}: {last} (full log: {log})")
 
     def _wait_bound(self, name: str, process: subprocess.Popen, state_file: Path, log: Path) -> dict[str, Any]:
         """The server's state file (pid, port, url): written as soon as it listens."""

@@ -12,6 +12,7 @@ import sys
 import traceback
 
 import typer
+from rich.text import Text
 from typer.exceptions import TyperException
 
 from dogbreed import __version__
@@ -46,8 +47,10 @@ def _root(
 
 
 def _fail(message: str, code: int) -> int:
+    # The message is plain text, never markup: paths and values hold "[...]" ("photos [copy]",
+    # "[/x]") that rich would swallow or choke on (MarkupError inside the error handler).
     console = stderr_console()
-    console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
     if VERBOSE["on"]:
         traceback.print_exc()
     return code

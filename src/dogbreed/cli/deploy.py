@@ -15,12 +15,18 @@ EXAMPLE = "dogbreed deploy --ttl 30m"
 
 def _render(answer: dict):
     def render(console) -> None:
+        from rich.text import Text
+
         if answer.get("dry_run"):
             import shlex
 
             from rich.pretty import Pretty
 
-            console.print(f"[bold]Plan[/] for endpoint [bold]{answer['endpoint']}[/] ({answer['backend']}); nothing started:")
+            console.print(
+                Text.assemble(
+                    ("Plan", "bold"), " for endpoint ", (answer["endpoint"], "bold"), f" ({answer['backend']}); nothing started:"
+                )
+            )
             for key, value in answer["plan"].items():
                 if key == "command":
                     console.print(f"  command: {shlex.join(value)}", highlight=False)
@@ -31,8 +37,11 @@ def _render(answer: dict):
             return
         where = answer.get("url") or answer.get("arn")
         console.print(
-            f"Endpoint [bold]{answer['endpoint']}[/] ({answer['backend']}) is {answer['state']} at {where}; "
-            f"expires {answer.get('expires_at') or 'never'}.",
+            Text.assemble(
+                "Endpoint ",
+                (answer["endpoint"], "bold"),
+                f" ({answer['backend']}) is {answer['state']} at {where}; expires {answer.get('expires_at') or 'never'}.",
+            ),
             highlight=False,
         )
         console.print(f"Try it: dogbreed predict IMAGE --endpoint {answer['endpoint']}", highlight=False)

@@ -35,7 +35,7 @@ def _render(answer: dict):
             also = ", ".join(f"{t['label']} {t['probability']:.0%}" for t in rest)
             table.add_row(row["image"], best["label"], f"{best['probability']:.1%}", also)
         for row in answer["errors"]:
-            table.add_row(row["image"], "[red]error[/]", "", row["error"], style="red")
+            table.add_row(row["image"], "error", "", row["error"], style="red")
         console.print(table)
 
     return render

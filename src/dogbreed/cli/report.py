@@ -18,6 +18,7 @@ _STYLES = {"ok": "green", "issue": "bold red", "not-applicable": "dim", "no-data
 def _render(answer: dict[str, Any]):
     def render(console) -> None:
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(title=f"{answer['kind']} {answer['job']} · rules", title_justify="left")
         table.add_column("rule", no_wrap=True)
@@ -26,9 +27,9 @@ def _render(answer: dict[str, Any]):
         table.add_column("what to do", overflow="fold")
         for rule in answer["rules"]:
             style = _STYLES.get(rule["status"], "white")
-            table.add_row(rule["name"], f"[{style}]{rule['status']}[/]", rule["detail"], rule["advice"])
+            table.add_row(rule["name"], Text(rule["status"], style=style), rule["detail"], rule["advice"])
         if answer.get("verdict"):
-            console.print(f"[bold]verdict:[/] {answer['verdict']['text']}", highlight=False)
+            console.print(Text.assemble(("verdict:", "bold"), " ", answer["verdict"]["text"]), highlight=False)
         summary = answer.get("summary") or {}
         numbers = [
             f"{key} {summary[key]:.4g}"
@@ -50,7 +51,7 @@ def _render(answer: dict[str, Any]):
         if answer["rules"]:
             console.print(table)
         for note in answer["notes"]:
-            console.print(f"[dim]note:[/] {note}", highlight=False)
+            console.print(Text.assemble(("note:", "dim"), " ", note), highlight=False)
         console.print(f"report: {answer['report_uri']}", highlight=False, soft_wrap=True)
 
     return render

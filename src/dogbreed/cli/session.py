@@ -38,12 +38,15 @@ def _width(stream: Any) -> int | None:
     return LOG_WIDTH
 
 
+# markup=False: a str printed or put in a table is shown as it is. Paths, breed folders and
+# log lines hold "[...]" ("photos [copy]", "[/x]") that rich markup would swallow or choke on
+# (MarkupError); styling is done with rich.text.Text, never with markup in strings.
 def stderr_console() -> Console:
-    return Console(stderr=True, soft_wrap=True, width=_width(sys.stderr))
+    return Console(stderr=True, soft_wrap=True, width=_width(sys.stderr), markup=False)
 
 
 def stdout_console() -> Console:
-    return Console(soft_wrap=True, width=_width(sys.stdout))
+    return Console(soft_wrap=True, width=_width(sys.stdout), markup=False)
 
 
 @dataclass

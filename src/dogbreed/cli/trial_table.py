@@ -42,6 +42,7 @@ def row(trial: Resource) -> dict[str, str]:
 
 def table(title: str, metric: str, trials: Iterable[Resource]) -> Any:
     from rich.table import Table
+    from rich.text import Text
 
     styles = {"Completed": "green", "Failed": "red", "Stopped": "yellow", "InProgress": "cyan"}
     out = Table(title=title, title_justify="left")
@@ -49,9 +50,9 @@ def table(title: str, metric: str, trials: Iterable[Resource]) -> Any:
         out.add_column(header, justify="right" if header in (metric, "test_acc", "epoch") else "left")
     for trial in trials:
         cells = row(trial)
-        state = f"[{styles.get(trial.state, 'white')}]{cells['state']}[/]"
+        state = Text(cells["state"], style=styles.get(trial.state, "white"))
         if cells["failure"] and trial.state == "Failed":
-            state += f" [dim]{cells['failure']}[/]"
+            state.append(f" {cells['failure']}", style="dim")
         out.add_row(cells["trial"], cells["params"], cells["epoch"], cells["objective"], cells["test_acc"], state)
     return out
 

@@ -28,6 +28,11 @@ DEFAULTS = "built-in defaults"
 # Keys holding a local path (or a URL / keyword, left alone) that a config file may set.
 PATH_KEYS = ("workspace", "data.source", "data.uri", "model.weights")
 KEYWORDS = {"model.weights": ("imagenet", "none")}
+MAX_DEPTH = 16  # the schema nests 4 levels; anything far deeper is a mistake or an attack
+MAX_SHOWN = 60  # characters of a bad value quoted back in an error line
+# What reading or validating a hostile value raises besides the errors it should: Python's
+# 4,300-digit cap on int(), RecursionError from deep nesting, OverflowError from huge numbers.
+VALUE_FAULTS = (ValueError, OverflowError, RecursionError, MemoryError)
 
 
 class _Loader(yaml.SafeLoader):
@@ -46,6 +51,26 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|Tr
 
 def _load(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else f"{text[: MAX_SHOWN - 3]}... ({len(text)} characters)"
+
+
+def _too_deep(tree: Any, limit: int = MAX_DEPTH) -> str | None:
+    """The dotted path where `tree` nests deeper than `limit`, else None. Iterative: the
+    recursive helpers below (_leaves, _merge) and pydantic must never see such a tree."""
+    stack: list[tuple[Any, tuple[str, ...]]] = [(tree, ())]
+    while stack:
+        node, path = stack.pop()
+        if len(path) > limit:
+            return ".".join(path[:limit]) + ".…"
+        if isinstance(node, Mapping):
+            stack.extend((value, (*path, str(key))) for key, value in node.items())
+        elif isinstance(node, list):
+            stack.extend((value, (*path, f"[{at}]")) for at, value in enumerate(node))
+    return None
 
 
 def _leaves(tree: Mapping[str, Any], prefix: str = "") -> Iterable[str]:
@@ -84,7 +109,20 @@ def parse_set(item: str) -> tuple[str, Any]:
         value = _load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    except VALUE_FAULTS as exc:
+        raise ConfigError(f"--set {key}: cannot read the value {_shown(raw)} ({_fault(exc)}); give a plain value") from None
+    deep = _too_deep(value, MAX_DEPTH - key.count(".") - 1)
+    if deep is not None:
+        raise ConfigError(f"--set {key}: the value nests more than {MAX_DEPTH} levels deep (at {deep})")
     return key, value
+
+
+def _fault(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, MemoryError):
+        return "too large"
+    return str(exc).splitlines()[0][:MAX_SHOWN] if str(exc) else type(exc).__name__
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -97,10 +135,15 @@ def read_yaml(path: Path) -> dict[str, Any]:
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{where}: not valid YAML ({problem}); fix the syntax") from None
+    except VALUE_FAULTS as exc:
+        raise ConfigError(f"{path}: cannot read it ({_fault(exc)}); fix the file") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    deep = _too_deep(data)
+    if deep is not None:
+        raise ConfigError(f"{path}: {deep} nests more than {MAX_DEPTH} levels deep; no config key is that deep")
     return data
 
 
@@ -168,7 +211,7 @@ def _describe(error: Mapping[str, Any], keys: list[str]) -> str:
     if kind == "missing":
         return "required key is missing"
     if isinstance(value, (str, int, float, bool)) or value is None:
-        return f"{message}; got {value!r}"
+        return f"{message}; got {_shown(value)}"
     return message
 
 
@@ -181,6 +224,9 @@ class Origins:
     def add(self, tree: Mapping[str, Any], origin: str) -> None:
         for key in _leaves(tree):
             self._by_key[key] = origin
+
+    def all(self) -> list[str]:
+        return list(self._by_key.values()) or [DEFAULTS]
 
     def of(self, dotted: str) -> str:
         parts = dotted.split(".")
@@ -229,6 +275,9 @@ def load_config(
         origin = origins.of(dotted)
         where = origin if origin == f"--set {dotted}" else f"{origin}: {dotted}"
         raise ConfigError(f"{where}: {_describe(first, keys)}{more}") from None
+    except VALUE_FAULTS as exc:  # after ValidationError, itself a ValueError
+        # A validator that overflowed instead of raising a ValidationError: name what we can.
+        raise ConfigError(f"{', '.join(sorted(set(origins.all())))}: a value cannot be used ({_fault(exc)})") from None
     config._origins = {key: origins.of(key) for key in PATH_KEYS if origins.of(key) != DEFAULTS}
     return config
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 DOGIMAGES_URL = "https://s3-us-west-1.amazonaws.com/udacity-aind/dog-project/dogImages.zip"
 
@@ -28,21 +28,48 @@ Arch = Literal[
 ]
 ARCHS: tuple[str, ...] = get_args(Arch)
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_DURATION = re.compile(r"^\s*(\d{1,12}(?:\.\d{1,12})?)\s*([smhd])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# A bound far beyond any real TTL or job (SageMaker's longest job is 28 days) that keeps
+# `now + duration` inside datetime's range, so a duration accepted here never overflows later.
+MAX_DURATION = timedelta(days=365)
+# Whole numbers beyond 64 bits reach no library intact (torch seeds, struct packing, sqlite).
+MAX_INT = 2**63 - 1
+MAX_SEED = 2**32 - 1  # numpy's seed range, the narrowest of the seeded libraries
 
 
 def parse_duration(text: str) -> timedelta:
-    """'90m' -> 1.5 hours. Units: s, m, h, d."""
+    """'90m' -> 1.5 hours. Units: s, m, h, d; at most MAX_DURATION."""
+    shown = str(text) if len(str(text)) <= 40 else f"{str(text)[:37]}..."
     match = _DURATION.match(str(text))
     if not match:
-        raise ValueError(f"expected a duration like '30m', '2h' or '1d', got {text!r}")
-    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+        raise ValueError(f"expected a duration like '30m', '2h' or '1d', got {shown!r}")
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"{shown!r} is longer than the {MAX_DURATION.days}d this tool allows")
+    return timedelta(seconds=seconds)
+
+
+def _takes_bool(annotation: Any) -> bool:
+    return annotation is bool or annotation is Any or any(_takes_bool(arg) for arg in get_args(annotation))
 
 
 class Strict(BaseModel):
     # Numbers given where text is expected (a sha256 of digits, --set name=2024) stay text.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, coerce_numbers_to_str=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_values(cls, value: Any, info: ValidationInfo) -> Any:
+        """Every model's one gate for values pydantic would quietly bend: `true` taken as 1
+        for a number (--set train.batch_size=true), and integers too large for any library
+        (a 5,000-digit train.lr), which overflow far from the key that set them."""
+        if isinstance(value, bool):
+            if not _takes_bool(cls.model_fields[info.field_name].annotation):
+                raise ValueError("expected a number or text, not true/false")
+        elif isinstance(value, int) and abs(value) > MAX_INT:
+            raise ValueError(f"a number of {value.bit_length()} bits is out of range (at most 2**63 - 1)")
+        return value
 
 
 class SplitRatios(Strict):
@@ -77,7 +104,7 @@ class DataConfig(Strict):
     split: SplitRatios = Field(
         default_factory=SplitRatios, description="Ratios used when a source has no train/valid/test folders."
     )
-    seed: int = Field(0, ge=0, description="Seed of the deterministic, stratified split.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the deterministic, stratified split.")
     min_side: int = Field(32, ge=1, description="Images whose short side is smaller than this are reported and excluded.")
     max_pixels: int = Field(
         89_478_485, ge=1, description="Images claiming more pixels than this are refused (decompression bombs)."
@@ -127,7 +154,7 @@ class TrainConfig(Strict):
     label_smoothing: float = Field(
         0.1, ge=0, lt=1, description="Share of each training target spread evenly over all classes (0 = none)."
     )
-    seed: int = Field(0, ge=0, description="Seed for weights of the new head, shuffling and augmentation.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed for weights of the new head, shuffling and augmentation.")
     feature_cache: bool = Field(
         True, description="With a frozen backbone, compute backbone features once and train the head on the cache."
     )
@@ -207,7 +234,7 @@ class TuneConfig(Strict):
     ranges: dict[str, ParamRange] = Field(
         default_factory=_default_ranges, description="Hyperparameters to search, by train.* name."
     )
-    seed: int = Field(0, ge=0, description="Seed of the search strategy.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the search strategy.")
     prewarm: bool = Field(
         True,
         description="Local: each worker imports torch once and forks every trial's train.py from itself, "

@@ -64,6 +64,8 @@ def plan(
     from_tuning: str | None = None,
     parent: str | None = None,
 ) -> TrainPlan:
+    if name:
+        check_name(name, what="--name")  # first: a name is a folder, so '../x' must go nowhere
     require_path(config, "model.weights")  # names the file and key that set a missing one
     tuned = best_params(ledger, from_tuning) if from_tuning else {}
     if tuned:
@@ -73,7 +75,6 @@ def plan(
     fingerprint = _fingerprint(hps, dataset_uri)
     resumed = False
     if name:
-        check_name(name)
         resumed = ledger.get("training-job", name, config.backend) is not None
     else:
         # Ctrl-C, a kill or a crash leaves a job whose checkpoints make `train` again resume it.

@@ -74,10 +74,7 @@ def plan(config: Config, ledger: Ledger, *, dataset: str | None = None) -> TuneP
     search_key = fingerprint(config, dataset_uri)
     name, previous = config.tune.name, None
     if name:
-        try:
-            check_name(name, MAX_LEN["tuning-job"])
-        except ValueError as exc:
-            raise UsageError(f"--name: {exc}") from None
+        check_name(name, MAX_LEN["tuning-job"], what="--name")
         previous = ledger.get("tuning-job", name, config.backend)
         if previous and previous.meta.get("fingerprint") not in (None, search_key):
             raise UsageError(

@@ -1,0 +1,89 @@
+"""Error output that never breaks (#15 item 7): plain text, one line, and usage errors for
+values that overflow, recurse or only look valid (exit 2, naming the key or flag)."""
+
+from __future__ import annotations
+
+import pytest
+
+from dogbreed.cli.app import run
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = run(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+@pytest.mark.parametrize("folder", ["photos [copy]", "[/x]", "[bold]x[/bold] [link=y]"])
+def test_paths_with_brackets_are_printed_as_they_are(tmp_path, capsys, folder, json_flag):
+    source = tmp_path / folder / "dogs"  # does not exist: the error line names it
+    code, out, err = _run(capsys, "ingest", str(source), "--set", f"workspace={tmp_path / 'ws'}", *json_flag)
+    assert code != 0
+    assert out == ""
+    assert "Traceback" not in err and "MarkupError" not in err and "unexpected" not in err
+    assert str(source) in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_deep_yaml_file_is_a_usage_error_naming_the_file(tmp_path, capsys):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("train:\n" + "a: " * 1 + "[" * 5000 + "]" * 5000 + "\n")
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("".join(f"{' ' * depth}k{depth}:\n" for depth in range(60)) + " " * 60 + "v: 1\n")
+    for path in (deep, nested):
+        code, _, err = _run(capsys, "config", "show", "-c", str(path))
+        assert code == 2, err
+        assert str(path) in err and "Traceback" not in err and "unexpected" not in err
+
+
+@pytest.mark.parametrize(
+    ("setting", "key"),
+    [
+        ("deploy.ttl=999999999999d", "deploy.ttl"),
+        ("deploy.ttl=3000000d", "deploy.ttl"),
+        ("sagemaker.max_run=99999999999999999999999h", "sagemaker.max_run"),
+        ("train.lr=" + "1" * 5000, "train.lr"),
+        ("train.lr=" + "1" * 4000, "train.lr"),
+        ("train.seed=" + "9" * 30, "train.seed"),
+        ("train.batch_size=true", "train.batch_size"),
+        ("train.epochs=false", "train.epochs"),
+        ("train.lr=true", "train.lr"),
+        ("train.lr=" + "[" * 5000, "train.lr"),
+    ],
+)
+def test_values_that_overflow_or_only_look_valid_are_usage_errors(capsys, setting, key):
+    code, out, err = _run(capsys, "config", "show", "--json", "--set", setting)
+    assert code == 2, err
+    assert out == ""
+    assert key in err and "unexpected" not in err
+    line = err.strip()
+    assert len(line.splitlines()) == 1 and len(line) < 400  # a 5,000-digit value is not echoed back
+
+
+def test_a_huge_number_in_a_yaml_file_names_the_file(tmp_path, capsys):
+    config = tmp_path / "big.yaml"
+    config.write_text("train:\n  lr: " + "1" * 5000 + "\n")
+    code, _, err = _run(capsys, "config", "show", "-c", str(config))
+    assert code == 2 and str(config) in err and "unexpected" not in err
+
+
+def test_a_bounded_ttl_still_reaches_deploy_without_overflow(capsys):
+    from datetime import datetime, timezone
+
+    from dogbreed.config import load_config
+    from dogbreed.config.schema import MAX_DURATION, parse_duration
+
+    config = load_config(sets=[f"deploy.ttl={MAX_DURATION.days}d"])
+    assert datetime.now(timezone.utc) + parse_duration(config.deploy.ttl) > datetime.now(timezone.utc)
+
+
+@pytest.mark.parametrize("command", ["train", "tune"])
+@pytest.mark.parametrize("name", ["../x", "a/b", "x" * 200, "..", "a b"])
+def test_bad_job_names_are_usage_errors_naming_the_flag(tmp_path, capsys, command, name):
+    workspace = tmp_path / "ws"
+    code, _, err = _run(capsys, command, "--name", name, "--dataset", str(tmp_path), "--set", f"workspace={workspace}")
+    assert code == 2, err
+    assert "--name" in err and "unexpected" not in err
+    assert len(err.strip().splitlines()) == 1 and len(err) < 400
+    assert not (tmp_path / "x").exists() and not (workspace / "jobs").exists()
