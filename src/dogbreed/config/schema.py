@@ -109,6 +109,11 @@ class DataConfig(Strict):
     max_pixels: int = Field(
         89_478_485, ge=1, description="Images claiming more pixels than this are refused (decompression bombs)."
     )
+    max_image_bytes: int = Field(
+        64 * 2**20,
+        ge=1,
+        description="Photos larger than this many bytes are refused (a problem per file) before they are read.",
+    )
     max_archive_bytes: int = Field(
         20 * 2**30, ge=1, description="Refuse archives that would unpack to more than this many bytes (zip bombs)."
     )

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from dogbreed.regular_files import FileRefusedError, open_regular
+
 # We enforce data.max_pixels ourselves and report it per file; Pillow's own warning for the
 # same images would only repeat it on stderr.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
@@ -28,6 +30,7 @@ class ImageLimits:
     min_side: int
     max_pixels: int
     resize: int | None = None  # short side of the stored copy; None stores the original
+    max_bytes: int | None = None  # larger files are refused before a byte is read
 
 
 @dataclass(frozen=True)
@@ -60,13 +63,24 @@ def check_image(path: Path, limits: ImageLimits, resized_dir: Path | None = None
         # Someone in this process relaxed Pillow globally; truncated photos would pass as valid.
         raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True; image checks need it False")
     try:
-        size, digest = _size_and_sha256(path)
+        # A FIFO, a link to /dev/zero or a huge file named .jpg: a problem, never a hang.
+        handle = open_regular(path, limits.max_bytes, "data.max_image_bytes")
+    except FileRefusedError as exc:
+        return ImageCheck(problem=exc.problem)
+    with handle:
+        return _check_file(handle, path, limits, resized_dir)
+
+
+def _check_file(handle, path: Path, limits: ImageLimits, resized_dir: Path | None) -> ImageCheck:
+    try:
+        size, digest = _size_and_sha256(handle)
+        handle.seek(0)
     except OSError as exc:
         return ImageCheck(problem=f"unreadable: {exc.strerror or exc}")
     if size == 0:
         return ImageCheck(problem="empty file", size=0, sha256=digest)
     try:
-        image = Image.open(path)
+        image = Image.open(handle)
     except Image.DecompressionBombError as exc:
         return ImageCheck(problem=f"decompression bomb refused before decoding ({exc})", size=size, sha256=digest)
     except UnidentifiedImageError:
@@ -97,13 +111,12 @@ def check_image_bytes(data: bytes, name: str, limits: ImageLimits) -> ImageCheck
         return _check_opened(image, Path(name), size, digest, ImageLimits(limits.min_side, limits.max_pixels), None)
 
 
-def _size_and_sha256(path: Path) -> tuple[int, str]:
+def _size_and_sha256(handle) -> tuple[int, str]:
     # Streamed, so a huge file that is not a photo never sits in memory whole.
     digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
+    while chunk := handle.read(1 << 20):
+        digest.update(chunk)
+        size += len(chunk)
     return size, digest.hexdigest()
 
 

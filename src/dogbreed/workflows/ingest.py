@@ -79,7 +79,7 @@ def check_images(
     from dogbreed.data.images import ImageLimits, check_image
 
     data = config.data
-    limits = ImageLimits(min_side=data.min_side, max_pixels=data.max_pixels, resize=data.resize)
+    limits = ImageLimits(min_side=data.min_side, max_pixels=data.max_pixels, resize=data.resize, max_bytes=data.max_image_bytes)
     resized_dir = workspace.cache("resized") if data.resize else None
     base = source.folder / layout.root if layout.root else source.folder
     paths = [f.path for f in layout.files]
