@@ -31,3 +31,18 @@ def label_for(folder: str) -> str:
         return folder
     # Only the first letter: "German_shepherd_dog" keeps its capital, "beagle" gains one.
     return name[0].upper() + name[1:]
+
+
+def label_key(label: str) -> str:
+    """What makes two labels the same breed to a person: case, spacing and punctuation aside
+    ("Bull dog", "bull-dog", "Bull  Dog")."""
+    return " ".join(re.sub(r"[\W_]+", " ", label.casefold()).split())
+
+
+def colliding_labels(folders: list[str]) -> dict[str, list[str]]:
+    """Class folders whose labels collide, by the label of the group's first folder (sorted):
+    'Beagle/' and 'beagle/', or 'Bull dog/', 'bull_dog/' and 'n02000000-Bull_dog/'."""
+    groups: dict[str, list[str]] = {}
+    for folder in sorted(folders):
+        groups.setdefault(label_key(label_for(folder)), []).append(folder)
+    return {label_for(group[0]): group for group in groups.values() if len(group) > 1}

@@ -6,7 +6,10 @@ so nothing disappears silently. Order of the rules:
 2. byte-identical files (same sha256) are kept once, so no split evaluates on a photo another
    split trained on (sources with split folders keep the train copy first);
 3. sources without split folders are split per class (data.split, data.seed);
-4. a class left with no usable photo is dropped; a class missing from a split is reported.
+4. a class left with no usable photo is dropped; a class missing from a split is reported;
+5. class folders whose breed labels collide (Beagle/ and beagle/) would be two classes with one
+   name: the first folder (sorted) is kept, each other one is excluded with a problem naming
+   both, so --strict fails on it and the user renames or merges the folders.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dogbreed.data.labels import label_for
+from dogbreed.data.labels import colliding_labels, label_for
 from dogbreed.data.layout import SPLITS, Layout, SourceFile
 from dogbreed.data.splitting import assign_splits
 from dogbreed.errors import DogbreedError
@@ -95,8 +98,22 @@ def plan_dataset(
     per_class: dict[str, dict[str, int]] = {folder: dict.fromkeys(SPLITS, 0) for folder in layout.folders}
     for source_file in unique:
         per_class[source_file.folder][split_of[source_file.path]] += 1
+    collided = set()
+    for label, group in colliding_labels([f for f, counts in per_class.items() if sum(counts.values())]).items():
+        kept, *others = group
+        for folder in others:
+            collided.add(folder)
+            problems.append(
+                {
+                    "file": f"{folder}/",
+                    "problem": f"same breed label {label!r} as folder {kept}/ (kept); "
+                    "excluded so one breed is not two classes: rename or merge the folders",
+                }
+            )
     labels = {}
     for folder, counts in per_class.items():
+        if folder in collided:
+            continue
         total = sum(counts.values())
         if total == 0:
             problems.append({"file": f"{folder}/", "problem": "class has no usable images; left out of the classes"})
@@ -115,6 +132,8 @@ def plan_dataset(
 
     files = []
     for source_file in unique:
+        if source_file.folder not in labels:
+            continue  # a class left out above
         check = checks[source_file.path]
         split = split_of[source_file.path]
         assert check.stored is not None and check.stored_sha256 is not None  # usable checks always have them
