@@ -31,6 +31,7 @@ log = logging.getLogger("dogbreed.serving")
 
 LINGER_S = 2.0  # how long a refused client may keep sending before we close
 LINGER_BYTES = 64 * 1024 * 1024
+MAX_TRAILER_BYTES = 64 * 1024  # as much as http.client allows one header line
 
 
 class HttpProblem(Exception):
@@ -178,8 +179,8 @@ class InvocationHandler(BaseHTTPRequestHandler):
         try:
             reply, size = self._post(started)
             self._send(reply)
-            if reply.status == 413 and size == "-":
-                self._linger()  # the body was refused unread: let the client finish sending
+            if reply.status in (413, 431) and size == "-":
+                self._linger()  # refused part-read: let the client finish sending, then close
             log.info(
                 "POST %s %d %.1fms in=%s out=%d",
                 self.path,
@@ -270,6 +271,8 @@ class InvocationHandler(BaseHTTPRequestHandler):
                 size = int(line.split(b";", 1)[0].strip(), 16)
             except ValueError:
                 raise HttpProblem(400, "bad_request", f"malformed chunk size line {line[:40]!r}") from None
+            if size < 0:
+                raise HttpProblem(400, "bad_request", f"malformed chunk size line {line[:40]!r}")
             if size == 0:
                 break
             total += size
@@ -279,9 +282,20 @@ class InvocationHandler(BaseHTTPRequestHandler):
             if len(chunk) < size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
                 raise HttpProblem(400, "bad_request", "a chunk ended early or lacks its CRLF")
             chunks.append(chunk)
-        while self.rfile.readline(8192) not in (b"\r\n", b"\n", b""):
-            pass  # trailers: nothing we use
+        self._skip_trailers()
         return b"".join(chunks)
+
+    def _skip_trailers(self) -> None:
+        """Trailer fields are nothing we use, but a client may send them: read and drop at
+        most MAX_TRAILER_BYTES, then refuse (unbounded, they kept a worker reading forever)."""
+        seen = 0
+        while True:
+            line = self.rfile.readline(MAX_TRAILER_BYTES + 1 - seen)
+            if line in (b"\r\n", b"\n", b""):
+                return
+            seen += len(line)
+            if seen > MAX_TRAILER_BYTES:
+                raise HttpProblem(431, "trailers_too_large", f"chunked trailers over {MAX_TRAILER_BYTES:,} bytes")
 
     def _linger(self) -> None:
         """Read and drop what a refused client still sends, for a bounded time and size."""

@@ -87,6 +87,10 @@ class ModelHandler:
             result = self.module.output_fn(prediction, accept)
         except UnicodeDecodeError as exc:
             return Reply.error(400, "bad_request", f"the {content_type} body is not UTF-8 ({exc})")
+        except RecursionError:
+            # Any handler (ours, an older one, a trusted custom one) that recursed over a
+            # request nested too deeply: the request's fault, a 400, and the server serves on.
+            return Reply.error(400, "bad_request", "the request body nests too deeply")
         except Exception as exc:  # noqa: BLE001 - the handler's errors are the client's answer
             status = getattr(exc, "status_code", None)
             if isinstance(status, int) and 400 <= status < 600:

@@ -13,11 +13,15 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from dogbreed.regular_files import read_regular
 from dogbreed.serving.limits import MAX_PAYLOAD_BYTES
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"})
 _START_SIDE = 4096
 _MIN_SIDE = 256
+# The largest file predict reads to shrink: far above any photo, far below memory trouble.
+# Checked by stat before a byte is read (a 3 GiB sparse .jpg once took 3.2 GB of memory).
+MAX_FILE_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -58,9 +62,10 @@ def shrink_to_fit(data: bytes, limit: int = MAX_PAYLOAD_BYTES) -> bytes:
     raise ValueError(f"could not shrink the image under {limit:,} bytes")
 
 
-def prepare(path: Path, limit: int = MAX_PAYLOAD_BYTES) -> Upload:
-    """The body to send for one image file. OSError if unreadable, ValueError if unshrinkable."""
-    data = path.read_bytes()
+def prepare(path: Path, limit: int = MAX_PAYLOAD_BYTES, max_file_bytes: int = MAX_FILE_BYTES) -> Upload:
+    """The body to send for one image file. FileRefusedError for what is not a regular file
+    within max_file_bytes (checked before reading), ValueError if unshrinkable."""
+    data = read_regular(path, max_file_bytes, "predict's limit of")
     if len(data) <= limit:
         return Upload(data, sniff_content_type(data[:16]), len(data))
     from PIL import Image

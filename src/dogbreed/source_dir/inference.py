@@ -238,6 +238,8 @@ def _from_json(body: str | bytes) -> InferenceRequest:
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadRequest(f"the body is not valid JSON ({exc})") from None
+    except RecursionError:  # '[' x 100,000: the client's fault, not the server's
+        raise BadRequest('the JSON body nests too deeply; send {"images": ["<base64>", ...]}') from None
     if not isinstance(document, dict) or ("images" not in document and "image" not in document):
         raise BadRequest('expected a JSON object like {"images": ["<base64>", ...], "top_k": 5}')
     encoded = document["images"] if "images" in document else [document["image"]]

@@ -20,6 +20,7 @@ from typing import Any
 from dogbreed.backends.base import Backend
 from dogbreed.errors import DogbreedError, NotFoundError
 from dogbreed.ledger import Ledger
+from dogbreed.regular_files import FileRefusedError, check_regular
 from dogbreed.reporting import NullReporter, Reporter
 from dogbreed.serving.errors import EndpointUnavailableError
 from dogbreed.serving.upload import IMAGE_SUFFIXES, prepare
@@ -56,6 +57,13 @@ def expand_images(arguments: Sequence[str]) -> tuple[list[Path], list[dict[str, 
         path = Path(argument).expanduser()
         if path.is_file():
             found = [path]
+        elif path.exists() and not path.is_dir():
+            # A FIFO, a device or a socket: its own row, and never opened (it could block).
+            try:
+                check_regular(path)
+            except FileRefusedError as exc:
+                errors.append({"image": argument, "error": exc.problem})
+            continue
         elif path.is_dir():
             found = _images_in(path)
         elif _GLOB_CHARS & set(argument):
