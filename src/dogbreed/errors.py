@@ -26,5 +26,9 @@ class NotBuiltError(DogbreedError):
     """A command or backend feature that does not exist yet."""
 
 
+class BusyError(DogbreedError):
+    """Another process holds it (a job another `train` runs): wait, stop it, or name another."""
+
+
 class NotFoundError(DogbreedError):
     """A named (or 'latest') resource does not exist in the ledger or the backend."""

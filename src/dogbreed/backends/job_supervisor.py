@@ -1,6 +1,6 @@
 """Runs one local training job detached from the CLI, the way SageMaker's agent would.
 
-    python -m dogbreed.backends.job_supervisor <job dir>
+    python -m dogbreed.backends.job_supervisor <job dir> [<lock fd>]
 
 It reads request.json (argv, env), runs train.py with its output appended to train.log,
 and keeps status.json current (InProgress -> Completed | Failed | Stopped). On success it
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from dogbreed.backends.job_layout import JobLayout
+from dogbreed.errors import BusyError
 
 
 def _now() -> str:
@@ -155,9 +156,17 @@ def supervise(layout: JobLayout, launcher: Launcher | None = None) -> int:
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m dogbreed.backends.job_supervisor JOB_DIR")
-    sys.exit(supervise(JobLayout(Path(sys.argv[1]))))
+    """The lock fd is the job lock (job.lock) its starter took and passed down: held open,
+    untouched, until this process exits. Run by hand without one, it takes the lock itself."""
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: python -m dogbreed.backends.job_supervisor JOB_DIR [LOCK_FD]")
+    layout = JobLayout(Path(sys.argv[1]))
+    if len(sys.argv) == 2:
+        try:
+            layout.lock()  # kept open until exit
+        except BusyError as exc:
+            sys.exit(str(exc))
+    sys.exit(supervise(layout))
 
 
 if __name__ == "__main__":

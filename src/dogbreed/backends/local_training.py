@@ -136,13 +136,18 @@ class LocalTraining:
         }
 
     def start_training(self, request: TrainingRequest) -> None:
+        """Start the job's supervisor, detached. BusyError if another process runs this job:
+        the job lock is taken before anything in the folder is touched and passes to the
+        supervisor, which holds it as long as the job runs (JobLayout.lock)."""
         spec = self._job_spec(request)
         layout = JobLayout(Path(spec["job_dir"]))
-        status = layout.read_status()
-        if status.get("state") == "InProgress" and is_alive(status.get("supervisor_pid")):
-            raise DogbreedError(
-                f"training job {request.name} is already running (pid {status['supervisor_pid']}); wait for it or stop it first"
-            )
+        lock = layout.lock()
+        try:
+            self._start_locked(layout, spec, lock)
+        finally:
+            os.close(lock)  # ours; the supervisor holds its own copy of the descriptor
+
+    def _start_locked(self, layout: JobLayout, spec: dict[str, Any], lock: int) -> None:
         layout.make()
         write_input_config(layout, spec["channels"], spec["hyperparameters"])
         layout.request_file.write_text(json.dumps(spec, indent=2))
@@ -152,20 +157,21 @@ class LocalTraining:
         if self.launcher is not None and self.launcher.forks(spec) and self.launcher.start_supervisor(layout):
             return  # else fork was refused: exec the supervisor below
         subprocess.Popen(
-            [sys.executable, "-m", "dogbreed.backends.job_supervisor", str(layout.root)],
+            [sys.executable, "-m", "dogbreed.backends.job_supervisor", str(layout.root), str(lock)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
             close_fds=True,
+            pass_fds=(lock,),
         )
 
     def _state(self, layout: JobLayout) -> dict[str, Any]:
         status = layout.read_status()
         state = status.get("state")
         if state in ("Starting", "InProgress") and not is_alive(status.get("supervisor_pid")):
-            if state == "Starting" and time.time() - layout.status_file.stat().st_mtime < 30:
-                return status  # the supervisor has not written its pid yet
+            if layout.is_locked():
+                return status  # held: the supervisor has not written its pid yet
             status = {**status, "state": "Failed", "failure": "the job's supervisor died (killed?)"}
         return status
 

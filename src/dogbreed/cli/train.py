@@ -66,9 +66,12 @@ def command(
     if dry_run:
         session.emit({"dry_run": True, **runner.plan_training(plan.request)})
         return
-    if plan.resumed:
+    picked = plan.request.name
+    plan = workflow.start(ledger, runner, plan)
+    if plan.request.name != picked:
+        session.reporter.warn(f"training job {picked} is already running elsewhere; started {plan.request.name} instead")
+    elif plan.resumed:
         session.reporter.info(f"resuming training job {plan.request.name} from its last checkpoint")
-    workflow.start(ledger, runner, plan)
     if not wait:
         session.emit(
             {"training_job": plan.request.name, "state": "InProgress", "backend": runner.name, "model_uri": None, "metrics": {}}

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from dogbreed.backends.base import Backend, LogSink, TrainingOutcome, TrainingRequest
 from dogbreed.config import Config, require_path
 from dogbreed.config.flags import hyperparameters, with_params
-from dogbreed.errors import DogbreedError, NotFoundError
+from dogbreed.errors import BusyError, DogbreedError, NotFoundError
 from dogbreed.ledger import Ledger, Resource
 from dogbreed.naming import check_name, unique_name
 
@@ -27,6 +27,7 @@ class TrainPlan:
     request: TrainingRequest
     resumed: bool
     tuned_params: dict[str, Any]
+    named: bool = False  # the user gave --name: never swapped for another
 
 
 def resolve_dataset(config: Config, ledger: Ledger, dataset: str | None) -> tuple[str, str | None]:
@@ -64,6 +65,7 @@ def plan(
     from_tuning: str | None = None,
     parent: str | None = None,
 ) -> TrainPlan:
+    name_given = name
     if name:
         check_name(name, what="--name")  # first: a name is a folder, so '../x' must go nowhere
     require_path(config, "model.weights")  # names the file and key that set a missing one
@@ -92,7 +94,7 @@ def plan(
         manifest_sha256=manifest,
         parent=parent or (f"tuning:{from_tuning}" if from_tuning else None),
     )
-    return TrainPlan(request=request, resumed=resumed, tuned_params=tuned)
+    return TrainPlan(request=request, resumed=resumed, tuned_params=tuned, named=bool(name_given))
 
 
 def record_outcome(ledger: Ledger, backend: Backend, name: str, outcome: TrainingOutcome) -> None:
@@ -149,7 +151,22 @@ def sync(ledger: Ledger, backend: Backend) -> list[TrainingOutcome]:
     return recorded
 
 
-def start(ledger: Ledger, backend: Backend, train_plan: TrainPlan) -> None:
+def start(ledger: Ledger, backend: Backend, train_plan: TrainPlan) -> TrainPlan:
+    """Record the job (intent first), then start it; the plan that runs. A job this command
+    picked by itself (a resume of the latest) that another process is already running is
+    left to it: this command starts a fresh job instead. A job named with --name is refused."""
+    try:
+        _start(ledger, backend, train_plan)
+        return train_plan
+    except BusyError as exc:
+        if train_plan.named:
+            raise BusyError(f"{exc}; wait for it (dogbreed status), stop it, or give another --name") from None
+    fresh = replace(train_plan, request=replace(train_plan.request, name=unique_name("train")), resumed=False)
+    _start(ledger, backend, fresh)
+    return fresh
+
+
+def _start(ledger: Ledger, backend: Backend, train_plan: TrainPlan) -> None:
     request = train_plan.request
     ledger.record(
         "training-job",
