@@ -62,8 +62,12 @@ def download(
     retries: int = 5,
     timeout: float = 60.0,
     backoff: float = 1.0,
+    max_bytes: int | None = None,
 ) -> Downloaded:
-    """Fetch url to dest, resuming a partial download left by an earlier attempt or run."""
+    """Fetch url to dest, resuming a partial download left by an earlier attempt or run.
+
+    max_bytes (data.max_archive_bytes) is enforced as the bytes arrive, not only from the
+    Content-Length: a server that sends none, or lies, is cut off at the limit."""
     reporter = reporter or NullReporter()
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -118,6 +122,10 @@ def download(
                 part.unlink(missing_ok=True)  # a range we did not ask for: distrust it and restart
                 failures = _failed(url, "unexpected Content-Range", failures, retries, backoff, part, reporter)
                 continue
+            if max_bytes is not None and total is not None and total > max_bytes:
+                part.unlink(missing_ok=True)
+                state_path.unlink(missing_ok=True)
+                raise _too_large(url, max_bytes, f"its size is {total:,} bytes")
             if total is None:
                 reporter.warn(f"{url}: the server sent no Content-Length, so the size cannot be verified")
             if response.status == 200:
@@ -136,9 +144,17 @@ def download(
                     reporter.task(f"Downloading {dest.name}", total=total) as advance,
                 ):
                     advance(offset)
+                    received = offset
                     while chunk := response.read(_CHUNK):
+                        received += len(chunk)
+                        if max_bytes is not None and received > max_bytes:
+                            raise _too_large(url, max_bytes, "it sent more")
                         out.write(chunk)
                         advance(len(chunk))
+            except DownloadTooLargeError:
+                part.unlink(missing_ok=True)
+                state_path.unlink(missing_ok=True)
+                raise
             except (OSError, http.client.HTTPException) as exc:
                 failures = _failed(url, f"connection lost ({type(exc).__name__})", failures, retries, backoff, part, reporter)
                 continue
@@ -164,6 +180,17 @@ def download(
     state_path.unlink(missing_ok=True)
     done_path.write_text(json.dumps({"url": url, "size": size, "sha256": digest}))
     return Downloaded(dest, size, digest, attempts=attempts, resumed=resumed)
+
+
+class DownloadTooLargeError(DogbreedError):
+    """The download is over data.max_archive_bytes; nothing of it is kept."""
+
+
+def _too_large(url: str, max_bytes: int, why: str) -> DownloadTooLargeError:
+    return DownloadTooLargeError(
+        f"download {url}: refused: over data.max_archive_bytes={max_bytes:,} bytes ({why}); "
+        "raise the limit if you trust this source"
+    )
 
 
 def _expected_total(response: http.client.HTTPResponse, offset: int) -> int | None:

@@ -19,6 +19,7 @@ from dogbreed.config.schema import DataConfig
 from dogbreed.data.archives import archive_kind, extract_archive
 from dogbreed.data.download import download
 from dogbreed.errors import UsageError
+from dogbreed.regular_files import check_regular
 from dogbreed.reporting import NullReporter, Reporter
 
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz2", ".txz", ".zip", ".tar")
@@ -53,7 +54,7 @@ def _key(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _extract_once(archive: Path, work: Path, identity: dict, data: DataConfig, reporter: Reporter) -> Path:
+def _extract_once(archive: Path, kind: str, work: Path, identity: dict, data: DataConfig, reporter: Reporter) -> Path:
     """work/extracted, unpacked from archive unless the same archive was unpacked before."""
     target, marker = work / "extracted", work / "extracted.done"
     try:
@@ -65,7 +66,9 @@ def _extract_once(archive: Path, work: Path, identity: dict, data: DataConfig, r
     shutil.rmtree(target, ignore_errors=True)
     staging = work / "extracting"
     shutil.rmtree(staging, ignore_errors=True)
-    extract_archive(archive, staging, max_bytes=data.max_archive_bytes, max_files=data.max_archive_files, reporter=reporter)
+    extract_archive(
+        archive, staging, max_bytes=data.max_archive_bytes, max_files=data.max_archive_files, reporter=reporter, kind=kind
+    )
     staging.rename(target)
     marker.write_text(json.dumps(identity))
     return target
@@ -78,10 +81,12 @@ def resolve_source(source: str, downloads: Path, data: DataConfig, reporter: Rep
     if is_url(source):
         work = downloads / _key(source)
         filename = urllib.parse.unquote(urllib.parse.urlsplit(source).path.rstrip("/").rsplit("/", 1)[-1]) or "download"
-        fetched = download(source, work / re.sub(r"[^A-Za-z0-9._-]+", "-", filename), sha256=data.sha256, reporter=reporter)
-        if archive_kind(fetched.path) is None:
+        target = work / re.sub(r"[^A-Za-z0-9._-]+", "-", filename)
+        fetched = download(source, target, sha256=data.sha256, reporter=reporter, max_bytes=data.max_archive_bytes)
+        kind = archive_kind(fetched.path)
+        if kind is None:
             raise UsageError(f"{source}: the download is not a zip or tar archive; point data.source at one")
-        folder = _extract_once(fetched.path, work, {"sha256": fetched.sha256}, data, reporter)
+        folder = _extract_once(fetched.path, kind, work, {"sha256": fetched.sha256}, data, reporter)
         return LocalSource(source, name, "url", folder)
     if "://" in source:
         raise UsageError(f"{source}: unsupported source; give a folder, a .zip/.tar/.tar.gz archive or an http(s) URL")
@@ -90,10 +95,12 @@ def resolve_source(source: str, downloads: Path, data: DataConfig, reporter: Rep
         return LocalSource(source, name, "folder", path.resolve())
     if not path.exists():
         raise UsageError(f"{source}: no such file or folder; give a folder, an archive or an http(s) URL")
-    if archive_kind(path) is None:
+    check_regular(path)  # a FIFO or a device named .tar: refused by name, never opened
+    kind = archive_kind(path)
+    if kind is None:
         raise UsageError(f"{source}: not a folder or a zip/tar archive")
     resolved = path.resolve()
     stat = resolved.stat()
     work = downloads / "archives" / _key(str(resolved))
     identity = {"path": str(resolved), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    return LocalSource(source, name, "archive", _extract_once(resolved, work, identity, data, reporter))
+    return LocalSource(source, name, "archive", _extract_once(resolved, kind, work, identity, data, reporter))
