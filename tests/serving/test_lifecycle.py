@@ -52,7 +52,9 @@ def backend_for(tmp_path: Path, **settings) -> LocalBackend:
 
 
 def deploy(backend: LocalBackend, model: Path, wait: bool = True):
-    return deploy_step.deploy(backend.config, backend, backend.workspace.ledger, str(model), wait=wait).endpoint
+    # The stub model's handler is not dogbreed's: serving it takes --trust-code (#15 item 9).
+    ledger = backend.workspace.ledger
+    return deploy_step.deploy(backend.config, backend, ledger, str(model), wait=wait, trust_code=True).endpoint
 
 
 def hold_request(url: str, results: list) -> threading.Thread:
@@ -227,6 +229,7 @@ def test_no_wait_returns_while_creating_and_status_catches_up(tmp_path, stub_mod
     backend.delete_endpoint("stubby")
 
 
+DOGBREED = str(Path(sys.executable).parent / "dogbreed")
 SLOW_MODEL_FN = """
 def model_fn(model_dir):
     model_dir = Path(model_dir)
@@ -250,7 +253,7 @@ def test_kill_9_of_deploy_while_the_model_loads_leaves_nothing_the_ledger_does_n
     config = tmp_path / "deploy.yaml"
     config.write_text(f"workspace: {tmp_path / '.dogbreed'}\ndeploy:\n  port: 0\n  endpoint_name: stubby\n  ttl: 10m\n")
     cli = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dogbreed"), "deploy", "--model", str(stub_model_dir), "-c", str(config), "--json"],
+        [DOGBREED, "deploy", "--model", str(stub_model_dir), "--trust-code", "-c", str(config), "--json"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

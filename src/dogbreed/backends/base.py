@@ -113,6 +113,7 @@ class DeployRequest:
     # "endpoint_config": ...}): a dry run plans an in-place update from it (it asks nobody);
     # a real deploy asks the backend itself.
     serving: dict[str, str] | None = None
+    trust_code: bool = False  # serve a model whose code/ is not this dogbreed's handler (--trust-code)
 
 
 @dataclass

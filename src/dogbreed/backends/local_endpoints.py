@@ -42,6 +42,7 @@ from dogbreed.errors import DogbreedError
 from dogbreed.ledger import Resource
 from dogbreed.serving.client import EndpointClient, HttpTransport, Transport
 from dogbreed.serving.errors import EndpointUnavailableError
+from dogbreed.serving.handler_code import check_handler_code
 from dogbreed.serving.main import server_argv
 from dogbreed.serving.model_archive import local_model_path, prepare_model_dir
 from dogbreed.serving.process import is_alive, is_endpoint_server, stop_server
@@ -192,9 +193,12 @@ class LocalEndpoints:
         release = release.resolve()
         try:
             model_dir = prepare_model_dir(request.model_uri, release / "model")
+            foreign = check_handler_code(model_dir, request.model_uri, request.trust_code)
         except BaseException:
             shutil.rmtree(release, ignore_errors=True)
             raise
+        if foreign:
+            self.reporter.warn(f"--trust-code: serving {request.model_uri} with its own code ({'; '.join(foreign[:3])})")
         if same_port:
             self.reporter.info(f"stopping endpoint {name} (pid {old.meta['pid']}) first: the new server needs port {deploy.port}")
             stop_server(old.meta["pid"], name)

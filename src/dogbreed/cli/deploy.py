@@ -54,6 +54,14 @@ def command(
     endpoint: Annotated[Optional[str], typer.Option("--endpoint", help="Endpoint name (default: deploy.endpoint_name).")] = None,
     port: Annotated[Optional[int], typer.Option("--port", help="Local port (default: deploy.port).")] = None,
     ttl: Annotated[Optional[str], typer.Option("--ttl", help="Delete the endpoint after this long, e.g. 30m, 2h.")] = None,
+    trust_code: Annotated[
+        bool,
+        typer.Option(
+            "--trust-code",
+            help="Serve a model whose code/ is not this dogbreed's handler (another version, edited, "
+            "or foreign): its code/inference.py runs on this machine.",
+        ),
+    ] = False,
     dry_run: DryRunOpt = False,
     wait: WaitOpt = True,
     config: ConfigOpt = None,
@@ -67,6 +75,8 @@ def command(
     )
     from dogbreed.workflows.deploy import deploy
 
-    result = deploy(session.config, session.backend(), session.workspace.ledger, model, wait=wait, dry_run=dry_run)
+    result = deploy(
+        session.config, session.backend(), session.workspace.ledger, model, wait=wait, dry_run=dry_run, trust_code=trust_code
+    )
     answer = result.to_json()
     session.emit(answer, _render(answer))

@@ -48,7 +48,9 @@ def resolve_model(ledger: Ledger, model: str | None) -> tuple[str, str | None]:
     return latest.uri, latest.parent or latest.meta.get("training_job")
 
 
-def build_request(config: Config, ledger: Ledger, model: str | None, at: datetime | None = None) -> DeployRequest:
+def build_request(
+    config: Config, ledger: Ledger, model: str | None, at: datetime | None = None, trust_code: bool = False
+) -> DeployRequest:
     model_uri, training_job = resolve_model(ledger, model)
     return DeployRequest(
         endpoint_name=config.deploy.endpoint_name,
@@ -56,17 +58,24 @@ def build_request(config: Config, ledger: Ledger, model: str | None, at: datetim
         config=config,
         expires_at=(at or now()) + parse_duration(config.deploy.ttl),
         training_job=training_job,
+        trust_code=trust_code,
     )
 
 
 def deploy(
-    config: Config, backend: Backend, ledger: Ledger, model: str | None = "latest", wait: bool = True, dry_run: bool = False
+    config: Config,
+    backend: Backend,
+    ledger: Ledger,
+    model: str | None = "latest",
+    wait: bool = True,
+    dry_run: bool = False,
+    trust_code: bool = False,
 ) -> DeployResult:
     if not dry_run and (not model or model == "latest"):
         # A job trained with --no-wait may have finished since: record its model first.
         # (Not in a dry run: that makes no backend call at all.)
         sync_training(ledger, backend)
-    request = build_request(config, ledger, model)
+    request = build_request(config, ledger, model, trust_code=trust_code)
     if dry_run:
         return DeployResult(plan=backend.plan_deploy(replace(request, serving=_serving(ledger, backend.name, request))))
     previous = ledger.get("endpoint", request.endpoint_name, backend.name)

@@ -1,0 +1,115 @@
+"""Whose code a model would run: this dogbreed's handler, or someone else's.
+
+A model's code/inference.py is imported by the server that serves it (SageMaker's contract,
+which the local endpoint keeps), so a model.tar.gz from anywhere is code from anywhere: a
+line appended to its inference.py runs at deploy. Models this tool trained carry a verbatim
+copy of the installed package's handler (source_dir/inference.py and breedkit/), so the
+model's code/ is compared file by file, by sha256, with the installed package's files. The
+reference digests are computed from the installed package itself, never read from the
+archive. Any difference (another version, an edited or added file, a link) needs the user
+to vouch for it with --trust-code.
+
+Byte-code is left out of the comparison because it is inert: the local server runs with
+PYTHONPYCACHEPREFIX pointing at its own folder, so a __pycache__ shipped inside a model is
+never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from functools import cache
+from pathlib import Path
+
+from dogbreed.errors import UsageError
+from dogbreed.jobspec import INFERENCE_ENTRY, SOURCE_DIR
+from dogbreed.regular_files import FileRefusedError, open_regular
+
+CODE_DIR = "code"
+PACKAGE = "breedkit"
+_MAX_FILE_BYTES = 16 * 2**20  # a handler module is kilobytes; a huge one is not ours anyway
+_SHOWN = 3
+
+
+class UntrustedCodeError(UsageError):
+    """The model's code/ is not this dogbreed's handler and --trust-code was not given."""
+
+
+def _is_digest(value: str) -> bool:
+    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def _inert(relative: str) -> bool:
+    parts = relative.split("/")
+    return "__pycache__" in parts or relative.endswith((".pyc", ".pyo"))
+
+
+def _digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open_regular(path, _MAX_FILE_BYTES, "the handler file limit") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """relative posix path -> sha256 (or a reason it cannot be ours) of every file below root."""
+    found: dict[str, str] = {}
+    for current, dirs, files in os.walk(root, followlinks=False):
+        base = Path(current)
+        for name in [*files, *(d for d in dirs if (base / d).is_symlink())]:
+            path = base / name
+            relative = path.relative_to(root).as_posix()
+            if _inert(relative):
+                continue
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                found[relative] = "a link"
+                continue
+            try:
+                found[relative] = _digest(path)
+            except FileRefusedError as exc:
+                found[relative] = exc.problem
+    return found
+
+
+@cache
+def installed_handler() -> dict[str, str]:
+    """The digests of the handler files of the installed dogbreed, as train.py copies them."""
+    files = {INFERENCE_ENTRY: _digest(SOURCE_DIR / INFERENCE_ENTRY)}
+    files.update({f"{PACKAGE}/{name}": digest for name, digest in _tree(SOURCE_DIR / PACKAGE).items()})
+    return files
+
+
+def code_differences(model_dir: Path) -> list[str]:
+    """How the model's code/ differs from the installed handler; [] when it is the same.
+    The most telling first: files that are no files, edited files, added files, then
+    missing ones (an older or newer version)."""
+    code = Path(model_dir) / CODE_DIR
+    theirs = _tree(code) if code.is_dir() else {}
+    ours = installed_handler()
+    problems: list[tuple[int, str]] = []
+    for name in sorted(set(theirs) | set(ours)):
+        where, found = f"{CODE_DIR}/{name}", theirs.get(name)
+        if found is not None and not _is_digest(found):
+            problems.append((0, f"{where} is {found}"))  # a link, a FIFO, a huge file: never ours
+        elif found is not None and name in ours and found != ours[name]:
+            problems.append((1, f"{where} differs from this dogbreed's"))
+        elif name not in ours:
+            problems.append((2, f"{where} is not part of dogbreed's handler"))
+        elif found is None:
+            problems.append((3, f"{where} is missing"))
+    return [problem for _, problem in sorted(problems)]
+
+
+def check_handler_code(model_dir: Path, model_uri: str, trusted: bool) -> list[str]:
+    """The differences, when trusted; UntrustedCodeError naming them when not."""
+    problems = code_differences(model_dir)
+    if problems and not trusted:
+        more = f" and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
+        raise UntrustedCodeError(
+            f"model {model_uri}: its code/ is not the handler of this dogbreed ({'; '.join(problems[:_SHOWN])}{more}), "
+            "and serving it runs that code on this machine; deploy a model trained by this version, "
+            "or pass --trust-code if you trust where it came from"
+        )
+    return problems
