@@ -26,6 +26,14 @@ def test_paths_with_brackets_are_printed_as_they_are(tmp_path, capsys, folder, j
     assert len(err.strip().splitlines()) == 1
 
 
+def test_control_characters_in_a_path_cannot_break_the_line_or_drive_the_terminal(tmp_path, capsys):
+    source = tmp_path / "dogs\nerror: fake second line \x1b[31mred"
+    code, _, err = _run(capsys, "ingest", str(source), "--set", f"workspace={tmp_path / 'ws'}")
+    assert code != 0
+    assert len(err.strip().splitlines()) == 1 and "\x1b" not in err
+    assert "dogs\\nerror: fake second line \\x1b[31mred" in err
+
+
 def test_a_deep_yaml_file_is_a_usage_error_naming_the_file(tmp_path, capsys):
     deep = tmp_path / "deep.yaml"
     deep.write_text("train:\n" + "a: " * 1 + "[" * 5000 + "]" * 5000 + "\n")

@@ -46,11 +46,17 @@ def _root(
     name; see `dogbreed COMMAND --help`."""
 
 
+def _one_line(message: str) -> str:
+    """Control characters shown escaped: a path or value holding a newline or an ANSI escape
+    can neither break the one-line contract nor drive the terminal."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in message)
+
+
 def _fail(message: str, code: int) -> int:
     # The message is plain text, never markup: paths and values hold "[...]" ("photos [copy]",
     # "[/x]") that rich would swallow or choke on (MarkupError inside the error handler).
     console = stderr_console()
-    console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+    console.print(Text.assemble(("error:", "bold red"), " ", _one_line(message)), highlight=False, soft_wrap=True)
     if VERBOSE["on"]:
         traceback.print_exc()
     return code
