@@ -1,4 +1,5 @@
-"""The one gate before this tool reads a file someone handed it (a photo to ingest or predict).
+"""The one gate before this tool reads a file someone handed it (a photo to ingest or predict,
+a config file, a model archive, a source archive).
 
 A name ending in .jpg can be a FIFO (open() blocks forever), a symlink to /dev/zero (read()
 never ends), a socket, a folder, or a 3 GiB sparse file. So before any byte is read: stat

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from dogbreed.config.schema import Config
 from dogbreed.errors import ConfigError
+from dogbreed.regular_files import FileRefusedError, read_regular
 
 DEFAULTS = "built-in defaults"
 # Keys holding a local path (or a URL / keyword, left alone) that a config file may set.
@@ -30,6 +31,7 @@ PATH_KEYS = ("workspace", "data.source", "data.uri", "model.weights")
 KEYWORDS = {"model.weights": ("imagenet", "none")}
 MAX_DEPTH = 16  # the schema nests 4 levels; anything far deeper is a mistake or an attack
 MAX_SHOWN = 60  # characters of a bad value quoted back in an error line
+MAX_CONFIG_BYTES = 2**20  # configs are a few kilobytes
 # What reading or validating a hostile value raises besides the errors it should: Python's
 # 4,300-digit cap on int(), RecursionError from deep nesting, OverflowError from huge numbers.
 VALUE_FAULTS = (ValueError, OverflowError, RecursionError, MemoryError)
@@ -126,10 +128,17 @@ def _fault(exc: BaseException) -> str:
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"{path}: config file not found; check the path given to --config")
     try:
-        data = _load(path.read_text(encoding="utf-8"))
+        # A FIFO, a device or a huge file given as --config: refused before it is read.
+        text = read_regular(path, MAX_CONFIG_BYTES, "the config file limit of").decode("utf-8")
+    except FileRefusedError as exc:
+        raise ConfigError(f"{path}: {exc.problem}; --config takes a YAML file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; --config takes a YAML file") from None
+    try:
+        data = _load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)

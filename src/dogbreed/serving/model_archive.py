@@ -11,6 +11,7 @@ import tarfile
 from pathlib import Path
 
 from dogbreed.errors import DogbreedError, NotFoundError
+from dogbreed.regular_files import FileRefusedError, check_regular
 
 REQUIRED = ("model.pth", "classes.json", "hyperparameters.json", "code/inference.py")
 MAX_MEMBERS = 10_000
@@ -66,6 +67,10 @@ def prepare_model_dir(model_uri: str, extract_to: Path) -> Path:
     path = local_model_path(model_uri)
     if path.is_dir():
         return check_model_dir(path)
+    try:
+        check_regular(path)  # a FIFO or /dev/zero given as --model: refused, never read
+    except FileRefusedError as exc:
+        raise DogbreedError(f"model {path}: {exc.problem}; give a model.tar.gz or a model dir") from None
     if not tarfile.is_tarfile(path):
         raise DogbreedError(f"model {path} is neither a model dir nor a .tar.gz archive")
     return check_model_dir(extract_archive(path, extract_to))
