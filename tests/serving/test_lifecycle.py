@@ -90,7 +90,8 @@ def _refuses(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=5):
             return False
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
+        # Reset: the probe reached the backlog of a listener that was closing, and was dropped.
         return True
 
 

@@ -56,8 +56,9 @@ def test_our_own_handler_passes_and_every_change_is_named(tmp_path):
     model = _model_dir(tmp_path / "model")
     assert code_differences(model) == []
     (model / "code" / "__pycache__").mkdir()
-    (model / "code" / "__pycache__" / "inference.cpython-311.pyc").write_bytes(b"inert: never read")
-    assert code_differences(model) == []
+    (model / "code" / "__pycache__" / "inference.cpython-311.pyc").write_bytes(b"loaded instead of the source")
+    assert code_differences(model) == ["code/__pycache__/inference.cpython-311.pyc is not part of dogbreed's handler"]
+    shutil.rmtree(model / "code" / "__pycache__")
 
     with open(model / "code" / "inference.py", "a") as handler:
         handler.write("\nimport os; os.system('echo owned')\n")

@@ -9,9 +9,9 @@ reference digests are computed from the installed package itself, never read fro
 archive. Any difference (another version, an edited or added file, a link) needs the user
 to vouch for it with --trust-code.
 
-Byte-code is left out of the comparison because it is inert: the local server runs with
-PYTHONPYCACHEPREFIX pointing at its own folder, so a __pycache__ shipped inside a model is
-never read.
+Byte-code in a model's code/ counts as a difference: Python would load a __pycache__/*.pyc
+instead of the source it claims to match. The server never writes any there (ModelHandler
+imports with sys.dont_write_bytecode), so serving a model dir in place keeps it clean.
 """
 
 from __future__ import annotations
@@ -40,9 +40,8 @@ def _is_digest(value: str) -> bool:
     return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
-def _inert(relative: str) -> bool:
-    parts = relative.split("/")
-    return "__pycache__" in parts or relative.endswith((".pyc", ".pyo"))
+def _bytecode(relative: str) -> bool:
+    return "__pycache__" in relative.split("/") or relative.endswith((".pyc", ".pyo"))
 
 
 def _digest(path: Path) -> str:
@@ -53,15 +52,16 @@ def _digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _tree(root: Path) -> dict[str, str]:
-    """relative posix path -> sha256 (or a reason it cannot be ours) of every file below root."""
+def _tree(root: Path, skip_bytecode: bool = False) -> dict[str, str]:
+    """relative posix path -> sha256 (or a reason it cannot be ours) of every file below root;
+    byte-code only when skip_bytecode (the installed package's own caches)."""
     found: dict[str, str] = {}
     for current, dirs, files in os.walk(root, followlinks=False):
         base = Path(current)
         for name in [*files, *(d for d in dirs if (base / d).is_symlink())]:
             path = base / name
             relative = path.relative_to(root).as_posix()
-            if _inert(relative):
+            if skip_bytecode and _bytecode(relative):
                 continue
             if stat.S_ISLNK(os.lstat(path).st_mode):
                 found[relative] = "a link"
@@ -77,7 +77,8 @@ def _tree(root: Path) -> dict[str, str]:
 def installed_handler() -> dict[str, str]:
     """The digests of the handler files of the installed dogbreed, as train.py copies them."""
     files = {INFERENCE_ENTRY: _digest(SOURCE_DIR / INFERENCE_ENTRY)}
-    files.update({f"{PACKAGE}/{name}": digest for name, digest in _tree(SOURCE_DIR / PACKAGE).items()})
+    tree = _tree(SOURCE_DIR / PACKAGE, skip_bytecode=True)
+    files.update({f"{PACKAGE}/{name}": digest for name, digest in tree.items()})
     return files
 
 

@@ -68,6 +68,9 @@ class ModelHandler:
                 f"{code_dir / program} not found: a model dir written by train.py carries its handler in code/"
             )
         sys.path.insert(0, str(code_dir))
+        # No byte-code written into the model's code/: deploying the same model dir again must
+        # find it as it was (serving/handler_code.py counts byte-code there as foreign).
+        sys.dont_write_bytecode = True
         module = importlib.import_module(Path(program).stem)
         missing = [hook for hook in HOOKS if not callable(getattr(module, hook, None))]
         if missing:
