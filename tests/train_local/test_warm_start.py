@@ -146,9 +146,12 @@ def test_a_forked_job_outlives_its_launcher_and_stops_cleanly(tmp_path, source):
     assert is_alive(supervisor) and is_alive(train)
     assert Path(f"/proc/{supervisor}/comm").read_text().strip() == "dogbreed-job"
     assert Path(f"/proc/{train}/comm").read_text().strip() == "train.py"
-    # Only the job's log is open in train.py: nothing of the launcher's (pipes, locks).
+    # Only the job's log and its lock are open in train.py: nothing else of the launcher's.
     fds = {os.readlink(f"/proc/{train}/fd/{fd}") for fd in os.listdir(f"/proc/{train}/fd")}
-    assert fds <= {os.devnull, str(layout.log)}, fds
+    assert fds <= {os.devnull, str(layout.log), str(layout.lock_file)}, fds
+    # The driver (a tuning worker's stand-in) has exited: the forked supervisor holds the job
+    # lock, so no second run can take the job (#15 item 1; closerange once dropped it).
+    assert layout.is_locked()
 
     os.kill(supervisor, signal.SIGTERM)  # what `stop_training` does
     ended = wait_ended(layout)
@@ -157,6 +160,7 @@ def test_a_forked_job_outlives_its_launcher_and_stops_cleanly(tmp_path, source):
     while is_alive(train) or is_alive(supervisor):
         assert time.monotonic() < deadline, "the stopped job left a process behind"
         time.sleep(0.05)
+    assert not layout.is_locked()
 
 
 def test_torchrun_jobs_and_foreign_scripts_are_exec_d(tmp_path, source):

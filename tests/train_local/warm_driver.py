@@ -37,7 +37,11 @@ def main() -> None:
     seconds = launcher.warm_up()
     request = json.loads(layout.request_file.read_text())
     assert launcher.forks(request), "the test's request should be forkable"
-    launcher.start_supervisor(layout)
+    lock = layout.lock()  # as LocalTraining.start_training: the supervisor keeps it
+    try:
+        launcher.start_supervisor(layout, lock)
+    finally:
+        os.close(lock)
     print(json.dumps({"driver_pid": os.getpid(), "warm_seconds": seconds}))
 
 

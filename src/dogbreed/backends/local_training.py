@@ -154,8 +154,8 @@ class LocalTraining:
         # A fresh status: an earlier run's outcome must not be mistaken for this one's.
         layout.status_file.unlink(missing_ok=True)
         layout.write_status(state="Starting")
-        if self.launcher is not None and self.launcher.forks(spec) and self.launcher.start_supervisor(layout):
-            return  # else fork was refused: exec the supervisor below
+        if self.launcher is not None and self.launcher.forks(spec) and self.launcher.start_supervisor(layout, lock):
+            return  # a fork: it keeps the lock's descriptor; else fork was refused: exec below
         subprocess.Popen(
             [sys.executable, "-m", "dogbreed.backends.job_supervisor", str(layout.root), str(lock)],
             stdin=subprocess.DEVNULL,

@@ -114,10 +114,11 @@ class WarmStart:
             and Path(argv[1]).resolve() == self.script
         )
 
-    def start_supervisor(self, layout: JobLayout) -> bool:
+    def start_supervisor(self, layout: JobLayout, lock_fd: int | None = None) -> bool:
         """Fork the job's supervisor, detached: a double fork, so that it is nobody's child
         and no zombie of ours; it writes its pid to status.json as the exec'd one does.
-        False when the system refuses to fork: the caller execs the supervisor instead."""
+        False when the system refuses to fork: the caller execs the supervisor instead.
+        lock_fd: the job lock (JobLayout.lock), the one descriptor the supervisor keeps."""
         try:
             middle = os.fork()
         except OSError:
@@ -127,7 +128,7 @@ class WarmStart:
             try:
                 os.setsid()
                 if os.fork() == 0:
-                    _run_supervisor(layout, self)  # never returns
+                    _run_supervisor(layout, self, lock_fd)  # never returns
                 code = 0
             finally:
                 os._exit(code)
@@ -165,11 +166,11 @@ class WarmStart:
         return ForkedChild(pid)
 
 
-def _run_supervisor(layout: JobLayout, launcher: WarmStart) -> None:
+def _run_supervisor(layout: JobLayout, launcher: WarmStart, lock_fd: int | None = None) -> None:
     """The supervisor's life in a fork of the worker; ends the process."""
     code = 1
     try:
-        _forget_parent()
+        _forget_parent(keep=lock_fd)
         _redirect_stdio(None)
         _name_process(SUPERVISOR_NAME)
         code = supervise(layout, launcher)
@@ -183,14 +184,20 @@ def _run_supervisor(layout: JobLayout, launcher: WarmStart) -> None:
         os._exit(code)
 
 
-def _forget_parent() -> None:
-    """Drop what the worker had that a detached supervisor must not keep or act on."""
+def _forget_parent(keep: int | None = None) -> None:
+    """Drop what the worker had that a detached supervisor must not keep or act on; `keep`
+    is the job lock's descriptor, held until the supervisor exits."""
     # Objects inherited from the worker are never collected here: a collected file object
     # would close an fd number that this process has since reused (see closerange below).
     gc.freeze()
     _reset_signals()
-    # As Popen(close_fds=True): no inherited files, pipes or locks.
-    os.closerange(3, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536)
+    # As Popen(close_fds=True, pass_fds=(keep,)): no inherited files, pipes or other locks.
+    top = os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536
+    if keep is None:
+        os.closerange(3, top)
+    else:
+        os.closerange(3, keep)
+        os.closerange(keep + 1, top)
 
 
 def _reset_signals() -> None:
