@@ -67,7 +67,7 @@ def _expected(code_uri: str, **changes) -> dict:
             "weights": '"imagenet"',
             "freeze": '"backbone"',
             "head-init": '"pretrained"',
-            "tta": '"flip"',
+            "tta": '"none"',
             "epochs": "10",
             "batch-size": "32",
             "lr": "0.0001",

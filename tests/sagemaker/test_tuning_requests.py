@@ -60,7 +60,7 @@ def test_default_request_is_exact_and_reaches_moto(tmp_path, s3, sagemaker_clien
             "weights": '"imagenet"',
             "freeze": '"backbone"',
             "head-init": '"pretrained"',
-            "tta": '"flip"',
+            "tta": '"none"',
             "weight-decay": "0.01",
             "warmup-epochs": "1.0",
             "seed": "0",

@@ -132,7 +132,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     hp.add_argument(
         "--tta",
-        default="flip",
+        default="none",
         choices=("none", "flip"),
         help="test-time augmentation for valid, test and serving: flip averages a photo's and its mirror image's probabilities",
     )
