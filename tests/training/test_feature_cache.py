@@ -142,3 +142,96 @@ def test_concurrent_trials_share_one_extraction(tmp_path, channel):
     assert results[0]["sum"] == results[1]["sum"] == results[2]["sum"]
     (folder,) = cache.iterdir()
     assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]  # no partial files left
+
+
+def _plain_features(backbone, channel, samples, transform, item_seed=None):
+    """The reference: the unfused eager backbone, contiguous float32 tensors, the preset run
+    per image with ToTensor and Normalize, as extraction did before it was made fast (#18)."""
+    from breedkit import presets
+
+    rows = []
+    for i, sample in enumerate(samples):
+        with Image.open(channel / sample.path) as image:
+            rgb = presets.to_rgb(image)
+        if item_seed is not None:
+            torch.manual_seed(item_seed + i)
+        rows.append(transform(rgb))
+    with torch.no_grad():
+        return backbone.eval()(torch.stack(rows).contiguous())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_fast_extraction_equals_the_plain_contiguous_forward(breedkit, channel, imagenet_weights, tmp_path, num_workers):
+    """Fused BatchNorm, channels_last, batched uint8 normalisation and overlapped decoding
+    (in a thread, or worker processes) give the plain forward's numbers, for every view kind."""
+    from breedkit import data, feature_cache, models, presets
+    from torchvision import transforms
+
+    index = data.load_index(channel)
+    samples = index.splits["valid"]
+    backbone, _ = models.split_backbone_head(models.build_model("mobilenet_v2", 10, str(imagenet_weights)), "mobilenet_v2")
+    key = _key(breedkit, dataset=index.identity, weights=models.weights_identity(str(imagenet_weights)))
+    got, _ = feature_cache.load_or_extract(
+        tmp_path, key, channel, {"valid": (samples, 3)}, backbone,
+        device=torch.device("cpu"), batch_size=4, num_workers=num_workers, mirrored={"valid"},
+    )  # fmt: skip
+    plain = backbone.eval().to(memory_format=torch.contiguous_format)
+    evaluation = presets.eval_transform(RESIZE, CROP)
+    want = {
+        "view 0": _plain_features(plain, channel, samples, evaluation),
+        "mirror": _plain_features(plain, channel, samples, transforms.Compose([evaluation, presets.hflip])),
+        "view 1": _plain_features(plain, channel, samples, presets.train_transform(CROP), 1 * 1_000_000_007),
+        "view 2": _plain_features(plain, channel, samples, presets.train_transform(CROP), 2 * 1_000_000_007),
+    }
+    have = {"view 0": got["valid"].views[0], "mirror": got["valid"].mirror, "view 1": got["valid"].views[1]}
+    have["view 2"] = got["valid"].views[2]
+    for name, features in have.items():
+        assert features.shape == (10, 1280)
+        assert torch.allclose(features, want[name], rtol=1e-4, atol=1e-4), (name, (features - want[name]).abs().max())
+    assert not torch.allclose(have["mirror"], have["view 0"], rtol=1e-3, atol=1e-3)  # the comparison can fail
+
+
+@pytest.mark.slow
+def test_cache_files_keep_their_format(breedkit, channel, tmp_path):
+    """A cache written before #18 must still read, and one written now must read in older
+    trials: the same keys, dtypes, shapes and layout in every .pt file."""
+    from breedkit import data, feature_cache, models
+
+    index = data.load_index(channel)
+    samples = index.splits["test"]
+    torch.manual_seed(0)
+    backbone, _ = models.split_backbone_head(models.build_model("mobilenet_v2", 10, "none"), "mobilenet_v2")
+    key = _key(breedkit, dataset=index.identity)
+    feature_cache.load_or_extract(
+        tmp_path, key, channel, {"test": (samples, 1)}, backbone,
+        device=torch.device("cpu"), batch_size=3, num_workers=0,
+    )  # fmt: skip
+    assert feature_cache.CACHE_FORMAT == 1
+    blob = torch.load(feature_cache.view_file(key.folder(tmp_path), "test", 0), weights_only=True)
+    assert sorted(blob) == ["features", "labels", "paths"]
+    features = blob["features"]
+    assert features.dtype == torch.float32 and features.shape == (len(samples), 1280) and features.is_contiguous()
+    assert not features.is_inference()
+    assert blob["labels"].dtype == torch.int64 and blob["labels"].tolist() == [s.index for s in samples]
+    assert blob["paths"] == [s.path for s in samples]
+
+
+def test_a_photo_that_fails_to_decode_fails_the_extraction(breedkit, dogs_dir, tmp_path):
+    """The decoding thread's error reaches the caller, and nothing is written to the cache."""
+    from breedkit import data, feature_cache, models
+
+    from tests.training.datasets import build_channel
+
+    channel = build_channel(dogs_dir, tmp_path / "data")  # a copy of its own: one photo is broken
+    index = data.load_index(channel)
+    samples = index.splits["test"]
+    (channel / samples[-1].path).write_bytes(b"not a jpeg")
+    backbone, _ = models.split_backbone_head(models.build_model("mobilenet_v2", 10, "none"), "mobilenet_v2")
+    key = _key(breedkit, dataset=index.identity)
+    with pytest.raises(OSError, match="cannot identify image file"):
+        feature_cache.load_or_extract(
+            tmp_path / "cache", key, channel, {"test": (samples, 1)}, backbone,
+            device=torch.device("cpu"), batch_size=2, num_workers=0,
+        )  # fmt: skip
+    assert not feature_cache.view_file(key.folder(tmp_path / "cache"), "test", 0).exists()

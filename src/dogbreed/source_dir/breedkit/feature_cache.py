@@ -26,8 +26,9 @@ import hashlib
 import json
 import sys
 import time
-import warnings
-from collections.abc import Collection
+from collections import deque
+from collections.abc import Collection, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,7 +40,7 @@ from torchvision import transforms
 from . import engine
 from .atomic import atomic_write, atomic_write_json
 from .data import ImageDataset, Sample
-from .presets import eval_transform, hflip, train_transform
+from .presets import eval_geometry, hflip, normalize_batch, to_uint8_hwc, train_geometry
 from .progress import Ticker
 
 CACHE_FORMAT = 1
@@ -88,12 +89,16 @@ def view_file(folder: Path, split: str, view: int | str) -> Path:
     return folder / (f"{split}.{view}.pt" if view == MIRROR else f"{split}.view{view}.pt")
 
 
-def _view_transform(view: int | str, key: CacheKey):
-    """View 0: the evaluation preset; MIRROR: the same, flipped left-right; k >= 1: the
-    training preset (seeded per image by the caller)."""
+def _view_pixels(view: int | str, key: CacheKey):
+    """The Pillow stage of the view's preset, to uint8 pixels; extract() normalises whole
+    batches (presets.normalize_batch), which gives the preset's own numbers. View 0: the
+    evaluation preset; MIRROR: the same, flipped left-right; k >= 1: the training preset
+    (seeded per image by the caller)."""
     if view == MIRROR:
-        return transforms.Compose([eval_transform(key.resize, key.crop), hflip])
-    return eval_transform(key.resize, key.crop) if view == 0 else train_transform(key.crop)
+        geometry = transforms.Compose([eval_geometry(key.resize, key.crop), hflip])
+    else:
+        geometry = eval_geometry(key.resize, key.crop) if view == 0 else train_geometry(key.crop)
+    return transforms.Compose([geometry, to_uint8_hwc])
 
 
 @contextmanager
@@ -116,25 +121,44 @@ def _autocast(device: torch.device):
 def inference_backbone(backbone: nn.Module, device: torch.device) -> nn.Module:
     """The frozen backbone made fast for extraction, computing the same function.
 
-    On CPU, TorchScript's optimize_for_inference folds BatchNorm into the convolutions and
-    picks oneDNN kernels: mobilenet_v2 ran about 2x faster than eager channels_last on this
-    project's CPU (benchmarks/bench_feature_cache.py), features equal within ~1e-5. It makes
-    a frozen copy; the model's own parameters are untouched. Where scripting fails (an
-    architecture TorchScript cannot compile), or off the CPU, the eager module runs."""
-    backbone = backbone.eval().to(memory_format=engine.memory_format(device))
-    if device.type != "cpu":
-        return backbone
-    try:
-        with warnings.catch_warnings():
-            # Newer torch releases warn that TorchScript is deprecated; it still runs here.
-            warnings.simplefilter("ignore")
-            return torch.jit.optimize_for_inference(torch.jit.script(backbone))
-    except Exception as exc:  # noqa: BLE001 - any failure just means the eager path
-        print(f"feature cache: eager backbone ({type(exc).__name__}: {exc})"[:300], file=sys.stderr, flush=True)
-        return backbone
+    On CPU, torch.fx folds each BatchNorm into the convolution before it (a copy: the model's
+    own parameters are untouched), and the convolutions run channels_last on oneDNN. That ran
+    as fast as TorchScript's optimize_for_inference on this project's 2-core CPU, which took
+    5-6 s to compile under load against under 1 s here, a cost every extraction pays
+    (benchmarks/bench_feature_cache.py); features equal within ~1e-5. Where fx cannot trace an
+    architecture, or off the CPU (CUDA keeps its float16 autocast), the eager module runs."""
+    backbone = backbone.eval()
+    if device.type == "cpu":
+        try:
+            from torch.fx.experimental.optimization import fuse
+
+            backbone = fuse(backbone)
+        except Exception as exc:  # noqa: BLE001 - any failure just means the unfused module
+            print(f"feature cache: unfused backbone ({type(exc).__name__}: {exc})"[:300], file=sys.stderr, flush=True)
+    return backbone.to(memory_format=engine.memory_format(device))
 
 
-@torch.no_grad()
+def _decoded_in_background(dataset: ImageDataset, batch_size: int, ahead: int = 2) -> Iterator[torch.Tensor]:
+    """uint8 pixel batches of `dataset` in order, decoded by one thread while the caller runs
+    the backbone on the previous batch (Pillow releases the GIL while it decodes and resizes).
+    On 2 shared cores this beat both decoding in line and worker processes. A decoding error
+    is raised here, at its batch. One thread only: per-item seeds (augmented views) set
+    torch's global RNG, which a second decoder would race for."""
+
+    def decode(start: int) -> torch.Tensor:
+        return torch.stack([dataset[i][0] for i in range(start, min(start + batch_size, len(dataset)))])
+
+    starts = range(0, len(dataset), batch_size)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feature-cache-decode") as pool:
+        pending = deque(pool.submit(decode, start) for start in starts[:ahead])
+        for start in starts[ahead:]:
+            batch = pending.popleft().result()
+            pending.append(pool.submit(decode, start))
+            yield batch
+        while pending:
+            yield pending.popleft().result()
+
+
 def extract(
     backbone: nn.Module,
     dataset: ImageDataset,
@@ -147,23 +171,27 @@ def extract(
     say=None,
 ) -> torch.Tensor:
     """Backbone features of every item of `dataset`, in order, float32 on the CPU.
-    `backbone` should come from inference_backbone(). A progress line goes to stderr at
+    `dataset` yields uint8 [H, W, 3] pixels (_view_pixels); `backbone` should come from
+    inference_backbone(). Decoding overlaps the backbone: in `num_workers` DataLoader
+    processes, or with 0 in one thread of this process. A progress line goes to stderr at
     least every progress_interval_s (default DOGBREED_PROGRESS_SECONDS or 30 s)."""
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
-    )
+    if num_workers > 0:
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=device.type == "cuda"
+        )
+        batches: Iterator[torch.Tensor] = (pixels for pixels, _ in loader)
+    else:
+        batches = _decoded_in_background(dataset, batch_size)
     chunks = []
-    with Ticker(description, total=len(dataset), interval_s=progress_interval_s, say=say) as advance:
-        for images, _ in loader:
+    with Ticker(description, total=len(dataset), interval_s=progress_interval_s, say=say) as advance, torch.inference_mode():
+        for pixels in batches:
+            # uint8 travels to the device (a quarter of float32's bytes); normalised there.
+            images = normalize_batch(pixels.to(device, non_blocking=True))
+            images = images.contiguous(memory_format=engine.memory_format(device))
             with _autocast(device):
-                chunks.append(backbone(engine.to_device(images, device)).float().cpu())
-            advance(len(images))
-    return torch.cat(chunks)
+                chunks.append(backbone(images).float().cpu())
+            advance(len(pixels))
+    return torch.cat(chunks)  # outside inference mode: an ordinary tensor
 
 
 def _load_view(path: Path, samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -174,10 +202,11 @@ def _load_view(path: Path, samples: list[Sample]) -> tuple[torch.Tensor, torch.T
 
 
 def extraction_batch_size(device: torch.device) -> int:
-    """Images per backbone call. On CPU small batches stay in cache: mobilenet_v2 ran 2-4x
-    faster per image at 4 per thread than at 64 on this project's CPU (bench_feature_cache.py)."""
+    """Images per backbone call. On CPU 8 per thread: 8 to 32 per thread measured alike on
+    this project's 2-core CPU (bench_feature_cache.py), and a batch's decoding overlaps the
+    previous batch's forward pass, so smaller batches start the overlap sooner."""
     if device.type == "cpu":
-        return 4 * torch.get_num_threads()
+        return 8 * torch.get_num_threads()
     return 64
 
 
@@ -211,7 +240,7 @@ def load_or_extract(
                     continue  # another trial made it while we waited for the lock
                 samples = splits[split][0]
                 item_seed = view * _VIEW_SEED_STRIDE if isinstance(view, int) and view > 0 else None
-                dataset = ImageDataset(root, samples, _view_transform(view, key), item_seed)
+                dataset = ImageDataset(root, samples, _view_pixels(view, key), item_seed)
                 if fast_backbone is None:
                     fast_backbone = inference_backbone(backbone, device)
                 features = extract(

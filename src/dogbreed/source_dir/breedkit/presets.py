@@ -9,6 +9,8 @@ photos) into upright 3-channel RGB before any transform runs.
 
 from __future__ import annotations
 
+import numpy as np
+import torch
 from PIL import Image, ImageOps
 from torchvision import transforms
 
@@ -49,25 +51,38 @@ def _normalize() -> transforms.Normalize:
     return transforms.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
 
+def train_geometry(crop: int = DEFAULT_CROP) -> transforms.Compose:
+    """The training preset's Pillow stage: random resized crop and horizontal flip (torch's global RNG)."""
+    return transforms.Compose([transforms.RandomResizedCrop(crop, antialias=True), transforms.RandomHorizontalFlip()])
+
+
+def eval_geometry(resize: int = DEFAULT_RESIZE, crop: int = DEFAULT_CROP) -> transforms.Compose:
+    """The evaluation preset's Pillow stage: resize the short side, then crop the centre."""
+    return transforms.Compose([transforms.Resize(resize, antialias=True), transforms.CenterCrop(crop)])
+
+
 def train_transform(crop: int = DEFAULT_CROP) -> transforms.Compose:
     """Augmenting preset: random resized crop and horizontal flip (torch's global RNG)."""
-    return transforms.Compose(
-        [
-            transforms.RandomResizedCrop(crop, antialias=True),
-            transforms.RandomHorizontalFlip(),
-            transforms.ToTensor(),
-            _normalize(),
-        ]
-    )
+    return transforms.Compose([train_geometry(crop), transforms.ToTensor(), _normalize()])
 
 
 def eval_transform(resize: int = DEFAULT_RESIZE, crop: int = DEFAULT_CROP) -> transforms.Compose:
     """Deterministic preset for validation, test, feature caching and serving."""
-    return transforms.Compose(
-        [
-            transforms.Resize(resize, antialias=True),
-            transforms.CenterCrop(crop),
-            transforms.ToTensor(),
-            _normalize(),
-        ]
-    )
+    return transforms.Compose([eval_geometry(resize, crop), transforms.ToTensor(), _normalize()])
+
+
+def to_uint8_hwc(image: Image.Image) -> torch.Tensor:
+    """An RGB image's pixels as uint8 [H, W, 3]: a quarter of float32's bytes between processes,
+    and normalize_batch() does ToTensor + Normalize for a whole batch at once."""
+    return torch.from_numpy(np.array(image, dtype=np.uint8, copy=True))
+
+
+def normalize_batch(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 [B, H, W, 3] -> the float32 [B, 3, H, W] that ToTensor then Normalize give each
+    image (the same operations in the same order: /255, -mean, /std), laid out channels_last
+    (the permuted view already is). One batched op per step instead of several per image:
+    per-image ToTensor and Normalize cost about a third of extraction time on a 2-core CPU."""
+    x = pixels.permute(0, 3, 1, 2).to(torch.float32).div_(255)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    return x.sub_(mean).div_(std)
