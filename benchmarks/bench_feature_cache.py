@@ -1,7 +1,7 @@
 """Per-epoch time of training the head with and without the feature cache, and how close
 feature extraction comes to this machine's FLOP-bound limit.
 
-    python benchmarks/bench_feature_cache.py [--epochs 2] [--cached-epochs 20] [--threads N]
+    python benchmarks/bench_feature_cache.py [--epochs 2] [--cached-epochs 20] [--threads N] [--rounds 3]
 
 Both ways train the same head (mobilenet_v2, vendored ImageNet weights, frozen backbone) on the
 same data (examples/dogs: 80 training photos, 8 per breed), with the code train.py runs
@@ -13,12 +13,19 @@ limit: float32 matmul GFLOP/s measured now with torch, divided by mobilenet_v2's
 (0.30 G multiply-adds = 0.60 GFLOP per image; torchvision's model card lists "0.3 GFLOPS",
 counting a multiply-add as one). "backbone only" runs the backbone on ready tensors, so the
 gap between it and extraction is decoding and resizing.
+
+Extraction is timed the new way (feature_cache.load_or_extract, #18) and the way it ran
+before #18 (legacy_extract below: TorchScript compile, per-image ToTensor + Normalize, decoding
+in line), alternating for --rounds rounds in this one process, each from the backbone to the
+features of all 100 photos; the medians are compared. The machine may be shared: the load
+average is printed with the figures, and the limit is measured in between the same way.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -60,6 +67,54 @@ def backbone_only_images_per_sec(backbone, batch: int, seconds: float = 3.0) -> 
     return runs * batch / (time.perf_counter() - started)
 
 
+def legacy_extract(backbone, channel, samples, batch: int):
+    """Extraction as it ran before #18: TorchScript optimize_for_inference (compiled per
+    extraction), the preset's ToTensor + Normalize per image, decoding in line, 4 per thread."""
+    import warnings
+
+    import torch
+    from breedkit import data, engine, presets
+
+    device = torch.device("cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fast = torch.jit.optimize_for_inference(torch.jit.script(backbone.eval().to(memory_format=torch.channels_last)))
+    dataset = data.ImageDataset(channel, samples, presets.eval_transform(256, 224))
+    chunks = []
+    with torch.no_grad():
+        for images, _ in torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=0):
+            chunks.append(fast(engine.to_device(images, device)).float())
+    return torch.cat(chunks)
+
+
+def compare_extraction(network, channel, index, key, workdir: Path, rounds: int):
+    """(new, old) images/s per round, and the largest feature difference. The order
+    alternates (old first in even rounds), so neither way always runs on a warmer machine."""
+    import torch
+    from breedkit import feature_cache
+
+    device = torch.device("cpu")
+    samples = [s for split in index.splits.values() for s in split]
+    wanted = {split: (split_samples, 1) for split, split_samples in index.splits.items()}
+    new, old, diff = [], [], 0.0
+    for round_ in range(rounds):
+        for way in ("old", "new") if round_ % 2 == 0 else ("new", "old"):
+            backbone = network()[1]
+            if way == "old":
+                started = time.perf_counter()
+                legacy = legacy_extract(backbone, channel, samples, 4 * torch.get_num_threads())
+                old.append(len(samples) / (time.perf_counter() - started))
+                continue
+            features, report = feature_cache.load_or_extract(
+                workdir / f"cache-{round_}", key, channel, wanted, backbone, device=device,
+                batch_size=feature_cache.extraction_batch_size(device), num_workers=0,
+            )  # fmt: skip
+            new.append(report.extracted_images / report.extract_seconds)
+            ours = torch.cat([features[split].views[0] for split in index.splits])
+        diff = max(diff, float((ours - legacy).abs().max()))
+    return new, old, diff
+
+
 def time_epochs(source, epochs: int, optimizer, grad_norms, world, device, recorder) -> float:
     """Mean seconds of a training epoch, the way train.py runs one."""
     import torch
@@ -87,6 +142,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="uncached epochs to time")
     parser.add_argument("--cached-epochs", type=int, default=20, help="cached epochs to time")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
+    parser.add_argument("--rounds", type=int, default=3, help="extraction rounds, new and old alternating")
     opts = parser.parse_args()
 
     import torch
@@ -113,7 +169,11 @@ def main() -> None:
             optimizer = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-2)
             return model, backbone, head, optimizer, engine.GradNorms({"head": params})
 
-        gflops = matmul_gflops()
+        load_before = os.getloadavg()
+        gflops_before = matmul_gflops()
+        key = feature_cache.CacheKey(index.identity, "mobilenet_v2", models.weights_identity(str(WEIGHTS)), 256, 224)
+        new_rates, old_rates, feature_diff = compare_extraction(network, channel, index, key, Path(tmp), opts.rounds)
+        gflops = (gflops_before + matmul_gflops()) / 2
         model, backbone, head, optimizer, norms = network()
         no_records = Recorder(None)
         uncached = DecodedImages(
@@ -123,7 +183,6 @@ def main() -> None:
         uncached_epoch = time_epochs(uncached, opts.epochs, optimizer, norms, world, device, no_records)
 
         model, backbone, head, optimizer, norms = network()
-        key = feature_cache.CacheKey(index.identity, "mobilenet_v2", models.weights_identity(str(WEIGHTS)), 256, 224)
         wanted = {split: (samples, 1) for split, samples in index.splits.items()}
         features, report = feature_cache.load_or_extract(
             Path(tmp) / "cache",
@@ -137,21 +196,33 @@ def main() -> None:
         )
         cached = CachedFeatures(head, features, batch_size=32, world=world)
         cached_epoch = time_epochs(cached, opts.cached_epochs, optimizer, norms, world, device, no_records)
-        backbone_rate = backbone_only_images_per_sec(backbone.eval(), feature_cache.extraction_batch_size(device))
+        fast_backbone = feature_cache.inference_backbone(backbone, device)
+        backbone_rate = backbone_only_images_per_sec(fast_backbone, feature_cache.extraction_batch_size(device))
 
-    extract_rate = report.extracted_images / report.extract_seconds
+    extract_rate, old_rate = statistics.median(new_rates), statistics.median(old_rates)
     limit = gflops * 1e9 / (2 * MACS_PER_IMAGE)
+    load_after = os.getloadavg()
     rows = [
         ("torch threads", f"{opts.threads}"),
+        (
+            "load average 1/5/15 min, before / after",
+            f"{'/'.join(f'{v:.1f}' for v in load_before)} / {'/'.join(f'{v:.1f}' for v in load_after)}",
+        ),
         ("uncached epoch (80 images, backbone every step)", f"{uncached_epoch * 1e3:10.1f} ms"),
         ("cached epoch (head on cached features)", f"{cached_epoch * 1e3:10.2f} ms"),
         ("per-epoch speed-up (goal >= 20x)", f"{uncached_epoch / cached_epoch:10.0f} x"),
         ("one-off extraction (100 images, all splits)", f"{report.extract_seconds:10.2f} s"),
-        ("extraction, decode + backbone", f"{extract_rate:10.1f} images/s"),
+        ("extraction rounds, new (images/s)", " ".join(f"{r:.1f}" for r in new_rates)),
+        ("extraction rounds, before #18 (images/s)", " ".join(f"{r:.1f}" for r in old_rates)),
+        ("extraction, new: median", f"{extract_rate:10.1f} images/s"),
+        ("extraction, before #18: median", f"{old_rate:10.1f} images/s"),
+        ("extraction speed-up, medians", f"{extract_rate / old_rate:10.2f} x"),
+        ("largest feature difference, new vs before", f"{feature_diff:10.1e}"),
         ("backbone only, ready tensors", f"{backbone_rate:10.1f} images/s"),
         ("matmul float32, measured now", f"{gflops:10.1f} GFLOP/s"),
         ("FLOP-bound limit (0.60 GFLOP/image)", f"{limit:10.1f} images/s"),
-        ("extraction / limit", f"{100 * extract_rate / limit:10.0f} %"),
+        ("extraction / limit, new (goal >= 50 %)", f"{100 * extract_rate / limit:10.0f} %"),
+        ("extraction / limit, before #18", f"{100 * old_rate / limit:10.0f} %"),
         ("backbone only / limit", f"{100 * backbone_rate / limit:10.0f} %"),
     ]
     width = max(len(name) for name, _ in rows)
