@@ -141,7 +141,8 @@ def inference_backbone(backbone: nn.Module, device: torch.device) -> nn.Module:
 def _decoded_in_background(dataset: ImageDataset, batch_size: int, ahead: int = 2) -> Iterator[torch.Tensor]:
     """uint8 pixel batches of `dataset` in order, decoded by one thread while the caller runs
     the backbone on the previous batch (Pillow releases the GIL while it decodes and resizes).
-    On 2 shared cores this beat both decoding in line and worker processes. A decoding error
+    On 2 shared cores it beat decoding in line, and matched worker processes within the
+    noise without their start-up. A decoding error
     is raised here, at its batch. One thread only: per-item seeds (augmented views) set
     torch's global RNG, which a second decoder would race for."""
 
