@@ -109,7 +109,7 @@ def test_a_slow_feature_extraction_keeps_printing_lines(monkeypatch):
 
         def __getitem__(self, index: int):
             said.wait_for(index + 2)  # the announcement, then one timer line per image
-            return torch.ones(3, 4, 4) * index, 0
+            return torch.full((4, 4, 3), index, dtype=torch.uint8), 0  # uint8 pixels, as _view_pixels yields
 
     features = feature_cache.extract(
         torch.nn.Flatten(),
