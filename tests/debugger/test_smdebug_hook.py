@@ -54,6 +54,10 @@ def _run_debugged(root: Path, hook_config: Path | None = None) -> Path:
         "2",
         "--batch-size",
         "8",
+        # The hook records the training criterion, label-smoothed by default, while valid_loss
+        # is plain cross-entropy; without smoothing the two are the same loss and comparable.
+        "--label-smoothing",
+        "0",
         "--num-workers",
         "0",
         "--checkpoint-dir",
