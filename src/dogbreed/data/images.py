@@ -15,6 +15,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
@@ -79,16 +80,7 @@ def _check_file(handle, path: Path, limits: ImageLimits, resized_dir: Path | Non
         return ImageCheck(problem=f"unreadable: {exc.strerror or exc}")
     if size == 0:
         return ImageCheck(problem="empty file", size=0, sha256=digest)
-    try:
-        image = Image.open(handle)
-    except Image.DecompressionBombError as exc:
-        return ImageCheck(problem=f"decompression bomb refused before decoding ({exc})", size=size, sha256=digest)
-    except UnidentifiedImageError:
-        return ImageCheck(problem="not an image (no known image format)", size=size, sha256=digest)
-    except (OSError, SyntaxError, ValueError) as exc:
-        return ImageCheck(problem=f"corrupt header: {exc}", size=size, sha256=digest)
-    with image:
-        return _check_opened(image, path, size, digest, limits, resized_dir)
+    return _open_and_check(handle, path, size, digest, limits, resized_dir)
 
 
 def check_image_bytes(data: bytes, name: str, limits: ImageLimits) -> ImageCheck:
@@ -99,8 +91,16 @@ def check_image_bytes(data: bytes, name: str, limits: ImageLimits) -> ImageCheck
     size, digest = len(data), hashlib.sha256(data).hexdigest()
     if size == 0:
         return ImageCheck(problem="empty file", size=0, sha256=digest)
+    limits = ImageLimits(limits.min_side, limits.max_pixels)
+    return _open_and_check(io.BytesIO(data), Path(name), size, digest, limits, None)
+
+
+def _open_and_check(
+    stream: BinaryIO, path: Path, size: int, digest: str, limits: ImageLimits, resized_dir: Path | None
+) -> ImageCheck:
+    """Open the header (the one place a file becomes a problem before decoding), then check."""
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(stream)
     except Image.DecompressionBombError as exc:
         return ImageCheck(problem=f"decompression bomb refused before decoding ({exc})", size=size, sha256=digest)
     except UnidentifiedImageError:
@@ -108,7 +108,7 @@ def check_image_bytes(data: bytes, name: str, limits: ImageLimits) -> ImageCheck
     except (OSError, SyntaxError, ValueError) as exc:
         return ImageCheck(problem=f"corrupt header: {exc}", size=size, sha256=digest)
     with image:
-        return _check_opened(image, Path(name), size, digest, ImageLimits(limits.min_side, limits.max_pixels), None)
+        return _check_opened(image, path, size, digest, limits, resized_dir)
 
 
 def _size_and_sha256(handle) -> tuple[int, str]:
