@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dogbreed.cli.app import app, hoist_common_options, run
+from dogbreed.cli.app import app, hoist_common_options, run, wants_traceback
 from tests.conftest import dogbreed_cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -163,3 +163,17 @@ def test_package_metadata_is_publishable():
     torch = [d for d in project["dependencies"] if d.split(">")[0].split("<")[0].split("=")[0] in ("torch", "torchvision")]
     assert len(torch) == 2 and not any("<" in d or "==" in d for d in torch)  # this machine's pin lives in the Makefile
     assert "torch==" in (REPO / "Makefile").read_text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["train", "-v"], True),
+        (["status", "--json", "--debug"], True),
+        (["train", "--set", "-v"], False),  # the value of --set, not the flag
+        (["predict", "--", "-v"], False),  # after `--`: an argument
+        (["train", "--name", "x"], False),
+    ],
+)
+def test_the_traceback_flag_is_read_from_the_command_line(argv, expected):
+    assert wants_traceback(argv) is expected

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from dogbreed.cli.rich_reporter import RichReporter
 from dogbreed.cli.trial_table import TrialView
 from dogbreed.ledger import Resource
-from dogbreed.reporting import ProgressLines, RichReporter
+from dogbreed.progress import ProgressLines
 
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "src" / "dogbreed" / "source_dir"
 LINE = re.compile(r"^(?P<what>.+): (?P<done>[\d,]+)/(?P<total>[\d,]+) \(\d+%\), [\d,.]+/s(, ETA \S+)?, \S+ elapsed")

@@ -108,7 +108,7 @@ def test_report_on_a_sagemaker_job_reads_its_output_tar_and_debugger_results(aws
     # `train --json` reads it the same way once the job completed (workflows/train.evaluation).
     from dogbreed.backends import get_backend
     from dogbreed.config import load_config
-    from dogbreed.reporting import NullReporter
+    from dogbreed.progress import NullReporter
     from dogbreed.workflows import train as train_workflow
     from dogbreed.workspace import Workspace
 

@@ -10,7 +10,7 @@ import pytest
 
 from dogbreed.backends.sagemaker import SageMakerBackend
 from dogbreed.config import load_config
-from dogbreed.reporting import NullReporter
+from dogbreed.progress import NullReporter
 from dogbreed.workspace import Workspace
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"  # moto's default account

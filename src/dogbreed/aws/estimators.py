@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dogbreed.aws import naming
+from dogbreed.aws import sagemaker_names
 from dogbreed.aws.debugger import debugger_hyperparameters, debugger_refusal, debugger_settings
 from dogbreed.aws.session import import_sdk
 from dogbreed.config import Config
@@ -95,7 +95,7 @@ def build_estimator(
     refused = debugger_refusal(sm)
     if refused:
         raise ConfigError(refused)  # dry run, pre-flight and the real call alike: nothing is sent
-    out = naming.output_path(s3_root)
+    out = sagemaker_names.output_path(s3_root)
     kwargs: dict[str, Any] = {
         "entry_point": ENTRY_POINT,
         "source_dir": code_uri,
@@ -125,7 +125,7 @@ def build_estimator(
         if kwargs["max_wait"] < kwargs["max_run"]:
             raise ConfigError(f"sagemaker.max_wait ({sm.max_wait}) must be at least sagemaker.max_run ({sm.max_run}) with spot")
         if checkpoint_job is not None:
-            kwargs["checkpoint_s3_uri"] = naming.checkpoint_uri(s3_root, checkpoint_job)
+            kwargs["checkpoint_s3_uri"] = sagemaker_names.checkpoint_uri(s3_root, checkpoint_job)
     try:
         return PyTorch(**kwargs)
     except ValueError as exc:

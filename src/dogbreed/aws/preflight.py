@@ -24,7 +24,7 @@ from dogbreed.aws.staging import split_s3_uri
 from dogbreed.config import Config
 from dogbreed.errors import DogbreedError
 from dogbreed.jobspec import metric_spec
-from dogbreed.reporting import NullReporter, Reporter
+from dogbreed.progress import NullReporter, Reporter
 from dogbreed.workspace import Workspace
 
 MANIFEST = "manifest.json"

@@ -21,7 +21,7 @@ from typing import Any
 from dogbreed.aws.client_errors import code_of
 from dogbreed.errors import DogbreedError
 from dogbreed.jobspec import SOURCE_DIR
-from dogbreed.reporting import NullReporter, Reporter
+from dogbreed.progress import NullReporter, Reporter
 
 BUNDLE_NAME = "sourcedir.tar.gz"
 _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints"}

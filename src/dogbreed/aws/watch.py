@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dogbreed.aws.client_errors import code_of
-from dogbreed.reporting import PROGRESS_INTERVAL_S, ProgressLines
+from dogbreed.progress import PROGRESS_INTERVAL_S, ProgressLines
 
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TRAINING_DONE = ("Completed", "Failed", "Stopped")

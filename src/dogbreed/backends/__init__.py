@@ -8,7 +8,7 @@ if TYPE_CHECKING:
     from dogbreed.backends.base import Backend
     from dogbreed.config import Config
     from dogbreed.ledger import Resource
-    from dogbreed.reporting import Reporter
+    from dogbreed.progress import Reporter
     from dogbreed.workspace import Workspace
 
 

@@ -72,7 +72,7 @@ class JobRecords:
 
 @dataclass(frozen=True)
 class TuningRequest:
-    name: str  # at most 32 characters on SageMaker (dogbreed.naming.unique_name("tune"))
+    name: str  # at most 32 characters on SageMaker (dogbreed.resource_names.unique_name("tune"))
     config: Config  # tune.* says what to search; train.* gives the static values
     dataset_uri: str
     manifest_sha256: str | None = None

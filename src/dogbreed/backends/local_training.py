@@ -23,8 +23,8 @@ from dogbreed.errors import DogbreedError, NotFoundError
 from dogbreed.jobspec import SOURCE_DIR, metric_spec
 from dogbreed.ledger import Resource
 from dogbreed.processes import is_alive
+from dogbreed.progress import NullReporter, Reporter
 from dogbreed.report.records import RECORDS_FILE
-from dogbreed.reporting import NullReporter, Reporter
 from dogbreed.workspace import Workspace
 
 if TYPE_CHECKING:

@@ -17,11 +17,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from dogbreed.aws import inventory, job_output, naming, preflight, pricing, quotas, schedules
+from dogbreed.aws import inventory, job_output, preflight, pricing, quotas, sagemaker_names, schedules
 from dogbreed.aws.client_errors import code_of, is_missing, message_of
 from dogbreed.aws.describe import endpoint_info, training_outcome, tuning_answer
 from dogbreed.aws.estimators import JobInputs, build_estimator, job_hyperparameters, job_inputs
-from dogbreed.aws.models import build_model, deploy_arguments, send_endpoint_update
+from dogbreed.aws.model_deployment import build_model, deploy_arguments, send_endpoint_update
 from dogbreed.aws.requests import RecordingClient
 from dogbreed.aws.session import AwsSession
 from dogbreed.aws.staging import StagedObject, ensure_bucket, local_file, source_bundle, upload_if_missing
@@ -48,7 +48,7 @@ from dogbreed.data.stores import DatasetStore
 from dogbreed.errors import ConfigError, DogbreedError, NotFoundError
 from dogbreed.jobspec import metric_spec
 from dogbreed.ledger import Resource
-from dogbreed.reporting import NullReporter, Reporter
+from dogbreed.progress import NullReporter, Reporter
 from dogbreed.workspace import Workspace
 
 
@@ -351,7 +351,7 @@ class SageMakerBackend:
 
     def _tuning_job(self, request: TuningRequest, dry_run: bool) -> tuple[Any, JobInputs, StagedObject, RecordingClient]:
         config = request.config
-        tags = resource_tags(config.sagemaker, run=naming.tuning_job_name(request.name), kind="tuning-job")
+        tags = resource_tags(config.sagemaker, run=sagemaker_names.tuning_job_name(request.name), kind="tuning-job")
         estimator, inputs, bundle, recorder = self._estimator(
             config, request.dataset_uri, dry_run, tags=tags, instance_type=config.sagemaker.instance_type.tune
         )
@@ -383,7 +383,7 @@ class SageMakerBackend:
 
     def start_tuning(self, request: TuningRequest, wait: bool = True) -> TuningStarted:
         """Create the tuning job (or follow one of this name); it runs on SageMaker either way."""
-        name = naming.tuning_job_name(request.name)
+        name = sagemaker_names.tuning_job_name(request.name)
         existing = self._describe("describe_hyper_parameter_tuning_job", HyperParameterTuningJobName=name)
         state = existing["HyperParameterTuningJobStatus"] if existing else None
         if self._follow_existing("tuning job", name, state, " (tune.warm_start_from can build on it)"):
@@ -422,7 +422,7 @@ class SageMakerBackend:
     def wait_tuning(self, request: TuningRequest, on_trials: TrialsSink | None = None) -> dict[str, Any]:
         """Follow the tuning job's trial counters until it ends; the tune answer. Ctrl-C stops it.
         Progress goes to the reporter as status lines (on_trials is the local engine's)."""
-        name = naming.tuning_job_name(request.name)
+        name = sagemaker_names.tuning_job_name(request.name)
         if self._describe("describe_hyper_parameter_tuning_job", HyperParameterTuningJobName=name) is None:
             raise NotFoundError(f"tuning job {name} not found on SageMaker in {self.aws.region}")
         try:
@@ -453,7 +453,7 @@ class SageMakerBackend:
             config,
             session,
             model_uri=model_uri,
-            name=naming.model_name(request.endpoint_name, model_uri, request.expires_at),
+            name=sagemaker_names.model_name(request.endpoint_name, model_uri, request.expires_at),
             role=aws.role,
             s3_root=s3_root,
         )
@@ -501,7 +501,7 @@ class SageMakerBackend:
         redeploy), sent once the update succeeded, so a failed one leaves the old expiry."""
         model, _, staged, recorder = self._deployment(request, dry_run)
         endpoint = request.endpoint_name
-        config_name = naming.endpoint_config_name(endpoint, model.model_data, request.expires_at)
+        config_name = sagemaker_names.endpoint_config_name(endpoint, model.model_data, request.expires_at)
         tags = resource_tags(request.config.sagemaker, run=endpoint, kind="endpoint", expires_at=request.expires_at)
         arn = endpoint_arn or f"arn:aws:sagemaker:{self.aws.region}:{self.aws.account_id}:endpoint/{endpoint.lower()}"
 

@@ -18,7 +18,7 @@ from dogbreed.aws.session import AwsSession
 from dogbreed.backends.base import TrainingOutcome, TrainingRequest
 from dogbreed.config import Config
 from dogbreed.errors import DogbreedError
-from dogbreed.reporting import Reporter
+from dogbreed.progress import Reporter
 from dogbreed.workspace import Workspace
 
 # Runs a TrainingRequest to its end locally; the default is the local backend's runner.

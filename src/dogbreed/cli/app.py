@@ -17,7 +17,7 @@ from typer.exceptions import TyperException
 
 from dogbreed import __version__
 from dogbreed.cli import commands, config_cmd
-from dogbreed.cli.session import VERBOSE, stderr_console
+from dogbreed.cli.session import stderr_console
 from dogbreed.errors import DogbreedError
 
 app = typer.Typer(
@@ -52,12 +52,12 @@ def _one_line(message: str) -> str:
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in message)
 
 
-def _fail(message: str, code: int) -> int:
+def _fail(message: str, code: int, verbose: bool = False) -> int:
     # The message is plain text, never markup: paths and values hold "[...]" ("photos [copy]",
     # "[/x]") that rich would swallow or choke on (MarkupError inside the error handler).
     console = stderr_console()
     console.print(Text.assemble(("error:", "bold red"), " ", _one_line(message)), highlight=False, soft_wrap=True)
-    if VERBOSE["on"]:
+    if verbose:
         traceback.print_exc()
     return code
 
@@ -95,33 +95,51 @@ def hoist_common_options(argv: list[str]) -> list[str]:
     return [*command, *front, *rest[len(command) :]]
 
 
+VERBOSE_FLAGS = ("-v", "--verbose", "--debug")
+
+
+def wants_traceback(argv: list[str]) -> bool:
+    """-v/--verbose/--debug anywhere among the options (not as the value of a common option,
+    not after `--`): read from argv, so the error handler needs no state set by the command."""
+    position = 0
+    while position < len(argv):
+        token = argv[position]
+        if token == "--":
+            return False
+        if token in VERBOSE_FLAGS:
+            return True
+        position += 2 if token in COMMON_WITH_VALUE else 1
+    return False
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit code (main() exits with it)."""
     argv = hoist_common_options(list(sys.argv[1:] if argv is None else argv))
+    verbose = wants_traceback(argv)
     try:
         # Without standalone mode typer returns the code of an Exit instead of raising it,
         # and turns Ctrl-C into Exit(130) on the way.
         code = app(args=argv, prog_name="dogbreed", standalone_mode=False)
         if code == 130:
-            return _fail("interrupted; run the same command again to resume", 130)
+            return _fail("interrupted; run the same command again to resume", 130, verbose)
         return code if isinstance(code, int) else 0
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
-        return _fail("aborted", 130)
+        return _fail("aborted", 130, verbose)
     except TyperException as exc:
         # Usage errors: wrong option, missing argument, bad choice.
         hint = " (see --help)"
         if argv and argv[0].split("=", 1)[0] in (*COMMON_WITH_VALUE, *COMMON_FLAGS):
             hint = f"; {argv[0].split('=', 1)[0]} needs a command to go with, e.g. dogbreed train {' '.join(argv)} (see --help)"
-        return _fail(exc.format_message().replace("\n", " ") + hint, 2)
+        return _fail(exc.format_message().replace("\n", " ") + hint, 2)  # parsing: no traceback worth showing
     except KeyboardInterrupt:
-        return _fail("interrupted; run the same command again to resume", 130)
+        return _fail("interrupted; run the same command again to resume", 130, verbose)
     except DogbreedError as exc:
-        return _fail(str(exc), exc.exit_code)
+        return _fail(str(exc), exc.exit_code, verbose)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
         detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        return _fail(f"unexpected {detail} (run again with -v for the traceback)", 1)
+        return _fail(f"unexpected {detail} (run again with -v for the traceback)", 1, verbose)
 
 
 def main() -> None:

@@ -16,16 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from dogbreed.reporting import RichReporter
+from dogbreed.cli.rich_reporter import RichReporter
 from dogbreed.workspace import Workspace
 
 if TYPE_CHECKING:  # pydantic (under config) costs ~0.3 s: `dogbreed --help` must not pay it
     from dogbreed.backends.base import Backend
     from dogbreed.config import Config
-
-# Set by the options of the running command; read by the error handler in app.main.
-VERBOSE = {"on": False}
-
 
 # Rich lays out for 80 columns when output is not a terminal (a CI log, `make demo | tee`),
 # which cuts tables into "dogbree…"; a log has no width, so give it a wide one. COLUMNS wins.
@@ -70,7 +66,6 @@ class Session:
     ) -> Session:
         from dogbreed.config import load_config
 
-        VERBOSE["on"] = verbose
         os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
         merged = dict(overrides or {})
         if backend is not None:

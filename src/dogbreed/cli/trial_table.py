@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from dogbreed.ledger import Resource
-from dogbreed.reporting import PROGRESS_INTERVAL_S, ProgressLines
+from dogbreed.progress import PROGRESS_INTERVAL_S, ProgressLines
 
 FINISHED = ("Completed", "Stopped", "Failed")  # a trial's end states (workflows/tune.py)
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import IO
 
 from dogbreed.errors import DogbreedError
+from dogbreed.progress import NullReporter, Reporter
 from dogbreed.regular_files import FileRefusedError, open_regular
-from dogbreed.reporting import NullReporter, Reporter
 
 _CHUNK = 1 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dogbreed import __version__
 from dogbreed.errors import DogbreedError
-from dogbreed.reporting import NullReporter, Reporter
+from dogbreed.progress import NullReporter, Reporter
 
 _CHUNK = 1 << 20
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")

@@ -19,8 +19,8 @@ from dogbreed.config.schema import DataConfig
 from dogbreed.data.archives import archive_kind, extract_archive
 from dogbreed.data.download import download
 from dogbreed.errors import UsageError
+from dogbreed.progress import NullReporter, Reporter
 from dogbreed.regular_files import check_regular
-from dogbreed.reporting import NullReporter, Reporter
 
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz2", ".txz", ".zip", ".tar")
 

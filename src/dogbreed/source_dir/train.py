@@ -388,7 +388,7 @@ def init_head(hp: Hyperparameters, net: Network, index: DatasetIndex, source, sa
 
 
 @dataclass
-class Run:
+class EpochContext:
     """What the epochs share: typed values, not the argparse namespace."""
 
     hp: Hyperparameters
@@ -407,7 +407,7 @@ class Run:
         return self.device.type == "cuda"
 
 
-def train_epochs(run: Run, state: checkpoints.TrainingState | None, debug: debugger.Debugger, started: float):
+def train_epochs(run: EpochContext, state: checkpoints.TrainingState | None, debug: debugger.Debugger, started: float):
     """Epochs from the one after `state` to the last; returns (best, history, seconds before this process)."""
     hp, net, source, device, world, amp = run.hp, run.net, run.source, run.device, run.world, run.amp
     module = source.module
@@ -561,7 +561,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         )
         init_head(hp, net, index, source, say)  # a resumed run then loads its checkpoint over it
         clock.lap("features")
-        run = Run(hp, net, source, device, world, writer, recorder, paths.checkpoint_dir, run_args)
+        run = EpochContext(hp, net, source, device, world, writer, recorder, paths.checkpoint_dir, run_args)
         debug = debugger.Debugger.create(args.debugger, paths.output_data_dir)
         best, history, seconds_before = train_epochs(run, state, debug, started)
         clock.lap("training")

@@ -22,7 +22,7 @@ from dogbreed.data.plan import Plan, PlannedFile, plan_dataset
 from dogbreed.data.sources import LocalSource, resolve_source
 from dogbreed.data.stores import DatasetStore
 from dogbreed.errors import DogbreedError, UsageError
-from dogbreed.reporting import NullReporter, Reporter
+from dogbreed.progress import NullReporter, Reporter
 from dogbreed.workspace import Workspace
 
 if TYPE_CHECKING:

@@ -20,8 +20,8 @@ from typing import Any
 from dogbreed.backends.base import Backend
 from dogbreed.errors import DogbreedError, NotFoundError
 from dogbreed.ledger import Ledger
+from dogbreed.progress import NullReporter, Reporter
 from dogbreed.regular_files import FileRefusedError, check_regular
-from dogbreed.reporting import NullReporter, Reporter
 from dogbreed.serving.errors import EndpointUnavailableError
 from dogbreed.serving.upload import IMAGE_SUFFIXES, prepare
 

@@ -21,12 +21,12 @@ from dogbreed.backends.base import Backend
 from dogbreed.config import Config
 from dogbreed.errors import DogbreedError, NotFoundError
 from dogbreed.ledger import Ledger, Resource
+from dogbreed.progress import NullReporter, Reporter
 from dogbreed.report import evaluation as job_evaluation
 from dogbreed.report import page, plots, rules
 from dogbreed.report.records import Run, read_records
 from dogbreed.report.tuning import TuningSummary, log_scaled, summarize
 from dogbreed.report.verdict import Verdict, verdict
-from dogbreed.reporting import NullReporter, Reporter
 from dogbreed.workspace import Workspace
 
 REPORT_FILE = "report.html"

@@ -27,7 +27,7 @@ from typing import Any
 from dogbreed.backends.base import Backend
 from dogbreed.errors import NotFoundError, UsageError
 from dogbreed.ledger import Ledger, now
-from dogbreed.reporting import NullReporter, Reporter
+from dogbreed.progress import NullReporter, Reporter
 
 
 @dataclass

@@ -17,7 +17,7 @@ from dogbreed.config import Config, require_path
 from dogbreed.config.flags import hyperparameters, with_params
 from dogbreed.errors import BusyError, DogbreedError, NotFoundError
 from dogbreed.ledger import Ledger, Resource
-from dogbreed.naming import check_name, unique_name
+from dogbreed.resource_names import check_name, unique_name
 
 RESUMABLE = ("Stopped", "Failed", "InProgress")
 

@@ -19,7 +19,7 @@ from dogbreed.backends.base import Backend, TrialsSink, TuningFailed, TuningRequ
 from dogbreed.config import Config, require_path
 from dogbreed.errors import UsageError
 from dogbreed.ledger import Ledger
-from dogbreed.naming import MAX_LEN, check_name, unique_name
+from dogbreed.resource_names import MAX_LEN, check_name, unique_name
 from dogbreed.tuning.space import SearchParam, build_space, check_search, describe, trial_budget
 from dogbreed.workflows.train import resolve_dataset
 

@@ -16,7 +16,7 @@ from dogbreed.backends.local_tuning.job import LocalTuningJob
 from dogbreed.backends.local_tuning.study import TuningSetup
 from dogbreed.backends.local_tuning.trials import trial_name
 from dogbreed.config import Config
-from dogbreed.reporting import Reporter
+from dogbreed.progress import Reporter
 from dogbreed.workspace import Workspace
 
 

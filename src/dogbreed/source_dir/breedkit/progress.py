@@ -3,7 +3,7 @@
 The job's stderr is its log: the local backend relays it to the CLI, SageMaker sends it to
 CloudWatch. A step like feature extraction (minutes on a CPU) prints a line at least every
 DOGBREED_PROGRESS_SECONDS (default 30) from a timer thread, with count, rate and ETA, in the
-same shape as the CLI's own plain progress lines (dogbreed.reporting.ProgressLines; the job
+same shape as the CLI's own plain progress lines (dogbreed.progress.ProgressLines; the job
 ships without dogbreed, so it carries this small copy):
 
     feature cache: train.view0: 1,200/6,000 (20%), 41.3/s, ETA 1m56s, 29s elapsed

@@ -14,7 +14,7 @@ import hashlib
 from datetime import datetime, timezone
 
 from dogbreed.errors import UsageError
-from dogbreed.naming import check_name
+from dogbreed.resource_names import check_name
 
 MODEL_PREFIX_MAX = 38  # '-model-YYMMDD-HHMMSS-abcd' adds 25 characters: 63 in all
 
