@@ -23,13 +23,19 @@ def _free_port() -> int:
 
 
 @contextmanager
-def moto_server(start_timeout: float = 30) -> Iterator[str]:
-    """Start `moto_server` (the dev extra) on a free loopback port, yield its URL, stop it."""
-    binary = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which("moto_server")
-    if binary is None:
-        raise RuntimeError("moto_server not found: install the dev extra (pip install -e '.[dev]')")
+def moto_server(start_timeout: float = 30, command: list[str] | None = None, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Start `moto_server` (the dev extra) on a free loopback port, yield its URL, stop it.
+    `command`: another server that takes moto_server's -H/-p (a test's extended moto), run
+    with `env` as its environment."""
+    if command is None:
+        binary = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which("moto_server")
+        if binary is None:
+            raise RuntimeError("moto_server not found: install the dev extra (pip install -e '.[dev]')")
+        command = [binary]
     port = _free_port()
-    proc = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*command, "-H", "127.0.0.1", "-p", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + start_timeout
@@ -39,7 +45,7 @@ def moto_server(start_timeout: float = 30) -> Iterator[str]:
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("moto_server did not start") from None
+                    raise RuntimeError(f"{' '.join(command)} did not start") from None
                 time.sleep(0.1)
         yield url
     finally:

@@ -124,38 +124,15 @@ def moto_plus(tmp_path_factory):
     """A second moto server that also knows SageMaker's quotas and UpdateEndpoint
     (tests/sagemaker/moto_plus.py); yields (URL, the JSON file the quotas are read from)."""
     import os
-    import subprocess
     import sys
-    import time
-    import urllib.request
 
-    from dogbreed.testing import _free_port
+    from dogbreed.testing import moto_server
 
     seed = tmp_path_factory.mktemp("quotas") / "quotas.json"
-    port = _free_port()
     script = Path(__file__).with_name("moto_plus.py")
     env = {**os.environ, "DOGBREED_QUOTAS_FILE": str(seed)}
-    proc = subprocess.Popen(
-        [sys.executable, str(script), "-H", "127.0.0.1", "-p", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(url + "/moto-api/", timeout=1)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("tests/sagemaker/moto_plus.py did not start") from None
-                time.sleep(0.1)
+    with moto_server(command=[sys.executable, str(script)], env=env) as url:
         yield url, seed
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture

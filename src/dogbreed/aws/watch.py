@@ -12,7 +12,7 @@ outcome never depends on the logs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +73,47 @@ class LogTail:
                 return lines
 
 
+@dataclass(frozen=True)
+class Seen:
+    """One look at a describe answer: what a change of is told, the word the heartbeat line
+    carries, the line told on a change, and whether the work has ended."""
+
+    state: Hashable
+    status: str
+    line: str
+    done: bool
+
+
+def _poll(
+    description: str,
+    describe: Callable[[], dict[str, Any]],
+    look: Callable[[dict[str, Any], ProgressLines], Seen],
+    *,
+    on_status: Say,
+    poll_seconds: float,
+    heartbeat_s: float,
+    each: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """The one polling loop: describe, tell a change of state, run `each` (a log read), stop
+    when done, else sleep; a heartbeat line every heartbeat_s while the state stays. Returns
+    the last describe."""
+    progress = ProgressLines(description, None, on_status, heartbeat_s, announce=False)
+    with progress:
+        told: Hashable = object()  # equal to no state: the first look is always told
+        while True:
+            described = describe()
+            seen = look(described, progress)
+            progress.status(seen.status)
+            if seen.state != told:
+                on_status(seen.line)
+                told = seen.state
+            if each is not None:
+                each()
+            if seen.done:
+                return described
+            time.sleep(poll_seconds)
+
+
 def follow_training_job(
     sagemaker_client: Any,
     logs: LogTail | None,
@@ -84,76 +125,64 @@ def follow_training_job(
     heartbeat_s: float = PROGRESS_INTERVAL_S,
 ) -> dict[str, Any]:
     """Poll DescribeTrainingJob (and the logs) until the job ends; returns the last describe."""
-    progress = ProgressLines(f"training job {name}", None, on_status, heartbeat_s, announce=False)
-    with progress:
-        return _follow_training_job(sagemaker_client, logs, name, on_log, on_status, poll_seconds, progress)
 
-
-def _follow_training_job(
-    sagemaker_client: Any, logs: LogTail | None, name: str, on_log: Say | None, on_status: Say, poll_seconds: float, progress
-) -> dict[str, Any]:
-    seen_status: tuple[str, str] | None = None
-    while True:
-        describe = sagemaker_client.describe_training_job(TrainingJobName=name)
+    def look(describe: dict[str, Any], _progress: ProgressLines) -> Seen:
         status = (describe["TrainingJobStatus"], describe.get("SecondaryStatus", ""))
-        progress.status(" / ".join(status))
-        if status != seen_status:
-            message = describe.get("SecondaryStatusTransitions", [{}])[-1].get("StatusMessage", "")
-            on_status(f"{name}: {status[0]} / {status[1]}" + (f" - {message}" if message else ""))
-            seen_status = status
-        if logs is not None:
-            for line in logs.read(on_status):
-                if on_log:
-                    on_log(line)
-        if status[0] in TRAINING_DONE:
-            return describe
-        time.sleep(poll_seconds)
+        message = describe.get("SecondaryStatusTransitions", [{}])[-1].get("StatusMessage", "")
+        line = f"{name}: {status[0]} / {status[1]}" + (f" - {message}" if message else "")
+        return Seen(status, " / ".join(status), line, status[0] in TRAINING_DONE)
+
+    def read_logs() -> None:
+        for line in logs.read(on_status) if logs is not None else ():
+            if on_log:
+                on_log(line)
+
+    return _poll(
+        f"training job {name}",
+        lambda: sagemaker_client.describe_training_job(TrainingJobName=name),
+        look,
+        on_status=on_status,
+        poll_seconds=poll_seconds,
+        heartbeat_s=heartbeat_s,
+        each=read_logs,
+    )
 
 
 def follow_tuning_job(
     sagemaker_client: Any, name: str, *, on_status: Say, poll_seconds: float, heartbeat_s: float = PROGRESS_INTERVAL_S
 ) -> dict[str, Any]:
-    progress = ProgressLines(f"tuning job {name}", None, on_status, heartbeat_s, announce=False)
-    with progress:
-        return _follow_tuning_job(sagemaker_client, name, on_status, poll_seconds, progress)
-
-
-def _follow_tuning_job(sagemaker_client: Any, name: str, on_status: Say, poll_seconds: float, progress) -> dict[str, Any]:
-    seen: tuple[str, tuple[tuple[str, int], ...]] | None = None
-    while True:
-        describe = sagemaker_client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+    def look(describe: dict[str, Any], progress: ProgressLines) -> Seen:
         counters = describe.get("TrainingJobStatusCounters", {})
-        state = (describe["HyperParameterTuningJobStatus"], tuple(sorted(counters.items())))
+        status = describe["HyperParameterTuningJobStatus"]
         limits = describe.get("HyperParameterTuningJobConfig", {}).get("ResourceLimits", {})
         progress.total = limits.get("MaxNumberOfTrainingJobs")
         progress.update(sum(counters.get(key, 0) for key in ("Completed", "NonRetryableError", "Stopped")))
-        progress.status(state[0])
-        if state != seen:
-            counts = ", ".join(f"{key} {value}" for key, value in sorted(counters.items()) if value)
-            on_status(f"{name}: {state[0]}" + (f" (trials: {counts})" if counts else ""))
-            seen = state
-        if state[0] in TUNING_DONE:
-            return describe
-        time.sleep(poll_seconds)
+        counts = ", ".join(f"{key} {value}" for key, value in sorted(counters.items()) if value)
+        line = f"{name}: {status}" + (f" (trials: {counts})" if counts else "")
+        return Seen((status, tuple(sorted(counters.items()))), status, line, status in TUNING_DONE)
+
+    return _poll(
+        f"tuning job {name}",
+        lambda: sagemaker_client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
+        look,
+        on_status=on_status,
+        poll_seconds=poll_seconds,
+        heartbeat_s=heartbeat_s,
+    )
 
 
 def follow_endpoint(
     sagemaker_client: Any, name: str, *, on_status: Say, poll_seconds: float, heartbeat_s: float = PROGRESS_INTERVAL_S
 ) -> dict[str, Any]:
-    progress = ProgressLines(f"endpoint {name}", None, on_status, heartbeat_s, announce=False)
-    with progress:
-        return _follow_endpoint(sagemaker_client, name, on_status, poll_seconds, progress)
-
-
-def _follow_endpoint(sagemaker_client: Any, name: str, on_status: Say, poll_seconds: float, progress) -> dict[str, Any]:
-    seen = None
-    while True:
-        describe = sagemaker_client.describe_endpoint(EndpointName=name)
+    def look(describe: dict[str, Any], _progress: ProgressLines) -> Seen:
         status = describe["EndpointStatus"]
-        progress.status(status)
-        if status != seen:
-            on_status(f"endpoint {name}: {status}")
-            seen = status
-        if status in ENDPOINT_SETTLED:
-            return describe
-        time.sleep(poll_seconds)
+        return Seen(status, status, f"endpoint {name}: {status}", status in ENDPOINT_SETTLED)
+
+    return _poll(
+        f"endpoint {name}",
+        lambda: sagemaker_client.describe_endpoint(EndpointName=name),
+        look,
+        on_status=on_status,
+        poll_seconds=poll_seconds,
+        heartbeat_s=heartbeat_s,
+    )

@@ -205,21 +205,21 @@ def ingest(
         duration_s=round(time.monotonic() - started, 3),
         timings_s=timings,
     )
-    workspace.ledger.record(
-        "dataset",
-        result.name,
-        config.backend,
-        uri=result.dataset_uri,
-        state="created",
-        meta={
-            "manifest_sha256": result.manifest_sha256,
-            "num_classes": result.num_classes,
-            "splits": result.splits,
-            "source": given,
-            "layout": result.layout,
-        },
-    )
+    _record(workspace, config.backend, result)
     return result
+
+
+def _record(workspace: Workspace, backend_name: str, result: IngestResult, **extra: Any) -> None:
+    """The dataset's ledger row, the same for a copied dataset and one ingested in place."""
+    meta = {
+        "manifest_sha256": result.manifest_sha256,
+        "num_classes": result.num_classes,
+        "splits": result.splits,
+        "source": result.source,
+        "layout": result.layout,
+        **extra,
+    }
+    workspace.ledger.record("dataset", result.name, backend_name, uri=result.dataset_uri, state="created", meta=meta)
 
 
 # --- photos already on S3 -------------------------------------------------------------------
@@ -333,19 +333,5 @@ def ingest_in_place(
         ignored=len(layout.ignored),
         duration_s=round(time.monotonic() - started, 3),
     )
-    workspace.ledger.record(
-        "dataset",
-        result.name,
-        config.backend,
-        uri=result.dataset_uri,
-        state="created",
-        meta={
-            "manifest_sha256": result.manifest_sha256,
-            "num_classes": result.num_classes,
-            "splits": result.splits,
-            "source": source,
-            "layout": result.layout,
-            "in_place": True,
-        },
-    )
+    _record(workspace, config.backend, result, in_place=True)
     return result
