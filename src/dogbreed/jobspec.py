@@ -1,4 +1,4 @@
-"""The host's view of the training job's contract: its metric lines and their regexes.
+"""The host's view of the training job's contract: its input channels and metric lines.
 
 The metric names live in one file inside the training package
 (source_dir/breedkit/metrics.json); train.py prints from it and this module builds the
@@ -10,13 +10,38 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 SOURCE_DIR = Path(__file__).parent / "source_dir"
 ENTRY_POINT = "train.py"
 INFERENCE_ENTRY = "inference.py"
+
+TRAINING_CHANNEL = "training"
+WEIGHTS_CHANNEL = "weights"
+BUILTIN_WEIGHTS = ("imagenet", "none")  # --weights values the job resolves itself
+
+
+def weights_channel(
+    hyperparameters: dict[str, Any], place: Callable[[str], tuple[str, str]]
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """The one rule both backends follow for --weights: 'imagenet' and 'none' stay flags; a
+    state_dict file travels as its own input channel ('weights'), as SageMaker delivers
+    inputs, and --weights becomes the file's name inside that channel.
+
+    `place(weights)` puts the file where the job's channel can be read and returns
+    (channel location, file name): a local folder, or an S3 object (an S3Prefix channel of
+    one key downloads just that object, under its own name). Returns the channels to add and
+    the hyperparameters with --weights rewritten (a copy; the input is left as it was)."""
+    weights = str(hyperparameters.get("weights", "none"))
+    if weights in BUILTIN_WEIGHTS:
+        return {}, dict(hyperparameters)
+    location, name = place(weights)
+    return {WEIGHTS_CHANNEL: location}, {**hyperparameters, "weights": name}
+
 
 # A float as Python prints it with a `g` format: 0.8125, 1e-05, nan, inf.
 NUMBER = r"([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf))"

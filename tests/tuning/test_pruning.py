@@ -9,10 +9,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from dogbreed.backends.local_training import LocalTraining
 from dogbreed.backends.local_tuning import strategy
 from dogbreed.backends.local_tuning.backend import setup_of
-from dogbreed.backends.local_tuning.runner import run_trial
+from dogbreed.backends.local_tuning.runner import run_trial, trial_training
 from dogbreed.backends.local_tuning.study import TuningSetup, open_study
 from dogbreed.config import load_config
 from dogbreed.tuning.space import distributions
@@ -53,7 +52,7 @@ def test_a_trial_below_the_median_is_stopped_through_the_backend(tune_env, tmp_p
             )
         )
 
-    summary = run_trial(setup, study, study.ask(), LocalTraining(setup.config, setup.workspace), tune_env.ledger)
+    summary = run_trial(setup, study, study.ask(), trial_training(setup), tune_env.ledger)
 
     assert summary.status == "Stopped" and summary.epochs == 2
     job = tune_env.workspace / "jobs" / summary.name

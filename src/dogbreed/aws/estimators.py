@@ -17,11 +17,7 @@ from dogbreed.config import Config
 from dogbreed.config.flags import format_value, hyperparameters
 from dogbreed.config.schema import parse_duration
 from dogbreed.errors import ConfigError, DogbreedError
-from dogbreed.jobspec import ENTRY_POINT, metric_spec
-
-TRAINING_CHANNEL = "training"
-WEIGHTS_CHANNEL = "weights"
-BUILTIN_WEIGHTS = ("imagenet", "none")
+from dogbreed.jobspec import ENTRY_POINT, TRAINING_CHANNEL, metric_spec, weights_channel
 
 
 @dataclass(frozen=True)
@@ -55,20 +51,18 @@ def job_inputs(config: Config, dataset_uri: str, s3_root: str, base_hyperparamet
             f"dataset {dataset_uri} is not on S3, but the backend is sagemaker; "
             "ingest it there (dogbreed ingest SOURCE --dest s3://BUCKET/PREFIX) or pass --dataset s3://..."
         )
-    hps = job_hyperparameters(config, base_hyperparameters)
-    channels = {TRAINING_CHANNEL: dataset_uri}
     staged = []
-    weights = str(hps.get("weights", "none"))
-    if weights not in BUILTIN_WEIGHTS:
-        if weights.startswith("s3://"):
-            channels[WEIGHTS_CHANNEL] = weights
-        else:
+
+    def on_s3(weights: str) -> tuple[str, str]:
+        uri = weights
+        if not weights.startswith("s3://"):
             file = local_file(s3_root, Path(weights).expanduser().resolve())
-            channels[WEIGHTS_CHANNEL] = file.uri
             staged.append(file)
-        # An S3Prefix channel of one key downloads just that object, under its own name.
-        hps["weights"] = channels[WEIGHTS_CHANNEL].rstrip("/").rsplit("/", 1)[-1]
-    return JobInputs(channels, hps, staged)
+            uri = file.uri
+        return uri, uri.rstrip("/").rsplit("/", 1)[-1]
+
+    weights, hps = weights_channel(job_hyperparameters(config, base_hyperparameters), on_s3)
+    return JobInputs({TRAINING_CHANNEL: dataset_uri, **weights}, hps, staged)
 
 
 def build_estimator(

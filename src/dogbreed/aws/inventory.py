@@ -136,8 +136,7 @@ def job_hourly_cost(client: Any, config: Config, found: LiveResource) -> float:
         job = client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=found.name)
         resources = job.get("TrainingJobDefinition", {}).get("HyperParameterTuningResourceConfig", {})
         running = job.get("TrainingJobStatusCounters", {}).get("InProgress", 0)
-    unit = pricing.hourly(config, resources.get("InstanceType", ""), resources.get("InstanceCount", 1))
-    return (unit or 0.0) * running
+    return pricing.jobs_hourly(config, resources.get("InstanceType", ""), resources.get("InstanceCount", 1), running)
 
 
 def status_row(found: LiveResource, state: str, per_hour: float, now: datetime | None = None) -> dict[str, Any]:

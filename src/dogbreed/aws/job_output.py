@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from dogbreed.aws.staging import split_s3_uri
 from dogbreed.errors import DogbreedError, NotFoundError
 from dogbreed.report.records import RECORDS_FILE
 from dogbreed.report.rules import RuleResult
@@ -25,6 +24,7 @@ from dogbreed.report.sagemaker_job import (
     profiler_summary,
     rule_output_prefixes,
 )
+from dogbreed.s3_uri import split_s3_uri
 
 MAX_RULE_OUTPUT_KEYS = 1000
 PROFILER_REPORT_HTML = "profiler-report.html"

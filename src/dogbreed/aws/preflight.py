@@ -20,11 +20,11 @@ from typing import Any
 
 from dogbreed.aws.client_errors import code_of
 from dogbreed.aws.session import AwsSession, import_sdk
-from dogbreed.aws.staging import split_s3_uri
 from dogbreed.config import Config
 from dogbreed.errors import DogbreedError
 from dogbreed.jobspec import metric_spec
 from dogbreed.progress import NullReporter, Reporter
+from dogbreed.s3_uri import split_s3_uri
 from dogbreed.workspace import Workspace
 
 MANIFEST = "manifest.json"

@@ -46,6 +46,11 @@ def tuning_estimate(config: Config, jobs: int) -> dict[str, Any]:
     return _estimate(config, sm.instance_type.tune, sm.instance_count, jobs)
 
 
+def jobs_hourly(config: Config, instance_type: str, count: int, running: int) -> float:
+    """For status: USD/hour of `running` jobs of `count` instances each (0.0 when unpriced)."""
+    return (hourly(config, instance_type, count) or 0.0) * running
+
+
 def endpoint_hourly(config: Config, instance_type: str | None, count: int) -> float:
     """For status: USD/hour of a live endpoint (serverless: the table's 'serverless' entry)."""
     return hourly(config, instance_type or "serverless", count) or 0.0

@@ -22,20 +22,11 @@ from dogbreed.aws.client_errors import code_of
 from dogbreed.errors import DogbreedError
 from dogbreed.jobspec import SOURCE_DIR
 from dogbreed.progress import NullReporter, Reporter
+from dogbreed.s3_uri import split_s3_uri
 
 BUNDLE_NAME = "sourcedir.tar.gz"
 _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints"}
 _SKIP_SUFFIXES = {".pyc", ".pyo"}
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    """'s3://bucket/a/b' -> ('bucket', 'a/b')."""
-    if not uri.startswith("s3://"):
-        raise DogbreedError(f"{uri}: expected an s3:// URI")
-    bucket, _, key = uri[5:].partition("/")
-    if not bucket:
-        raise DogbreedError(f"{uri}: expected s3://bucket/key")
-    return bucket, key
 
 
 def _package_files(root: Path) -> list[Path]:

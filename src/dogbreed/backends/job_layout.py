@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dogbreed.atomic_files import write_text
 from dogbreed.config.flags import format_value, to_argv
 from dogbreed.errors import BusyError
 from dogbreed.jobspec import ENTRY_POINT, SOURCE_DIR
@@ -138,9 +139,7 @@ class JobLayout:
 
     def write_status(self, **status: Any) -> None:
         merged = {**self.read_status(), **status}
-        tmp = self.status_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(merged, indent=2))
-        os.replace(tmp, self.status_file)
+        write_text(self.status_file, json.dumps(merged, indent=2))
 
 
 def job_argv(hyperparameters: dict[str, Any], processes: int = 1, source_dir: Path = SOURCE_DIR) -> list[str]:

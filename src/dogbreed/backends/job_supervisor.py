@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from dogbreed.atomic_files import replacing
 from dogbreed.backends.job_layout import JobLayout
 from dogbreed.errors import BusyError
 
@@ -36,15 +37,13 @@ def _now() -> str:
 
 def pack_model(model_dir: Path, target: Path) -> None:
     """model.tar.gz with model.pth, classes.json, code/... at its root (SageMaker's layout)."""
-    tmp = target.with_name(target.name + ".tmp")
     # float32 weights barely compress: level 1 is ~25x faster than the default 9 for a
     # ~25% larger file, and every tuning trial pays this (benchmarks/bench_tuning.py).
-    with tarfile.open(tmp, "w:gz", compresslevel=1) as archive:
+    with replacing(target) as tmp, tarfile.open(tmp, "w:gz", compresslevel=1) as archive:
         for path in sorted(model_dir.rglob("*")):
             if "__pycache__" in path.parts:
                 continue
             archive.add(path, arcname=str(path.relative_to(model_dir)), recursive=False)
-    os.replace(tmp, target)
 
 
 def _tail(log: Path, lines: int) -> list[str] | None:

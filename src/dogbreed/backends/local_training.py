@@ -20,7 +20,7 @@ from dogbreed.backends.base import JobRecords, LogSink, TrainingOutcome, Trainin
 from dogbreed.backends.job_layout import JobLayout, job_argv, job_env, write_input_config
 from dogbreed.config import Config
 from dogbreed.errors import DogbreedError, NotFoundError
-from dogbreed.jobspec import SOURCE_DIR, metric_spec
+from dogbreed.jobspec import SOURCE_DIR, TRAINING_CHANNEL, metric_spec, weights_channel
 from dogbreed.ledger import Resource
 from dogbreed.processes import is_alive
 from dogbreed.progress import NullReporter, Reporter
@@ -85,17 +85,15 @@ class LocalTraining:
         dataset_path = Path(dataset).resolve()
         if not dataset_path.is_dir():
             raise NotFoundError(f"dataset folder {dataset_path} not found; run `dogbreed ingest` first")
-        channels = {"training": str(dataset_path)}
-        hyperparameters = dict(request.hyperparameters)
-        weights = str(hyperparameters.get("weights", "none"))
-        if weights not in ("imagenet", "none"):
-            # A state_dict file travels as its own input channel, as it would on SageMaker.
+
+        def on_disk(weights: str) -> tuple[str, str]:
             path = Path(weights).expanduser().resolve()
             if not path.is_file():
                 raise DogbreedError(f"model.weights: {weights} not found; give a state_dict file, 'imagenet' or 'none'")
-            channels["weights"] = str(path.parent)
-            hyperparameters["weights"] = path.name
-        return channels, hyperparameters
+            return str(path.parent), path.name
+
+        weights, hyperparameters = weights_channel(request.hyperparameters, on_disk)
+        return {TRAINING_CHANNEL: str(dataset_path), **weights}, hyperparameters
 
     def _job_spec(self, request: TrainingRequest) -> dict[str, Any]:
         layout = self._layout(request.name)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import BinaryIO
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from dogbreed.atomic_files import replacing
 from dogbreed.regular_files import FileRefusedError, open_regular
 
 # We enforce data.max_pixels ourselves and report it per file; Pillow's own warning for the
@@ -163,12 +162,6 @@ def _resized_copy(image: Image.Image, rgb: Image.Image, path: Path, digest: str,
     )
     target.parent.mkdir(parents=True, exist_ok=True)
     fmt = Image.registered_extensions().get(suffix) or image.format or "JPEG"
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            resized.save(out, format=fmt, quality=90)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(target) as tmp:
+        resized.save(tmp, format=fmt, quality=90)
     return target

@@ -23,7 +23,8 @@ from dogbreed.aws.client_errors import code_of
 from dogbreed.data.manifest import MANIFEST_NAME, parse_manifest
 from dogbreed.data.plan import PlannedFile
 from dogbreed.data.stores import Advance, run_parallel, stale_paths, vouched
-from dogbreed.errors import DogbreedError, UsageError
+from dogbreed.errors import DogbreedError
+from dogbreed.s3_uri import split_s3_uri
 
 if TYPE_CHECKING:
     from dogbreed.aws.session import AwsSession
@@ -35,11 +36,8 @@ LOCK_NAME = ".dogbreed-ingest.lock"  # beside manifest.json while an ingest writ
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
-    """'s3://bucket/a/b/' -> ('bucket', 'a/b')."""
-    rest = uri.removeprefix("s3://")
-    bucket, _, prefix = rest.partition("/")
-    if not bucket:
-        raise UsageError(f"{uri}: expected s3://bucket/prefix")
+    """'s3://bucket/a/b/' -> ('bucket', 'a/b'): a store's prefix has no slashes at its ends."""
+    bucket, prefix = split_s3_uri(uri, what="prefix")
     return bucket, prefix.strip("/")
 
 

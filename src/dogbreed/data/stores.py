@@ -21,13 +21,13 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+from dogbreed.atomic_files import replacing, write_bytes
 from dogbreed.data.download import file_sha256
 from dogbreed.data.manifest import MANIFEST_NAME, parse_manifest
 from dogbreed.data.plan import PlannedFile
@@ -90,18 +90,6 @@ def run_parallel(work: Callable[[PlannedFile], Any], files: Iterable[PlannedFile
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _atomic_write(dest: Path, writer: Callable[[Path], None]) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        writer(Path(tmp))
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class LocalStore:
     """A dataset folder on this machine; every file is written whole (temp file + rename)."""
 
@@ -140,13 +128,14 @@ class LocalStore:
 
     def put(self, files: Sequence[PlannedFile], workers: int, advance: Advance) -> None:
         def copy(planned: PlannedFile) -> None:
-            _atomic_write(self.root / planned.path, lambda tmp: shutil.copyfile(planned.source, tmp))
+            with replacing(self.root / planned.path) as tmp:
+                shutil.copyfile(planned.source, tmp)
             advance(1)
 
         run_parallel(copy, files, workers, "copying")
 
     def write_manifest(self, data: bytes) -> None:
-        _atomic_write(self.root / MANIFEST_NAME, lambda tmp: tmp.write_bytes(data))
+        write_bytes(self.root / MANIFEST_NAME, data)
 
     def stale(self, keep: set[str]) -> list[str]:
         present = (

@@ -21,6 +21,7 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
+from dogbreed.atomic_files import write_text
 from dogbreed.serving.http_server import EndpointServer
 from dogbreed.serving.limits import INVOCATION_TIMEOUT_S
 from dogbreed.serving.model_handler import ModelHandler
@@ -70,9 +71,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _write_state(path: Path, state: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(state, indent=2))
 
 
 def _mark_gone(ledger_path: Path, name: str, reason: str) -> None:

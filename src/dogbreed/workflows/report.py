@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from dogbreed.atomic_files import write_bytes
 from dogbreed.backends.base import Backend
 from dogbreed.config import Config
 from dogbreed.errors import DogbreedError, NotFoundError
@@ -137,25 +138,18 @@ def training_evaluation(job: Resource, out_dir: Path, backend: Backend) -> dict[
 # --- writing -------------------------------------------------------------------------------
 
 
-def _write(path: Path, data: bytes) -> None:
-    # Write beside and rename, so a reader (or a browser refresh) never sees half a file.
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _write_outputs(out_dir: Path, html: str, figures: dict[str, bytes]) -> tuple[Path, list[Path]]:
     out_dir.mkdir(parents=True, exist_ok=True)
     pngs = []
     for name, png in figures.items():
         path = out_dir / f"{name}.png"
-        _write(path, png)
+        write_bytes(path, png)
         pngs.append(path)
     for stale in out_dir.glob("*.png"):  # figures an earlier report had and this one has not
         if stale not in pngs:
             stale.unlink()
     html_path = out_dir / REPORT_FILE
-    _write(html_path, html.encode("utf-8"))
+    write_bytes(html_path, html.encode("utf-8"))  # a browser refresh never sees half a page
     return html_path, pngs
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from dogbreed.backends.base import TrialsSink, TuningRequest, TuningStarted
-from dogbreed.backends.local_training import LocalTraining
 from dogbreed.backends.local_tuning.job import LocalTuningJob
 from dogbreed.backends.local_tuning.study import TuningSetup
 from dogbreed.backends.local_tuning.trials import trial_name
@@ -49,14 +48,14 @@ class LocalTuning:
     def plan_tuning(self, request: TuningRequest) -> dict[str, Any]:
         """The engine, the budget and the first trial's exact job; nothing runs."""
         from dogbreed.backends.local_tuning import strategy
-        from dogbreed.backends.local_tuning.runner import job_request
+        from dogbreed.backends.local_tuning.runner import job_request, trial_training
         from dogbreed.tuning.space import apply
 
         setup = setup_of(request)
         tune = setup.config.tune
         params = example_params(setup)
         first = trial_name(setup.name, 0)
-        training = LocalTraining(setup.config, setup.workspace)
+        training = trial_training(setup)
         job = training.plan_training(job_request(setup, first, apply(setup.config, params)))
         return {
             "backend": "local",

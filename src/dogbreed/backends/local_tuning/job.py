@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dogbreed.backends.base import TuningFailed, TuningStopped
-from dogbreed.backends.local_training import LocalTraining
+from dogbreed.backends.local_tuning.runner import trial_training
 from dogbreed.backends.local_tuning.study import TuningSetup
 from dogbreed.backends.local_tuning.trials import (
     FINISHED,
@@ -74,7 +74,7 @@ class LocalTuningJob:
         self.ledger = ledger
         self.resumed = resumed
         self.folder = setup.folder
-        self.training = LocalTraining(setup.config, setup.workspace)
+        self.training = trial_training(setup)
         self._study: Any = None
 
     @property

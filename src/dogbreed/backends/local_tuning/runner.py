@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dogbreed.backends.base import TrainingOutcome, TrainingRequest
 from dogbreed.backends.local_training import LocalTraining
@@ -31,6 +31,15 @@ from dogbreed.errors import DogbreedError
 from dogbreed.jobspec import metric_spec
 from dogbreed.ledger import Ledger
 from dogbreed.tuning.space import apply, suggest
+
+if TYPE_CHECKING:  # warm_start imports torch lazily; a type needs none of it
+    from dogbreed.backends.local_tuning.warm_start import WarmStart
+
+
+def trial_training(setup: TuningSetup, launcher: WarmStart | None = None) -> LocalTraining:
+    """The one way a tuning job gets the LocalTraining its trials run on (a worker passes its
+    warmed launcher, so trials fork instead of exec)."""
+    return LocalTraining(setup.config, setup.workspace, launcher=launcher)
 
 
 def job_request(setup: TuningSetup, name: str, config: Config) -> TrainingRequest:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from dogbreed.atomic_files import write_text
 from dogbreed.backends.local_tuning.strategy import make_pruner, make_sampler
 from dogbreed.config import Config
 from dogbreed.tuning.space import SearchParam, build_space, trial_budget
@@ -69,7 +69,6 @@ class TuningSetup:
 
     def save(self) -> Path:
         path = self.folder / SETUP_FILE
-        tmp = path.with_suffix(".tmp")
         blob = {
             "name": self.name,
             "config": self.config.model_dump(mode="json"),
@@ -77,8 +76,7 @@ class TuningSetup:
             "manifest_sha256": self.manifest_sha256,
             "fingerprint": self.fingerprint,
         }
-        tmp.write_text(json.dumps(blob, indent=2))
-        os.replace(tmp, path)
+        write_text(path, json.dumps(blob, indent=2))
         return path
 
     @classmethod

@@ -20,8 +20,8 @@ import signal
 import sys
 from pathlib import Path
 
-from dogbreed.backends.local_training import LocalTraining, trial_threads
-from dogbreed.backends.local_tuning.runner import run_trial
+from dogbreed.backends.local_training import trial_threads
+from dogbreed.backends.local_tuning.runner import run_trial, trial_training
 from dogbreed.backends.local_tuning.study import TuningSetup, ask_lock, open_study
 from dogbreed.backends.local_tuning.trials import budget_left, summarize_all
 from dogbreed.backends.local_tuning.warm_start import WarmStart
@@ -45,7 +45,7 @@ def work(folder: Path, worker: int) -> int:
     # Before torch is imported (the warm-up): libgomp reads it once. Jobs inherit it.
     os.environ.setdefault("OMP_NUM_THREADS", str(trial_threads(setup.config)))
     study = open_study(setup, worker)
-    backend = LocalTraining(setup.config, setup.workspace, launcher=_warm_launcher(setup))
+    backend = trial_training(setup, _warm_launcher(setup))
     ledger = setup.workspace.ledger
     while True:
         with ask_lock(folder):
