@@ -39,7 +39,7 @@ def test_train_tune_deploy_teardown_leaves_nothing(tmp_path, s3, sagemaker_clien
     ledger = Workspace(tmp_path / "ws").ledger
 
     # train, through the same workflow the CLI uses
-    plan = train_workflow.plan(config, ledger, dataset=DATASET)
+    plan = train_workflow.plan(config, ledger, backend, dataset=DATASET)
     train_workflow.start(ledger, backend, plan)
     outcome = train_workflow.wait(ledger, backend, plan.request)
     assert outcome.state == "Completed"

@@ -9,6 +9,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from dogbreed.backends.local import LocalBackend
 from dogbreed.backends.local_tuning import strategy
 from dogbreed.backends.local_tuning.backend import setup_of
 from dogbreed.backends.local_tuning.runner import run_trial, trial_training
@@ -16,6 +17,7 @@ from dogbreed.backends.local_tuning.study import TuningSetup, open_study
 from dogbreed.config import load_config
 from dogbreed.tuning.space import distributions
 from dogbreed.workflows.tune import plan
+from dogbreed.workspace import Workspace
 from tests.conftest import EXAMPLES
 from tests.tuning.conftest import build_dataset
 
@@ -40,7 +42,9 @@ def test_a_trial_below_the_median_is_stopped_through_the_backend(tune_env, tmp_p
         train={"epochs": 3, "feature_cache": False},
         tune={"early_stopping": "Auto", "ranges": {"lr": {"type": "continuous", "min": 1e-7, "max": 2e-7}}},
     )
-    setup: TuningSetup = setup_of(plan(load_config([tune_env.config]), tune_env.ledger, dataset=small_dataset(tmp_path)).request)
+    config = load_config([tune_env.config])
+    backend = LocalBackend(config, Workspace(Path(config.workspace)))
+    setup: TuningSetup = setup_of(plan(config, tune_env.ledger, backend, dataset=small_dataset(tmp_path)).request)
     study = open_study(setup)
     for _ in range(2):  # MedianPruner's two finished trials to compare with
         study.add_trial(

@@ -219,7 +219,7 @@ def _launched(env):
 
     config = load_config([env.config])
     backend = LocalBackend(config, Workspace(env.workspace))
-    plan = workflow.plan(config, env.ledger)
+    plan = workflow.plan(config, env.ledger, backend)
     workflow.start(env.ledger, backend, plan, wait=True)
     return lambda show: workflow.wait(env.ledger, backend, plan, show)
 

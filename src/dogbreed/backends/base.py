@@ -18,6 +18,10 @@ from dogbreed.config import Config
 from dogbreed.errors import DogbreedError
 from dogbreed.ledger import Resource
 
+# The ledger's backend for what this tool writes on this machine whatever backend ran the
+# work (a report's HTML): the local backend's, so status lists it as local and free.
+ON_THIS_MACHINE = "local"
+
 LogSink = Callable[[str], None]
 TrialsSink = Callable[[list[Resource]], None]  # a local search's trial rows, as they change
 
@@ -150,6 +154,9 @@ class EndpointInfo:
 class Backend(Protocol):
     name: str
     config: Config
+    # What workflows may rely on, instead of asking a backend its name:
+    runs_here: bool  # jobs run as processes of this machine, so a local path is read by them
+    resumes_jobs: bool  # an unfinished job keeps its name and checkpoints: `train` again resumes it
 
     # Datasets: where `ingest` stores one (dogbreed.data.stores.DatasetStore).
     def default_dataset_uri(self, name: str) -> str: ...

@@ -62,6 +62,8 @@ class LocalTraining:
     endpoints) and the SageMaker pre-flight's local rehearsal run jobs with."""
 
     name = "local"
+    runs_here = True  # train.py is a subprocess here: tuning pins local paths for its workers
+    resumes_jobs = True  # a job's folder keeps its checkpoints: `train` again resumes it
 
     def __init__(
         self, config: Config, workspace: Workspace, reporter: Reporter | None = None, launcher: WarmStart | None = None

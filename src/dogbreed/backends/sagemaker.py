@@ -54,6 +54,8 @@ from dogbreed.workspace import Workspace
 
 class SageMakerBackend:
     name = "sagemaker"
+    runs_here = False  # jobs run on SageMaker's instances: local files are staged to S3
+    resumes_jobs = False  # SageMaker never reuses a job name (its spot jobs resume by themselves)
     # Seconds between Describe* polls while waiting; SageMaker's own states change slowly.
     poll_seconds = 15.0
 

@@ -62,7 +62,7 @@ def command(
     ledger = session.workspace.ledger
     runner = session.backend()
     workflow.sync(ledger, runner)
-    plan = workflow.plan(session.config, ledger, name=name, dataset=dataset, from_tuning=from_tuning)
+    plan = workflow.plan(session.config, ledger, runner, name=name, dataset=dataset, from_tuning=from_tuning)
     if dry_run:
         session.emit({"dry_run": True, **runner.plan_training(plan.request)})
         return

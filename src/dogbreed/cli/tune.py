@@ -48,7 +48,7 @@ def command(
     session = Session.start(config, set_, backend, json_out, verbose, {"tune.name": name})
     ledger = session.workspace.ledger
     runner = session.backend()
-    plan = workflow.plan(session.config, ledger, dataset=dataset)
+    plan = workflow.plan(session.config, ledger, runner, dataset=dataset)
     if dry_run:
         session.emit(workflow.dry_run(runner, plan))
         return

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dogbreed.atomic_files import write_bytes
-from dogbreed.backends.base import Backend
+from dogbreed.backends.base import ON_THIS_MACHINE, Backend
 from dogbreed.config import Config
 from dogbreed.errors import DogbreedError, NotFoundError
 from dogbreed.ledger import Ledger, Resource
@@ -163,7 +163,7 @@ def _record(ledger: Ledger, report: Report) -> None:
     ledger.record(
         "report",
         report.job,
-        "local",
+        ON_THIS_MACHINE,
         uri=str(report.html),
         state="created",
         parent=report.job,

@@ -59,6 +59,7 @@ def _fingerprint(hps: dict[str, Any], dataset_uri: str) -> str:
 def plan(
     config: Config,
     ledger: Ledger,
+    backend: Backend,
     *,
     name: str | None = None,
     dataset: str | None = None,
@@ -80,8 +81,8 @@ def plan(
         resumed = ledger.get("training-job", name, config.backend) is not None
     else:
         # Ctrl-C, a kill or a crash leaves a job whose checkpoints make `train` again resume it.
-        # Locally only: SageMaker never reuses a job name (its spot jobs resume by themselves).
-        last = ledger.latest("training-job", backend=config.backend) if config.backend == "local" else None
+        # Only where a job keeps its name and checkpoints (the local backend's job folders).
+        last = ledger.latest("training-job", backend=config.backend) if backend.resumes_jobs else None
         if last and last.state in RESUMABLE and last.meta.get("fingerprint") == fingerprint:
             name, resumed = last.name, True
         else:

@@ -18,6 +18,7 @@ from typing import Any
 from dogbreed.backends.base import Backend, TrialsSink, TuningFailed, TuningRequest, TuningStarted
 from dogbreed.config import Config, require_path
 from dogbreed.errors import UsageError
+from dogbreed.jobspec import BUILTIN_WEIGHTS
 from dogbreed.ledger import Ledger
 from dogbreed.resource_names import MAX_LEN, check_name, unique_name
 from dogbreed.tuning.space import SearchParam, build_space, check_search, describe, trial_budget
@@ -54,22 +55,22 @@ def fingerprint(config: Config, dataset_uri: str) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _pinned(config: Config) -> Config:
+def _pinned(config: Config, runs_here: bool) -> Config:
     """Paths made absolute: worker processes and resumed runs must find the same files."""
     weights = config.model.weights
-    if config.backend == "local" and weights not in ("imagenet", "none") and "://" not in weights:
+    if runs_here and weights not in BUILTIN_WEIGHTS and "://" not in weights:
         weights = str(Path(weights).expanduser().resolve())
     model = config.model.model_copy(update={"weights": weights})
     return config.model_copy(update={"workspace": str(Path(config.workspace).resolve()), "model": model})
 
 
-def plan(config: Config, ledger: Ledger, *, dataset: str | None = None) -> TunePlan:
+def plan(config: Config, ledger: Ledger, backend: Backend, *, dataset: str | None = None) -> TunePlan:
     require_path(config, "model.weights")  # names the file and key that set a missing one
-    config = _pinned(config)
+    config = _pinned(config, backend.runs_here)
     space = build_space(config)  # a range neither backend could search fails here, exit 2
     check_search(config.tune)
     dataset_uri, manifest = resolve_dataset(config, ledger, dataset)
-    if config.backend == "local" and "://" not in dataset_uri:
+    if backend.runs_here and "://" not in dataset_uri:
         dataset_uri = str(Path(dataset_uri).resolve())
     search_key = fingerprint(config, dataset_uri)
     name, previous = config.tune.name, None
