@@ -38,7 +38,7 @@ DOGS = REPO / "examples" / "dogs"
 MACS_PER_IMAGE = 0.30e9  # mobilenet_v2 at 224x224 (torchvision: MobileNet_V2_Weights, _ops=0.301)
 
 sys.path.insert(0, str(SOURCE_DIR))
-sys.path.insert(0, str(REPO))  # tests.training.datasets: the channel layout train.py reads
+sys.path.insert(0, str(REPO))  # tests.source_dir.datasets: the channel layout train.py reads
 
 
 def matmul_gflops(seconds: float = 2.0, n: int = 1024) -> float:
@@ -151,7 +151,7 @@ def main() -> None:
     from breedkit.recorder import Recorder
     from breedkit.sources import CachedFeatures, DecodedImages
 
-    from tests.training.datasets import build_channel
+    from tests.source_dir.datasets import build_channel
 
     torch.set_num_threads(opts.threads)
     device, world = torch.device("cpu"), World()

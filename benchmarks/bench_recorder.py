@@ -26,7 +26,7 @@ WEIGHTS = REPO / "examples" / "weights" / "mobilenet_v2-imagenet1k-from-int8.fp1
 DOGS = REPO / "examples" / "dogs"
 
 sys.path.insert(0, str(SOURCE_DIR))
-sys.path.insert(0, str(REPO))  # tests.training.datasets: the channel layout train.py reads
+sys.path.insert(0, str(REPO))  # tests.source_dir.datasets: the channel layout train.py reads
 
 
 def step_times(source, recorder, epochs: int, optimizer, grad_norms) -> list[float]:
@@ -63,7 +63,7 @@ def main() -> None:
     from breedkit.recorder import Recorder
     from breedkit.sources import CachedFeatures, DecodedImages
 
-    from tests.training.datasets import build_channel
+    from tests.source_dir.datasets import build_channel
 
     torch.set_num_threads(opts.threads)
     device, world = torch.device("cpu"), World()

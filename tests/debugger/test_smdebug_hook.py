@@ -22,7 +22,7 @@ smd = pytest.importorskip(
 )
 
 from tests.conftest import EXAMPLES, REPO  # noqa: E402
-from tests.training.datasets import build_channel  # noqa: E402
+from tests.source_dir.datasets import build_channel  # noqa: E402
 
 # smdebug's generated protobuf modules use descriptor calls protobuf 3.20 marks deprecated.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

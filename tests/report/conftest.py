@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import EXAMPLES, REPO, dogbreed_cli
 from tests.report.browser import ensure_chromium
-from tests.training.datasets import build_channel
+from tests.source_dir.datasets import build_channel
 
 WEIGHTS = EXAMPLES / "weights" / "mobilenet_v2-imagenet1k-from-int8.fp16.pth"
 # 80 training photos in batches of 8: 10 steps an epoch, enough for the step-window rules.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.training.conftest import job_env
+from tests.source_dir.conftest import job_env
 
 
 def test_parser_defaults_never_read_the_environment(train_module, monkeypatch):

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 
-from tests.training.conftest import SOURCE_DIR, TRAIN_PY
+from tests.source_dir.conftest import SOURCE_DIR, TRAIN_PY
 
 ALLOWED_THIRD_PARTY = {"torch", "torchvision", "PIL", "numpy"}
 OPTIONAL = {"psutil", "smdebug", "sagemaker_inference"}  # imported inside try/except ImportError

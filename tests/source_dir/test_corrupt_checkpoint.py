@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.training.conftest import SOURCE_DIR, run_train
+from tests.source_dir.conftest import SOURCE_DIR, run_train
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.training.datasets import build_channel
+from tests.source_dir.datasets import build_channel
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE_DIR = REPO / "src" / "dogbreed" / "source_dir"

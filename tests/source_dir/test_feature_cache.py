@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.training.conftest import SOURCE_DIR
+from tests.source_dir.conftest import SOURCE_DIR
 
 # Small crops of real photos keep the backbone cheap; the cache does not care about size.
 RESIZE, CROP = 80, 64
@@ -221,7 +221,7 @@ def test_a_photo_that_fails_to_decode_fails_the_extraction(breedkit, dogs_dir, t
     """The decoding thread's error reaches the caller, and nothing is written to the cache."""
     from breedkit import data, feature_cache, models
 
-    from tests.training.datasets import build_channel
+    from tests.source_dir.datasets import build_channel
 
     channel = build_channel(dogs_dir, tmp_path / "data")  # a copy of its own: one photo is broken
     index = data.load_index(channel)

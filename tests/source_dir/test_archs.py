@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from tests.training.conftest import run_train
-from tests.training.test_models import ARCHS_IN_CONFIG
+from tests.source_dir.conftest import run_train
+from tests.source_dir.test_models import ARCHS_IN_CONFIG
 
 
 @pytest.mark.slow

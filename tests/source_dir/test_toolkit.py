@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.training.conftest import SOURCE_DIR, THREADS
+from tests.source_dir.conftest import SOURCE_DIR, THREADS
 
 
 def _flags_to_hyperparameters(flags: list[str]) -> dict[str, object]:

@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from tests.training.conftest import SOURCE_DIR, JobRun, job_env, run_train, train_argv
+from tests.source_dir.conftest import SOURCE_DIR, JobRun, job_env, run_train, train_argv
 
 # The seed's way (backbone every step) at a small crop: slow enough to be killed mid-epoch.
 SLOW_FLAGS = ["--feature-cache", "false", "--epochs", "3", "--crop", "112", "--resize", "128"]

@@ -10,7 +10,7 @@ import types
 import pytest
 from torch import nn
 
-from tests.training.conftest import JobRun, job_env
+from tests.source_dir.conftest import JobRun, job_env
 
 
 class _Hook:

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from tests.training.conftest import run_train
+from tests.source_dir.conftest import run_train
 
 STEP_FIELDS = {
     "type", "time", "epoch", "step", "loss", "lr", "grad_norm", "data_time", "compute_time", "images_per_sec",

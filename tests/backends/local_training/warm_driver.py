@@ -1,6 +1,6 @@
 """Starts one job through WarmStart, as a tuning worker does, and exits at once.
 
-    python tests/train_local/warm_driver.py JOB_DIR SOURCE_DIR ENTRY_POINT [exec]
+    python tests/backends/local_training/warm_driver.py JOB_DIR SOURCE_DIR ENTRY_POINT [exec]
 
 The job's request.json must exist. Prints {"driver_pid", "warm_seconds"} as JSON. With
 `exec`, the same job goes through the plain launcher instead, for side-by-side checks.

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from tests.training.conftest import SOURCE_DIR, TRAIN_PY, JobRun, job_env
+from tests.source_dir.conftest import SOURCE_DIR, TRAIN_PY, JobRun, job_env
 
 
 def _free_port() -> int:

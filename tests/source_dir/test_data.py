@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from tests.training.datasets import build_channel
+from tests.source_dir.datasets import build_channel
 
 
 def test_manifest_lists_classes_and_files(breedkit, channel):

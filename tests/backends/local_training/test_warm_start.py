@@ -1,5 +1,5 @@
 """A job forked from a warm process behaves as the same job exec'd: same output, exit codes,
-tracebacks, stop, detachment. Each job is started by tests/train_local/warm_driver.py in its
+tracebacks, stop, detachment. Each job is started by tests/backends/local_training/warm_driver.py in its
 own process (never by forking pytest), which exits at once: the job must outlive it."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dogbreed.backends.local_tuning.warm_start import FORKED_NOTE
 from dogbreed.processes import is_alive
 
 DRIVER = Path(__file__).with_name("warm_driver.py")
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 SCRIPT = """\
 import atexit, os, signal, sys, time

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.training.conftest import run_train
+from tests.source_dir.conftest import run_train
 
 CHANCE = 1 / 10
 
