@@ -17,9 +17,9 @@ from dogbreed.data.s3store import LOCK_NAME, S3Store
 from dogbreed.errors import DogbreedError, UsageError
 from dogbreed.workflows.ingest import ingest
 from dogbreed.workspace import Workspace
+from tests.backends.sagemaker.conftest import record_calls
 from tests.conftest import dogbreed_cli
 from tests.ingest.conftest import DOGS, photos
-from tests.sagemaker.conftest import record_calls
 
 BUCKET = "dogbreed-seed"
 BREEDS = ["n02088238-basset", "n02088364-beagle", "n02096585-Boston_bull"]

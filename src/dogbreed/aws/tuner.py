@@ -85,7 +85,7 @@ def build_tuner(config: Config, estimator: Any, *, tags: list[dict[str, str]]) -
     }
     # Grid: the SDK wants max_jobs=None "to recalculate it later", but then sends
     # MaxNumberOfTrainingJobs=None, which botocore's validator rejects before any request
-    # (aws/sagemaker-python-sdk#3439; tests/sagemaker prove the rejection). The API lets
+    # (aws/sagemaker-python-sdk#3439; tests/backends/sagemaker prove the rejection). The API lets
     # Grid omit the limit or give the exact number of combinations: we give that number.
     kwargs["max_jobs"] = trial_count(config)
     if tune.strategy == "Hyperband":

@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 
 from dogbreed.backends.base import DeployRequest
 from dogbreed.errors import DogbreedError
-from tests.sagemaker.conftest import BUCKET, INFERENCE_IMAGE, ROLE, make_backend, sm_config
+from tests.backends.sagemaker.conftest import BUCKET, INFERENCE_IMAGE, ROLE, make_backend, sm_config
 
 MODEL_URI = f"s3://{BUCKET}/dogbreed/jobs/dogbreed-train-1/output/model.tar.gz"
 EXPIRES = datetime(2026, 11, 27, 23, 15, 0, tzinfo=timezone.utc)

@@ -16,7 +16,7 @@ from dogbreed.backends.base import TrainingRequest
 from dogbreed.config.flags import hyperparameters
 from dogbreed.errors import ConfigError
 from dogbreed.jobspec import metric_spec
-from tests.sagemaker.conftest import BUCKET, DATASET, DEBUGGER_CONTAINER, ROLE, TRAINING_IMAGE, make_backend, sm_config
+from tests.backends.sagemaker.conftest import BUCKET, DATASET, DEBUGGER_CONTAINER, ROLE, TRAINING_IMAGE, make_backend, sm_config
 
 JOB = "dogbreed-train-261127-101500-a1b2"
 CODE_URI = re.compile(rf"^s3://{BUCKET}/dogbreed/code/[0-9a-f]{{16}}/sourcedir\.tar\.gz$")

@@ -8,8 +8,8 @@ import shutil
 from datetime import datetime, timedelta, timezone
 
 from dogbreed.backends.base import DeployRequest
+from tests.backends.sagemaker.conftest import BUCKET, INFERENCE_IMAGE, ROLE, make_backend, sm_config
 from tests.conftest import dogbreed_cli
-from tests.sagemaker.conftest import BUCKET, INFERENCE_IMAGE, ROLE, make_backend, sm_config
 
 EXPIRES = datetime(2026, 11, 28, 1, 0, tzinfo=timezone.utc)
 

@@ -13,8 +13,8 @@ from dogbreed.aws.preflight import PreflightError
 from dogbreed.backends.base import TrainingRequest, TuningRequest
 from dogbreed.backends.imagenet_weights import imagenet_weights_url
 from dogbreed.config.flags import hyperparameters
-from tests.sagemaker.conftest import BUCKET, DATASET, make_backend, sm_config, upload_dataset
-from tests.sagemaker.test_preflight import FakeRehearsal
+from tests.backends.sagemaker.conftest import BUCKET, DATASET, make_backend, sm_config, upload_dataset
+from tests.backends.sagemaker.test_preflight import FakeRehearsal
 
 JOB = "dogbreed-train-261127-101500-a1b2"
 ISOLATED = ("sagemaker.network_isolation=true", "model.arch=mobilenet_v2", "model.weights=imagenet")

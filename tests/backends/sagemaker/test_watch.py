@@ -11,7 +11,7 @@ from dogbreed.aws.watch import LogTail, follow_training_job
 from dogbreed.backends.base import TrainingRequest
 from dogbreed.config.flags import hyperparameters
 from dogbreed.errors import NotFoundError
-from tests.sagemaker.conftest import BUCKET, DATASET, make_backend, sm_config
+from tests.backends.sagemaker.conftest import BUCKET, DATASET, make_backend, sm_config
 
 JOB = "dogbreed-train-261127-101500-a1b2"
 LOG_LINES = [

@@ -2,7 +2,7 @@
 CreateEndpointConfig, UpdateEndpoint and AddTags requests, the old model and config deleted
 after, a failed update leaving the old model serving, and the dry run's plan from the ledger.
 
-moto does not implement UpdateEndpoint; tests/sagemaker/moto_plus.py adds it as AWS
+moto does not implement UpdateEndpoint; tests/backends/sagemaker/moto_plus.py adds it as AWS
 documents it (a model whose data cannot be fetched fails the update and rolls it back)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dogbreed.backends.base import DeployRequest
 from dogbreed.errors import DogbreedError
 from dogbreed.workflows import deploy as deploy_workflow
 from dogbreed.workspace import Workspace
-from tests.sagemaker.conftest import BUCKET, INFERENCE_IMAGE, ROLE, make_backend, sm_config
+from tests.backends.sagemaker.conftest import BUCKET, INFERENCE_IMAGE, ROLE, make_backend, sm_config
 
 FIRST = f"s3://{BUCKET}/dogbreed/jobs/dogbreed-train-1/output/model.tar.gz"
 SECOND = f"s3://{BUCKET}/dogbreed/jobs/dogbreed-train-2/output/model.tar.gz"

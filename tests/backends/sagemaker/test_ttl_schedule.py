@@ -11,7 +11,7 @@ import pytest
 
 from dogbreed.aws.preflight import PreflightError
 from dogbreed.backends.base import DeployRequest
-from tests.sagemaker.conftest import BUCKET, make_backend, record_calls, sm_config
+from tests.backends.sagemaker.conftest import BUCKET, make_backend, record_calls, sm_config
 
 SCHEDULER_ROLE = "arn:aws:iam::123456789012:role/DogbreedScheduler"
 FIRST = f"s3://{BUCKET}/dogbreed/jobs/dogbreed-train-1/output/model.tar.gz"

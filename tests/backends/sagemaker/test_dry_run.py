@@ -16,7 +16,7 @@ from dogbreed.aws.session import AwsSession
 from dogbreed.backends.base import DeployRequest, TrainingRequest, TuningRequest
 from dogbreed.config.flags import hyperparameters
 from dogbreed.errors import ConfigError
-from tests.sagemaker.conftest import BUCKET, DATASET, DEBUGGER_CONTAINER, make_backend, sm_config
+from tests.backends.sagemaker.conftest import BUCKET, DATASET, DEBUGGER_CONTAINER, make_backend, sm_config
 
 
 @pytest.fixture

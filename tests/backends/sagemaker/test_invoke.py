@@ -12,7 +12,7 @@ import json
 import pytest
 
 from dogbreed.errors import DogbreedError, NotFoundError
-from tests.sagemaker.conftest import make_backend, sm_config
+from tests.backends.sagemaker.conftest import make_backend, sm_config
 
 
 @pytest.fixture

@@ -122,7 +122,7 @@ def record_calls(aws, service: str) -> list[tuple[str, dict]]:
 @pytest.fixture(scope="session")
 def moto_plus(tmp_path_factory):
     """A second moto server that also knows SageMaker's quotas and UpdateEndpoint
-    (tests/sagemaker/moto_plus.py); yields (URL, the JSON file the quotas are read from)."""
+    (tests/backends/sagemaker/moto_plus.py); yields (URL, the JSON file the quotas are read from)."""
     import os
     import sys
 

@@ -14,7 +14,7 @@ from dogbreed.aws.estimators import job_inputs
 from dogbreed.aws.staging import bundle_bytes, source_bundle
 from dogbreed.aws.tags import resource_tags
 from dogbreed.config.flags import to_argv
-from tests.sagemaker.conftest import BUCKET, DATASET, sm_config
+from tests.backends.sagemaker.conftest import BUCKET, DATASET, sm_config
 
 
 def test_train_py_gets_the_same_argv_on_sagemaker_as_locally(tmp_path, imagenet_weights):

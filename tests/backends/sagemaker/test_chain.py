@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from dogbreed.backends.base import DeployRequest, TuningRequest
 from dogbreed.workflows import train as train_workflow
 from dogbreed.workspace import Workspace
-from tests.sagemaker.conftest import BUCKET, DATASET, make_backend, sm_config
+from tests.backends.sagemaker.conftest import BUCKET, DATASET, make_backend, sm_config
 
 
 def answer_trials(client, summaries: list[dict]) -> None:

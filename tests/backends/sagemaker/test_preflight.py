@@ -10,7 +10,7 @@ import pytest
 from dogbreed.aws.preflight import PreflightError
 from dogbreed.backends.base import TrainingOutcome, TrainingRequest
 from dogbreed.config.flags import hyperparameters
-from tests.sagemaker.conftest import BUCKET, DATASET, DEBUGGER_CONTAINER, make_backend, sm_config, upload_dataset
+from tests.backends.sagemaker.conftest import BUCKET, DATASET, DEBUGGER_CONTAINER, make_backend, sm_config, upload_dataset
 
 JOB = "dogbreed-train-261127-101500-a1b2"
 GOOD_LOG = "\n".join(

@@ -8,7 +8,7 @@ import yaml
 from dogbreed.backends.base import TuningRequest
 from dogbreed.errors import ConfigError, UsageError
 from dogbreed.jobspec import metric_spec
-from tests.sagemaker.conftest import BUCKET, DATASET, ROLE, TRAINING_IMAGE, make_backend, sm_config
+from tests.backends.sagemaker.conftest import BUCKET, DATASET, ROLE, TRAINING_IMAGE, make_backend, sm_config
 
 TUNE = "dogbreed-tune-261127-101500-ab"
 

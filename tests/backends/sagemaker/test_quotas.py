@@ -10,8 +10,16 @@ import pytest
 from dogbreed.aws.preflight import PreflightError
 from dogbreed.backends.base import DeployRequest, TrainingRequest, TuningRequest
 from dogbreed.config.flags import hyperparameters
-from tests.sagemaker.conftest import BUCKET, DATASET, make_backend, record_calls, sagemaker_quota, sm_config, upload_dataset
-from tests.sagemaker.test_preflight import FakeRehearsal
+from tests.backends.sagemaker.conftest import (
+    BUCKET,
+    DATASET,
+    make_backend,
+    record_calls,
+    sagemaker_quota,
+    sm_config,
+    upload_dataset,
+)
+from tests.backends.sagemaker.test_preflight import FakeRehearsal
 
 
 @pytest.fixture(autouse=True)
