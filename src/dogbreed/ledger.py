@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-KINDS = ("dataset", "training-job", "tuning-job", "trial", "model", "endpoint", "report")
+KINDS = ("dataset", "training-job", "tuning-job", "trial", "model", "endpoint", "report", "transform-job")
 LIVE_STATES = ("creating", "running", "in-service", "created", "stopping")
 GONE_STATES = ("deleted", "gone")
 

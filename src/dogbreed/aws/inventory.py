@@ -38,6 +38,13 @@ _LISTINGS: dict[str, tuple[str, str, str, str, dict[str, Any]]] = {
         "HyperParameterTuningJobArn",
         {"StatusEquals": "InProgress"},
     ),
+    "transform-job": (
+        "list_transform_jobs",
+        "TransformJobSummaries",
+        "TransformJobName",
+        "TransformJobArn",
+        {"StatusEquals": "InProgress"},
+    ),
 }
 SERVING_KINDS = ("model", "endpoint-config", "endpoint")
 
@@ -53,7 +60,7 @@ class LiveResource:
 
 
 def _state(kind: str, summary: dict[str, Any]) -> str:
-    for key in ("EndpointStatus", "TrainingJobStatus", "HyperParameterTuningJobStatus"):
+    for key in ("EndpointStatus", "TrainingJobStatus", "HyperParameterTuningJobStatus", "TransformJobStatus"):
         if key in summary:
             return summary[key]
     return "Created"
@@ -128,8 +135,11 @@ def teardown_order(resources: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def job_hourly_cost(client: Any, config: Config, found: LiveResource) -> float:
-    """USD/hour a running training or tuning job costs now (tuning: per running trial)."""
-    if found.kind == "training-job":
+    """USD/hour a running training, tuning or transform job costs now (tuning: per running trial)."""
+    if found.kind == "transform-job":
+        resources = client.describe_transform_job(TransformJobName=found.name).get("TransformResources", {})
+        running = 1
+    elif found.kind == "training-job":
         resources = client.describe_training_job(TrainingJobName=found.name).get("ResourceConfig", {})
         running = 1
     else:

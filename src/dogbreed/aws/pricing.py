@@ -65,6 +65,9 @@ def resource_hourly(config: Config, kind: str, meta: dict[str, Any], instance_ty
             return sm.prices.get("serverless", 0.0)
         use = instance_type or meta.get("instance_type") or sm.instance_type.endpoint
         count = meta.get("instance_count") or sm.endpoint_instance_count
+    elif kind == "transform-job":
+        use = meta.get("instance_type") or config.transform.instance_type
+        count = meta.get("instance_count") or config.transform.instance_count
     elif kind == "tuning-job":
         use = meta.get("instance_type") or sm.instance_type.tune
         count = meta.get("max_parallel_jobs") or config.tune.max_parallel_jobs

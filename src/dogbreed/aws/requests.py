@@ -26,8 +26,10 @@ _DRY_ANSWERS = {
     "CreateEndpointConfig": ("EndpointConfigArn", "endpoint-config"),
     "CreateEndpoint": ("EndpointArn", "endpoint"),
     "UpdateEndpoint": ("EndpointArn", "endpoint"),
+    "CreateTransformJob": ("TransformJobArn", "transform-job"),
 }
-_NAME_KEYS = (
+_NAME_KEYS = (  # a transform job names its model too: its own name comes first
+    "TransformJobName",
     "TrainingJobName",
     "HyperParameterTuningJobName",
     "ModelName",

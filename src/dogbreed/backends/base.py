@@ -151,6 +151,62 @@ class EndpointInfo:
         }
 
 
+@dataclass(frozen=True)
+class TransformRequest:
+    """Batch scoring with no endpoint: every image of `images` (local files, listed by the
+    workflow) and of `prefixes` (s3:// prefixes, as given) into the scores file `output`."""
+
+    name: str  # the job's name (SageMaker: the transform job)
+    config: Config
+    model_uri: str  # model.tar.gz or a model dir
+    output: Path  # the scores file (serving/scores_file.py)
+    format: str  # csv | jsonl
+    top_k: int
+    images: tuple[Any, ...] = ()  # dogbreed.serving.batch.BatchImage
+    prefixes: tuple[str, ...] = ()
+    restart: bool = False  # start the scores file over instead of resuming it
+    training_job: str | None = None
+    trust_code: bool = False
+
+
+@dataclass
+class TransformOutcome:
+    name: str
+    backend: str
+    state: str  # InProgress | Completed | Failed | Stopped
+    model_uri: str | None = None
+    output: str | None = None  # the scores file, once written
+    scored: int = 0  # rows written by this run
+    skipped: int = 0  # images the scores file already had (a resumed run)
+    errors: list[dict[str, str]] = field(default_factory=list)  # {"image", "error"}, this run's and earlier ones
+    input_uri: str | None = None  # SageMaker: the job's S3 input and output
+    output_uri: str | None = None
+    instance_type: str | None = None
+    instance_count: int = 0
+    est_cost_per_hour: float = 0.0
+    failure: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "transform_job": self.name,
+            "backend": self.backend,
+            "state": self.state,
+            "model_uri": self.model_uri,
+            "output": self.output,
+            "scored": self.scored,
+            "skipped": self.skipped,
+            "errors": self.errors,
+            "input_uri": self.input_uri,
+            "output_uri": self.output_uri,
+            "instance_type": self.instance_type,
+            "instance_count": self.instance_count,
+            "est_cost_per_hour": self.est_cost_per_hour,
+            "failure": self.failure,
+            **self.extra,
+        }
+
+
 class Backend(Protocol):
     name: str
     config: Config
@@ -196,3 +252,16 @@ class Backend(Protocol):
     def describe_endpoint(self, endpoint: str) -> EndpointInfo: ...  # state "gone" when it no longer exists
 
     def delete_endpoint(self, endpoint: str) -> bool: ...  # False when there was nothing to delete
+
+    # Batch scoring with no endpoint: in this process (local) or a Batch Transform job
+    # (SageMaker), which ends by itself. on_created gets a job that bills as soon as it
+    # exists (the workflow records it); wait=False returns while it runs.
+    def plan_transform(self, request: TransformRequest) -> dict[str, Any]: ...
+
+    def transform(
+        self, request: TransformRequest, wait: bool = True, on_created: Callable[[TransformOutcome], None] | None = None
+    ) -> TransformOutcome: ...
+
+    def describe_transform(self, name: str) -> TransformOutcome: ...  # state "gone" when unknown
+
+    def stop_transform(self, name: str) -> bool: ...  # False when it was not running

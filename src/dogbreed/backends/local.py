@@ -3,7 +3,8 @@ SageMaker, with no AWS, no Docker and no network.
 
 Training lives in local_training.py (train.py as a subprocess with the SM_* environment),
 tuning in local_tuning/ (Optuna over real jobs of train.py), serving in local_endpoints.py
-(a background server with SageMaker's endpoint contract); this class only puts the three
+(a background server with SageMaker's endpoint contract), batch scoring in
+local_transform.py (the endpoint's handler in this process); this class only puts them
 behind the one Backend protocol.
 """
 
@@ -12,11 +13,12 @@ from __future__ import annotations
 from dogbreed.backends.datasets import open_store
 from dogbreed.backends.local_endpoints import LocalEndpoints
 from dogbreed.backends.local_training import LocalTraining
+from dogbreed.backends.local_transform import LocalTransform
 from dogbreed.backends.local_tuning.backend import LocalTuning
 from dogbreed.data.stores import DatasetStore
 
 
-class LocalBackend(LocalTraining, LocalTuning, LocalEndpoints):
+class LocalBackend(LocalTraining, LocalTuning, LocalEndpoints, LocalTransform):
     name = "local"
 
     def default_dataset_uri(self, name: str) -> str:

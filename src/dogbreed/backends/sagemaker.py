@@ -42,6 +42,7 @@ from dogbreed.backends.base import (
 from dogbreed.backends.datasets import open_store
 from dogbreed.backends.imagenet_weights import imagenet_weights_file
 from dogbreed.backends.sagemaker_preflight import Rehearse, local_rehearsal, rehearse_training
+from dogbreed.backends.sagemaker_transform import SageMakerTransform
 from dogbreed.config import Config
 from dogbreed.config.flags import hyperparameters
 from dogbreed.data.stores import DatasetStore
@@ -52,7 +53,7 @@ from dogbreed.progress import NullReporter, Reporter
 from dogbreed.workspace import Workspace
 
 
-class SageMakerBackend:
+class SageMakerBackend(SageMakerTransform):
     name = "sagemaker"
     runs_here = False  # jobs run on SageMaker's instances: local files are staged to S3
     resumes_jobs = False  # SageMaker never reuses a job name (its spot jobs resume by themselves)
@@ -738,7 +739,7 @@ class SageMakerBackend:
             if found.kind == "endpoint":
                 info = self.describe_endpoint(found.name)
                 state, per_hour = info.state, info.est_cost_per_hour
-            elif found.kind in ("training-job", "tuning-job"):
+            elif found.kind in ("training-job", "tuning-job", "transform-job"):
                 per_hour = inventory.job_hourly_cost(self._sagemaker, self.config, found)
             rows.append(inventory.status_row(found, state, per_hour))
         rows += [self._schedule_row(schedule) for schedule in self._schedules()]

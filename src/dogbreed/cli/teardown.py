@@ -24,10 +24,14 @@ def _render(answer: dict):
     def render(console) -> None:
         if answer["dry_run"]:
             console.print(f"Would delete: {', '.join(answer['would_delete']) or 'nothing'}", highlight=False)
+            if answer.get("would_stop"):
+                console.print(f"Would stop transform jobs: {', '.join(answer['would_stop'])}", highlight=False)
             if answer.get("would_sweep"):
                 console.print(f"With --all, everything tagged: {', '.join(answer['would_sweep'])}", highlight=False)
         else:
             console.print(f"Deleted: {', '.join(answer['deleted']) or 'nothing'}", highlight=False)
+            if answer.get("stopped"):
+                console.print(f"Stopped transform jobs: {', '.join(answer['stopped'])}", highlight=False)
             if answer.get("swept"):
                 console.print(f"Also deleted (left behind): {', '.join(answer['swept'])}", highlight=False)
         if answer["not_found"]:
@@ -37,8 +41,10 @@ def _render(answer: dict):
 
 
 def command(
-    names: Annotated[Optional[list[str]], typer.Argument(help="Endpoint names (default: the latest).")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Every live endpoint this tool created.")] = False,
+    names: Annotated[
+        Optional[list[str]], typer.Argument(help="Endpoint names, or running transform jobs (default: the latest endpoint).")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every live endpoint and running transform job this tool created.")] = False,
     expired: Annotated[
         bool, typer.Option("--expired", help="Every endpoint whose TTL (deploy.ttl) has passed; for a schedule.")
     ] = False,
@@ -55,19 +61,31 @@ def command(
     verbose: VerboseOpt = False,
 ) -> None:
     session = Session.start(config, set_, backend, json_out, verbose)
-    from dogbreed.workflows.teardown import listed_endpoints, select, teardown
+    from dogbreed.workflows.teardown import listed_resources, select, teardown
 
     ledger = session.workspace.ledger
     # A backend that lists this project's endpoints by tags (SageMaker) adds those the ledger
     # does not know (listed_endpoints is empty for one that cannot list, as local).
     backend_ = session.backend() if (all_ or expired or names) else None
-    listed = listed_endpoints(backend_)
-    plan = select(ledger, session.config.backend, names or [], all_, session.reporter, expired=expired, listed=listed)
-    if plan.targets and not (yes or dry_run) and session.interactive:
-        question = f"Delete {len(plan.targets)} {session.config.backend} endpoint(s): {', '.join(plan.targets)}?"
+    rows = listed_resources(backend_)
+    listed = [row for row in rows if row["kind"] == "endpoint"]
+    plan = select(
+        ledger,
+        session.config.backend,
+        names or [],
+        all_,
+        session.reporter,
+        expired=expired,
+        listed=listed,
+        listed_jobs=[row for row in rows if row["kind"] == "transform-job"],
+    )
+    if (plan.targets or plan.jobs) and not (yes or dry_run) and session.interactive:
+        what = [f"delete {len(plan.targets)} endpoint(s): {', '.join(plan.targets)}"] if plan.targets else []
+        what += [f"stop {len(plan.jobs)} transform job(s): {', '.join(plan.jobs)}"] if plan.jobs else []
+        question = f"{' and '.join(what).capitalize()} ({session.config.backend})?"
         if not typer.confirm(question, default=False, err=True):
             raise typer.Abort()
-    if backend_ is None and plan.targets and not dry_run:
+    if backend_ is None and (plan.targets or plan.jobs) and not dry_run:
         backend_ = session.backend()
     result = teardown(backend_, ledger, plan, dry_run=dry_run, reporter=session.reporter)
     session.emit(result.to_json(), _render(result.to_json()))

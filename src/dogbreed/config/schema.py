@@ -400,6 +400,18 @@ class DeployConfig(Strict):
         return value
 
 
+class TransformConfig(Strict):
+    instance_type: str = Field("ml.m5.large", description="Instance type of SageMaker Batch Transform jobs.")
+    instance_count: int = Field(1, ge=1, le=100, description="Instances of a Batch Transform job.")
+    max_payload_mb: int = Field(
+        6, ge=1, le=100, description="Largest image a Batch Transform job sends to the model (MaxPayloadInMB)."
+    )
+    max_concurrent_transforms: int | None = Field(
+        None, ge=1, le=1000, description="Parallel requests per instance of a Batch Transform job; unset: SageMaker's choice."
+    )
+    expected_hours: float = Field(0.25, gt=0, description="Expected hours of a Batch Transform job, for cost estimates.")
+
+
 class Config(Strict):
     backend: Literal["local", "sagemaker"] = Field("local", description="Where work runs: local or sagemaker.")
     workspace: str = Field(".dogbreed", description="Folder for local state, the ledger and artifacts.")
@@ -409,6 +421,9 @@ class Config(Strict):
     tune: TuneConfig = Field(default_factory=TuneConfig, description="Hyperparameter search.")
     sagemaker: SageMakerConfig = Field(default_factory=SageMakerConfig, description="SageMaker backend settings.")
     deploy: DeployConfig = Field(default_factory=DeployConfig, description="Endpoint settings.")
+    transform: TransformConfig = Field(
+        default_factory=TransformConfig, description="Batch scoring without an endpoint (dogbreed transform)."
+    )
     # Which layer set each path key ("configs/local.yaml", "--set data.source", ...), filled
     # by the loader so that a missing path can be reported with the file and key behind it.
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)

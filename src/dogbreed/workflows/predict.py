@@ -22,6 +22,7 @@ from dogbreed.errors import DogbreedError, NotFoundError
 from dogbreed.ledger import Ledger
 from dogbreed.progress import NullReporter, Reporter
 from dogbreed.regular_files import FileRefusedError, check_regular
+from dogbreed.serving.batch import is_dog
 from dogbreed.serving.errors import EndpointUnavailableError
 from dogbreed.serving.upload import IMAGE_SUFFIXES, prepare
 
@@ -107,11 +108,6 @@ def _first_prediction(answer: bytes) -> dict[str, Any]:
         return {"top": first["top"], "dog_probability": first.get("dog_probability")}
     except (ValueError, KeyError, IndexError, TypeError):
         raise DogbreedError(f"unexpected answer from the endpoint: {answer[:200]!r}") from None
-
-
-def is_dog(dog_probability: float | None, threshold: float) -> bool | None:
-    """Whether to name a breed: None when the model cannot tell (no ImageNet head)."""
-    return None if dog_probability is None else dog_probability >= threshold
 
 
 def predict(

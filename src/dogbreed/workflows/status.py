@@ -1,7 +1,7 @@
 """status: what is running or billing now, checked against reality, with its cost per hour.
 
-Lists endpoints (until deleted or gone) and training/tuning jobs in progress, from the
-ledger. Each resource on a backend we were given is checked there (endpoint: process and
+Lists endpoints (until deleted or gone) and training, tuning and batch transform jobs in
+progress, from the ledger. Each resource on a backend we were given is checked there (endpoint: process and
 /ping or DescribeEndpoint; training job: the job's own status) and the ledger is corrected
 to what was seen, so a server killed with `kill -9` shows as gone, and a training job that
 ended is recorded as `train` records it, model included. Resources of other
@@ -25,7 +25,7 @@ from dogbreed.errors import NotFoundError
 from dogbreed.ledger import Ledger, Resource, now
 from dogbreed.workflows.train import record_outcome
 
-JOB_KINDS = ("training-job", "tuning-job")
+JOB_KINDS = ("training-job", "tuning-job", "transform-job")
 ACTIVE_JOB_STATES = ("InProgress", "Stopping", "Starting", "creating", "running", "stopping")
 
 
@@ -53,6 +53,11 @@ def _observe(record: Resource, backend: Backend | None, ledger: Ledger) -> tuple
                 ledger.update(record.kind, record.name, record.backend, state=info.state)
         extra = {"checked": True, "url": info.url, "arn": info.arn, "instance_type": info.instance_type}
         return info.state, extra
+    if record.kind == "transform-job":
+        seen = backend.describe_transform(record.name)
+        if seen.state != record.state:
+            ledger.update(record.kind, record.name, record.backend, state=seen.state, meta={"failure": seen.failure})
+        return seen.state, {"checked": True, "instance_type": seen.instance_type}
     describe = getattr(backend, "describe_training", None) if record.kind == "training-job" else None
     if describe is None:
         return record.state, {"checked": False}

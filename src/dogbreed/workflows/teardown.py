@@ -39,6 +39,9 @@ class TeardownPlan:
     # each with the closest live names: a typo, unless --ignore-missing.
     unknown: dict[str, list[str]] = field(default_factory=dict)
     live: list[str] = field(default_factory=list)
+    # Running batch transform jobs to stop (named, or every one with --all): they end by
+    # themselves, but a stop ends the billing now.
+    jobs: list[str] = field(default_factory=list)
 
     def missing_error(self, backend_name: str) -> NotFoundError | None:
         """The one-line error for names that match nothing, or None when every name matched."""
@@ -64,9 +67,12 @@ class TeardownResult:
     # --all on a backend that lists by tags: "kind/name" deleted after the endpoints (left
     # behind), or in a dry run everything tagged that --all would remove, endpoints included.
     swept: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)  # transform jobs (would_stop in a dry run)
 
     def to_json(self) -> dict[str, Any]:
         answer: dict[str, Any] = {"deleted": self.deleted, "not_found": self.not_found, "dry_run": self.dry_run}
+        if self.stopped:
+            answer["would_stop" if self.dry_run else "stopped"] = self.stopped
         if self.dry_run:
             answer["would_delete"] = self.would_delete
         if self.swept:
@@ -74,13 +80,28 @@ class TeardownResult:
         return answer
 
 
-def listed_endpoints(backend: Backend | None) -> list[dict[str, Any]]:
-    """Live endpoints the backend itself finds as this project's (status rows); [] where it
+def listed_resources(backend: Backend | None) -> list[dict[str, Any]]:
+    """What the backend itself finds as this project's and live (status rows); [] where it
     cannot list (local: its endpoints live in this workspace, so the ledger knows them all)."""
     list_resources = getattr(backend, "list_resources", None)
     if list_resources is None:
         return []
-    return [row for row in list_resources() if row["kind"] == "endpoint" and row["state"] not in ("gone", "deleted")]
+    return [row for row in list_resources() if row["state"] not in ("gone", "deleted")]
+
+
+def listed_endpoints(backend: Backend | None) -> list[dict[str, Any]]:
+    """Live endpoints the backend itself finds as this project's (see listed_resources)."""
+    return [row for row in listed_resources(backend) if row["kind"] == "endpoint"]
+
+
+TRANSFORM_JOB = "transform-job"
+
+
+def running_jobs(ledger: Ledger, backend_name: str, listed: Sequence[dict[str, Any]] = ()) -> list[str]:
+    """Transform jobs running as far as the ledger knows, and those the backend lists (tagged)."""
+    known = [r.name for r in ledger.list(TRANSFORM_JOB, backend=backend_name, states=("InProgress", "Stopping"))]
+    known += [row["name"] for row in listed if row["kind"] == TRANSFORM_JOB and row["state"] == "InProgress"]
+    return list(dict.fromkeys(known))
 
 
 def _expiry(text: str | None) -> datetime | None:
@@ -97,6 +118,7 @@ def select(
     expired: bool = False,
     listed: Sequence[dict[str, Any]] = (),
     at: datetime | None = None,
+    listed_jobs: Sequence[dict[str, Any]] = (),
 ) -> TeardownPlan:
     """Which endpoints to delete: the named ones, every one (--all), those past their TTL
     (--expired), or else the ledger's latest. `listed`: what listed_endpoints found."""
@@ -114,8 +136,9 @@ def select(
     if expired:
         moment = at or now()
         return TeardownPlan(targets=[n for n in known if expiry[n] is not None and expiry[n] <= moment])
+    jobs = running_jobs(ledger, backend_name, listed_jobs)
     if all_:
-        return TeardownPlan(targets=known, sweep=True)
+        return TeardownPlan(targets=known, sweep=True, jobs=jobs)
     if not names:
         return TeardownPlan(targets=[r.name for r in records][-1:])
     deleted_before = {r.name for r in every if r.state == "deleted"}
@@ -124,6 +147,9 @@ def select(
     for name in dict.fromkeys(names):
         if name in expiry:
             plan.targets.append(name)
+            continue
+        if name in jobs:
+            plan.jobs.append(name)
             continue
         plan.not_found.append(name)
         elsewhere = [r.backend for r in ledger.list("endpoint") if r.name == name and r.backend != backend_name and r.live]
@@ -149,6 +175,17 @@ def teardown(
             ledger.update("endpoint", name, backend.name, state="deleted", meta={"stopped": "teardown"})
         (result.deleted if existed else result.not_found).append(name)
         reporter.info(f"endpoint {name}: {'deleted' if existed else 'already gone'}")
+    for name in plan.jobs:
+        if dry_run:
+            result.stopped.append(name)
+            continue
+        stopped = backend.stop_transform(name)
+        seen = backend.describe_transform(name).state
+        if ledger.get(TRANSFORM_JOB, name, backend.name) is not None:
+            ledger.update(TRANSFORM_JOB, name, backend.name, state=seen)
+        if stopped:
+            result.stopped.append(name)
+        reporter.info(f"transform job {name}: {'stopping' if stopped else f'not running ({seen})'}")
     sweep = getattr(backend, "teardown", None) if plan.sweep else None
     if sweep is not None:
         # Tagged models and endpoint configs no endpoint uses any more (a failed deploy's).
