@@ -12,6 +12,10 @@
   update fails and SageMaker rolls back: the endpoint keeps its old config, is InService
   again, and DescribeEndpoint's FailureReason says why ("the status is InService but update
   operation fails", DescribeEndpoint's API reference).
+- SageMaker Batch Transform jobs that keep running: moto's complete at once, and it lacks
+  StopTransformJob. With `"transform_status": "InProgress"` in the same JSON file, a new job
+  stays InProgress until StopTransformJob, which makes it Stopped, as AWS does
+  (Stopping, then Stopped; the end state is what a caller waits for).
 Every other call is moto's own.
 
 Usage: python moto_plus.py -H 127.0.0.1 -p PORT
@@ -29,7 +33,7 @@ from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
 from moto.s3.models import s3_backends
 from moto.sagemaker.exceptions import ValidationError
-from moto.sagemaker.models import SageMakerModelBackend
+from moto.sagemaker.models import FakeTransformJob, SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
 from moto.server import main
 from moto.servicequotas.models import ServiceQuotasBackend
@@ -119,6 +123,38 @@ def update_endpoint_response(self: SageMakerResponse) -> ActionResult:
 
 SageMakerModelBackend.update_endpoint = update_endpoint
 SageMakerResponse.update_endpoint = update_endpoint_response
+
+# --- SageMaker Batch Transform that runs until stopped ---------------------------------------
+
+_transform_init = FakeTransformJob.__init__
+
+
+def transform_init(self: FakeTransformJob, *args: Any, **kwargs: Any) -> None:
+    _transform_init(self, *args, **kwargs)
+    status = _seeded().get("transform_status")
+    if status:
+        self.transform_job_status = status
+        self.transform_end_time = None
+
+
+def stop_transform_job(self: SageMakerModelBackend, transform_job_name: str) -> None:
+    job = self.transform_jobs.get(transform_job_name)
+    if job is None:
+        raise ValidationError(message=f"Could not find transform job '{transform_job_name}'.")
+    if job.transform_job_status != "InProgress":
+        raise ValidationError(message=f"Transform job '{transform_job_name}' is {job.transform_job_status}, not InProgress.")
+    job.transform_job_status = "Stopped"
+    job.transform_end_time = utcnow()
+
+
+def stop_transform_job_response(self: SageMakerResponse) -> ActionResult:
+    self.sagemaker_backend.stop_transform_job(transform_job_name=self._get_param("TransformJobName"))
+    return ActionResult({})
+
+
+FakeTransformJob.__init__ = transform_init
+SageMakerModelBackend.stop_transform_job = stop_transform_job
+SageMakerResponse.stop_transform_job = stop_transform_job_response
 
 if __name__ == "__main__":
     main()

@@ -17,7 +17,7 @@ from dogbreed.errors import UsageError
 from dogbreed.serving.scores_file import read_rows
 from dogbreed.workflows.status import status
 from dogbreed.workflows.transform import transform
-from tests.sagemaker.conftest import BUCKET, INFERENCE_IMAGE, ROLE, make_backend, sm_config
+from tests.backends.sagemaker.conftest import BUCKET, INFERENCE_IMAGE, ROLE, make_backend, sm_config
 
 MODEL_URI = f"s3://{BUCKET}/dogbreed/jobs/dogbreed-train-1/output/model.tar.gz"
 NAME = "dogbreed-transform-261202-180000-ab12"
