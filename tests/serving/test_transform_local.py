@@ -60,7 +60,7 @@ def test_batch_answers_equal_the_endpoints_for_the_same_photos(tmp_path, model_d
         for mine, theirs in zip(row["top"], endpoint["top"]):
             assert mine["probability"] == pytest.approx(theirs["probability"], abs=2e-6)
         assert row["dog_probability"] == pytest.approx(endpoint["dog_probability"], abs=2e-6)
-        assert row["key"] == f"size={photo.stat().st_size},mtime_ns={photo.stat().st_mtime_ns}"
+        assert row["key"] == f"size={photo.stat().st_size};mtime_ns={photo.stat().st_mtime_ns}"
     cat = next(row for row in rows if Path(row["image"]).name == "cat_01.jpg")
     assert cat["is_dog"] is False  # the default deploy.dog_threshold, as predict decides
     beagle = next(row for row in rows if Path(row["image"]).name == "Beagle_01141.jpg")
@@ -75,7 +75,7 @@ def test_a_bad_file_is_one_error_row_and_the_rest_are_scored(tmp_path, model_dir
     outcome = _run(tmp_path, [folder, tmp_path / "nowhere.jpg"], output, model_dir, top_k=2)
     errors = {Path(row["image"]).name: row["error"] for row in outcome.errors}
     assert set(errors) == {"broken.jpg", "empty.png", "nowhere.jpg"}
-    assert errors["broken.jpg"].startswith("image 0 ")  # the handler's own words, as an endpoint's 400
+    assert errors["broken.jpg"].startswith("the image ")  # the handler's own words, as an endpoint's 400
     assert "empty" in errors["empty.png"] and errors["nowhere.jpg"] == "file not found"
     assert outcome.scored == 5
     with output.open(newline="") as handle:
@@ -182,6 +182,6 @@ def test_the_cli_writes_rows_and_exits_1_after_them(tmp_path, model_tar, predict
     assert answer["backend"] == "local" and answer["state"] == "Completed" and answer["scored"] == 2
     assert [Path(row["image"]).name for row in answer["errors"]] == ["broken.jpg"]
     assert answer["output"] == "out.jsonl" and len((tmp_path / "out.jsonl").read_text().splitlines()) == 2
-    assert run.stderr.strip().splitlines()[-1] == 'error: 1 images could not be scored; see under "errors" in the JSON'
+    assert run.stderr.strip().splitlines()[-1] == 'error: 1 of 2 images could not be scored; see under "errors" in the JSON'
     plan = dogbreed_cli("transform", str(folder), "--dry-run", "--json", "--model", str(model_tar), cwd=tmp_path)
     assert plan.returncode == 0 and json.loads(plan.stdout)["plan"]["images"] == 2

@@ -111,8 +111,7 @@ class LocalTransform:
                 warn=self.reporter.warn,
             )
             with scores, self.reporter.task(f"Scoring {len(todo)} images in-process", total=len(todo)) as advance:
-                for item in todo:
-                    row = scorer.row(item)
+                for row in scorer.rows(todo):
                     scores.write(row)
                     outcome.scored += 1
                     if "error" in row:

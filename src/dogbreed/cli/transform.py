@@ -106,5 +106,7 @@ def command(
         )
     if result.outcome.errors:
         failed = len(result.outcome.errors)
-        where = 'under "errors" in the JSON' if json_out else f"in {output}"
-        raise DogbreedError(f"{failed} images could not be scored; see {where}")
+        where = 'under "errors" in the JSON' if json_out else f"their rows in {output}"
+        raise DogbreedError(
+            f"{failed} of {result.outcome.scored + result.outcome.skipped} images could not be scored; see {where}"
+        )

@@ -62,7 +62,7 @@ def local_images(sources: Sequence[str], max_bytes: int) -> list[BatchImage]:
     for path in paths:
         try:
             stat = path.stat()
-            key = f"size={stat.st_size},mtime_ns={stat.st_mtime_ns}"
+            key = f"size={stat.st_size};mtime_ns={stat.st_mtime_ns}"
         except OSError as exc:
             found.append(BatchImage(str(path), "", _refused(exc.strerror or str(exc)), path))
             continue
