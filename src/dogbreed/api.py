@@ -94,6 +94,17 @@ class Project:
         """Top-k breeds for photos or folders of photos, from the latest (or the named) endpoint."""
         return self.run("predict", *map(str, images), "--top-k", str(top_k), *(["--endpoint", endpoint] if endpoint else []))
 
+    def transform(
+        self,
+        *sources: str | os.PathLike[str],
+        output: str | os.PathLike[str] = "scores.jsonl",
+        model: str = "latest",
+        top_k: int = 3,
+    ) -> dict[str, Any]:
+        """Score photos, folders or an s3:// prefix with no endpoint: one row per image in
+        `output` (.csv or .jsonl); a rerun with the same output resumes."""
+        return self.run("transform", *map(str, sources), "--output", str(output), "--model", model, "--top-k", str(top_k))
+
     def status(self) -> dict[str, Any]:
         """What is running or billing now, with its cost per hour."""
         return self.run("status")

@@ -30,7 +30,13 @@ from dogbreed.workspace import Workspace
 MANIFEST = "manifest.json"
 SKIP_HINT = "skip the checks with --set sagemaker.preflight=false"
 # botocore's enums of instance types each API accepts.
-_INSTANCE_ENUMS = {"train": "TrainingInstanceType", "tune": "TrainingInstanceType", "endpoint": "ProductionVariantInstanceType"}
+_INSTANCE_ENUMS = {
+    "train": "TrainingInstanceType",
+    "tune": "TrainingInstanceType",
+    "endpoint": "ProductionVariantInstanceType",
+    "transform": "TransformInstanceType",
+}
+_INSTANCE_KEYS = {"transform": "transform.instance_type"}  # the others: sagemaker.instance_type.<use>
 
 
 class MissingManifest(DogbreedError):
@@ -66,7 +72,8 @@ def check_instance_types(aws: AwsSession, uses: dict[str, str]) -> list[str]:
             family = name.split(".")[1] if name.count(".") == 2 else None
             close = [a for a in allowed if a.split(".")[1] == family][:4]
             hint = f" (e.g. {', '.join(close)})" if close else ""
-            problems.append(f"sagemaker.instance_type.{use}: {name!r} is not a SageMaker instance type{hint}")
+            key = _INSTANCE_KEYS.get(use, f"sagemaker.instance_type.{use}")
+            problems.append(f"{key}: {name!r} is not a SageMaker instance type{hint}")
     return problems
 
 

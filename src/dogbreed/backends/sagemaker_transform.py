@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dogbreed.aws import inventory
+from dogbreed.aws import inventory, preflight
 from dogbreed.aws import transform as batch
 from dogbreed.aws.model_deployment import build_model
 from dogbreed.aws.staging import StagedObject, local_file
@@ -68,24 +68,29 @@ class SageMakerTransform:
             min_side=1, max_pixels=request.config.data.max_pixels, max_bytes=request.config.transform.max_payload_mb * MB
         )
         files, names, errors = [], {}, []
-        for position, item in enumerate(request.images):
-            if skip.get(item.image) == item.key:
-                continue
-            if item.path is None:
-                try:
-                    item.read()  # raises the reason this argument is no image
-                except (DogbreedError, OSError) as exc:
-                    errors.append({"image": item.image, "key": item.key, "error": str(exc)})
-                continue
-            checked = check_image(item.path, limits)
-            if checked.problem is not None:
-                hint = " (transform.max_payload_mb)" if "too large" in checked.problem else ""
-                errors.append({"image": item.image, "key": item.key, "error": checked.problem + hint})
-                continue
-            name = self._upload_name(position, item.path)
-            files.append(PlannedFile(path=name, split="", folder="", source=item.path, size=checked.size, sha256=checked.sha256))
-            names[name] = item
+        todo = [(position, item) for position, item in enumerate(request.images) if skip.get(item.image) != item.key]
+        with self.reporter.task(f"Checking {len(todo)} images before the upload", total=len(todo)) as advance:
+            for position, item in todo:
+                self._check_one(position, item, limits, files, names, errors)
+                advance(1)
         return files, names, errors
+
+    def _check_one(self, position: int, item: Any, limits: ImageLimits, files: list, names: dict, errors: list) -> None:
+        """One image: an error row, or a file to upload (appended to the lists given)."""
+        if item.path is None:
+            try:
+                item.read()  # raises the reason this argument is no image
+            except (DogbreedError, OSError) as exc:
+                errors.append({"image": item.image, "key": item.key, "error": str(exc)})
+            return
+        checked = check_image(item.path, limits)
+        if checked.problem is not None:
+            hint = " (transform.max_payload_mb)" if "too large" in checked.problem else ""
+            errors.append({"image": item.image, "key": item.key, "error": checked.problem + hint})
+            return
+        name = self._upload_name(position, item.path)
+        files.append(PlannedFile(path=name, split="", folder="", source=item.path, size=checked.size, sha256=checked.sha256))
+        names[name] = item
 
     # --- the requests
 
@@ -142,6 +147,20 @@ class SageMakerTransform:
 
     # --- running it
 
+    def preflight_transform(self, request: TransformRequest) -> None:
+        """What would fail minutes into the job, checked first: region, instance type, the
+        inference container, the role, the bucket (when something is uploaded)."""
+        instance_type = request.config.transform.instance_type
+        problems = [
+            *preflight.check_region(self.aws),
+            *preflight.check_instance_types(self.aws, {"transform": instance_type}),
+            *preflight.check_image(request.config, self.aws, "inference", instance_type),
+            *preflight.check_role(self.aws),
+        ]
+        if request.images or not request.model_uri.startswith("s3://"):
+            problems += preflight.check_bucket(self.aws)
+        preflight.raise_if(problems, self.reporter, f"transform job {request.name}")
+
     def _outcome(self, request: TransformRequest, describe: dict[str, Any] | None, **fields: Any) -> TransformOutcome:
         settings = request.config.transform
         resources = (describe or {}).get("TransformResources", {})
@@ -176,6 +195,8 @@ class SageMakerTransform:
             raise DogbreedError(
                 f"transform job {request.name} already exists on SageMaker, which never reuses a name; pick another --name"
             )
+        if request.config.sagemaker.preflight:
+            self.preflight_transform(request)
         scores = ScoresFile(request.output, request.format, request.top_k, restart=request.restart)
         done = scores.done()
         files, names, errors = self._checked_uploads(request, done)

@@ -181,3 +181,17 @@ def test_one_prefix_per_job_and_not_mixed_with_files(tmp_path, s3, photos):
         transform(config, backend, ledger, [str(photos), f"s3://{BUCKET}/x"], out, model=MODEL_URI, dry_run=True)
     with pytest.raises(UsageError, match="one S3 prefix; got 2"):
         transform(config, backend, ledger, [f"s3://{BUCKET}/x", f"s3://{BUCKET}/y"], out, model=MODEL_URI, dry_run=True)
+
+
+def test_preflight_refuses_an_instance_type_sagemaker_has_not_before_anything_is_sent(tmp_path, s3, sagemaker_client, photos):
+    from dogbreed.aws.preflight import PreflightError
+
+    config = sm_config(tmp_path, "sagemaker.preflight=true", "transform.instance_type=ml.m5.huge")
+    backend = make_backend(config)
+    with pytest.raises(PreflightError) as refused:
+        transform(config, backend, backend.workspace.ledger, [str(photos)], tmp_path / "s.csv", model=MODEL_URI, name=NAME)
+    assert any(
+        p.startswith("transform.instance_type: 'ml.m5.huge' is not a SageMaker instance type") for p in refused.value.problems
+    )
+    assert sagemaker_client.list_transform_jobs()["TransformJobSummaries"] == []
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix="dogbreed/transform/")["KeyCount"] == 0
