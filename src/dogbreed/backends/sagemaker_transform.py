@@ -31,6 +31,7 @@ from dogbreed.data.s3store import S3Store, parse_s3_uri
 from dogbreed.errors import DogbreedError, UsageError
 from dogbreed.serving.batch import first_prediction, is_dog
 from dogbreed.serving.scores_file import ScoresFile
+from dogbreed.serving.upload import IMAGE_SUFFIXES
 
 MB = 2**20
 
@@ -55,6 +56,20 @@ class SageMakerTransform:
         if not request.images:
             raise UsageError("no images to score")
         return batch.input_uri(s3_root, request.name)
+
+    def _check_prefix(self, uri: str) -> None:
+        """Every object under the prefix is sent to the model, and one it refuses fails the
+        whole job: a prefix that holds anything but photos is refused here, naming them."""
+        listing = S3Store(*parse_s3_uri(uri), self.aws.client("s3")).listing()
+        others = sorted(path for path in listing if "." + path.rpartition(".")[2].lower() not in IMAGE_SUFFIXES)
+        if not listing:
+            raise UsageError(f"{uri} holds no objects; give the prefix of the photos to score")
+        if others:
+            shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+            raise UsageError(
+                f"{uri} holds {len(others)} object(s) that are not photos ({shown}); a transform job fails on the "
+                "first one the model refuses: move them, or give a prefix that holds only photos"
+            )
 
     @staticmethod
     def _upload_name(position: int, path: Path) -> str:
@@ -197,6 +212,8 @@ class SageMakerTransform:
             )
         if request.config.sagemaker.preflight:
             self.preflight_transform(request)
+        if request.prefixes:
+            self._check_prefix(batch.as_prefix(request.prefixes[0]))
         scores = ScoresFile(request.output, request.format, request.top_k, restart=request.restart)
         done = scores.done()
         files, names, errors = self._checked_uploads(request, done)

@@ -195,3 +195,15 @@ def test_preflight_refuses_an_instance_type_sagemaker_has_not_before_anything_is
     )
     assert sagemaker_client.list_transform_jobs()["TransformJobSummaries"] == []
     assert s3.list_objects_v2(Bucket=BUCKET, Prefix="dogbreed/transform/")["KeyCount"] == 0
+
+
+def test_a_prefix_with_more_than_photos_is_refused_before_the_job(tmp_path, s3, sagemaker_client, predict_dir):
+    s3.put_object(Bucket=BUCKET, Key="photos/Beagle_01141.jpg", Body=(predict_dir / "Beagle_01141.jpg").read_bytes())
+    s3.put_object(Bucket=BUCKET, Key="photos/notes.txt", Body=b"the model would refuse this and fail the job")
+    config = sm_config(tmp_path)
+    backend = make_backend(config)
+    with pytest.raises(UsageError, match=r"photos/ holds 1 object\(s\) that are not photos \(notes.txt\)"):
+        transform(config, backend, backend.workspace.ledger, [f"s3://{BUCKET}/photos"], tmp_path / "s.csv", model=MODEL_URI)
+    with pytest.raises(UsageError, match="holds no objects"):
+        transform(config, backend, backend.workspace.ledger, [f"s3://{BUCKET}/nothing"], tmp_path / "s.csv", model=MODEL_URI)
+    assert sagemaker_client.list_transform_jobs()["TransformJobSummaries"] == []
