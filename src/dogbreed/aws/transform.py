@@ -96,6 +96,20 @@ def state_of(describe: dict[str, Any]) -> str:
     return describe.get("TransformJobStatus", "gone")
 
 
+def described(describe: dict[str, Any]) -> dict[str, Any]:
+    """What DescribeTransformJob says, as TransformOutcome's fields (backends/base.py)."""
+    resources = describe.get("TransformResources", {})
+    return {
+        "state": state_of(describe),
+        "input_uri": describe.get("TransformInput", {}).get("DataSource", {}).get("S3DataSource", {}).get("S3Uri"),
+        "output_uri": describe.get("TransformOutput", {}).get("S3OutputPath"),
+        "instance_type": resources.get("InstanceType"),
+        "instance_count": resources.get("InstanceCount", 0),
+        "failure": describe.get("FailureReason") or None,
+        "extra": {"arn": describe.get("TransformJobArn")},
+    }
+
+
 def follow_transform_job(
     sagemaker_client: Any,
     name: str,

@@ -74,22 +74,14 @@ class LocalTransform:
         """Score every image not yet in the scores file; `wait` is moot (it runs here)."""
         images = self._transform_images(request)
         scores = ScoresFile(request.output, request.format, request.top_k, restart=request.restart)
-        done = scores.done()
-        todo = [item for item in images if done.get(item.image) != item.key]
-        keys = {item.image: item.key for item in images}
-        # Error rows of images skipped now (the same file, refused again) still count.
-        earlier = [
-            {"image": row["image"], "error": row["error"]}
-            for row in scores.existing
-            if row.get("error") and keys.get(row["image"]) == done.get(row["image"])
-        ]
+        todo, skipped, earlier = scores.pending(images)
         outcome = TransformOutcome(
             name=request.name,
             backend=BACKEND,
             state="Completed",
             model_uri=request.model_uri,
             output=str(request.output),
-            skipped=len(images) - len(todo),
+            skipped=skipped,
             errors=earlier,
             instance_type="local",
             instance_count=1,

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dogbreed.aws import inventory, preflight
+from dogbreed.aws import inventory, preflight, pricing
 from dogbreed.aws import transform as batch
 from dogbreed.aws.model_deployment import build_model
 from dogbreed.aws.staging import StagedObject, local_file
@@ -76,16 +76,17 @@ class SageMakerTransform:
         # Numbered, so two photos called 1.jpg in different folders stay apart.
         return f"{position:06d}-{path.name}"
 
-    def _checked_uploads(self, request: TransformRequest, skip: dict[str, str]) -> tuple[list[PlannedFile], dict[str, Any], list]:
+    def _checked_uploads(self, request: TransformRequest, todo: list[Any]) -> tuple[list[PlannedFile], dict[str, Any], list]:
         """(files to upload, {upload name: image}, error rows) for the local images not yet
-        in the scores file."""
+        in the scores file (`todo`)."""
         limits = ImageLimits(
             min_side=1, max_pixels=request.config.data.max_pixels, max_bytes=request.config.transform.max_payload_mb * MB
         )
         files, names, errors = [], {}, []
-        todo = [(position, item) for position, item in enumerate(request.images) if skip.get(item.image) != item.key]
-        with self.reporter.task(f"Checking {len(todo)} images before the upload", total=len(todo)) as advance:
-            for position, item in todo:
+        wanted = {id(item) for item in todo}
+        numbered = [(position, item) for position, item in enumerate(request.images) if id(item) in wanted]
+        with self.reporter.task(f"Checking {len(numbered)} images before the upload", total=len(numbered)) as advance:
+            for position, item in numbered:
                 self._check_one(position, item, limits, files, names, errors)
                 advance(1)
         return files, names, errors
@@ -177,31 +178,18 @@ class SageMakerTransform:
         preflight.raise_if(problems, self.reporter, f"transform job {request.name}")
 
     def _outcome(self, request: TransformRequest, describe: dict[str, Any] | None, **fields: Any) -> TransformOutcome:
+        """The outcome of this request's job as SageMaker describes it (none yet: as configured)."""
         settings = request.config.transform
-        resources = (describe or {}).get("TransformResources", {})
-        instance_type = resources.get("InstanceType", settings.instance_type)
-        count = resources.get("InstanceCount", settings.instance_count)
-        return TransformOutcome(
-            name=request.name,
-            backend=self.name,
-            state=batch.state_of(describe) if describe else "gone",
-            model_uri=request.model_uri,
-            input_uri=(describe or {}).get("TransformInput", {}).get("DataSource", {}).get("S3DataSource", {}).get("S3Uri"),
-            output_uri=(describe or {}).get("TransformOutput", {}).get("S3OutputPath"),
-            instance_type=instance_type,
-            instance_count=count,
-            est_cost_per_hour=(
-                self._hourly(instance_type, count) if describe and batch.state_of(describe) == "InProgress" else 0.0
-            ),
-            failure=(describe or {}).get("FailureReason"),
-            extra={"arn": (describe or {}).get("TransformJobArn"), "model": request.name},
-            **fields,
-        )
-
-    def _hourly(self, instance_type: str, count: int) -> float:
-        from dogbreed.aws.pricing import hourly
-
-        return hourly(self.config, instance_type, count) or 0.0
+        outcome = self.describe_transform(request.name, describe) if describe else None
+        if outcome is None:
+            outcome = TransformOutcome(
+                request.name, self.name, "gone", instance_type=settings.instance_type, instance_count=settings.instance_count
+            )
+        outcome.model_uri = request.model_uri
+        outcome.extra["model"] = request.name
+        for key, value in fields.items():
+            setattr(outcome, key, value)
+        return outcome
 
     def transform(
         self, request: TransformRequest, wait: bool = True, on_created: Callable[[TransformOutcome], None] | None = None
@@ -216,13 +204,13 @@ class SageMakerTransform:
             self._check_prefix(batch.as_prefix(request.prefixes[0]))
         scores = ScoresFile(request.output, request.format, request.top_k, restart=request.restart)
         done = scores.done()
-        files, names, errors = self._checked_uploads(request, done)
-        skipped = sum(1 for item in request.images if done.get(item.image) == item.key)
+        todo, skipped, earlier = scores.pending(request.images)
+        files, names, errors = self._checked_uploads(request, todo)
         with scores:
             scores.write_all(errors)  # refused here: the job never sees them
         if request.images and not files:
             self.reporter.info(f"{request.output}: nothing left to score")
-            nothing = self._outcome(request, None, output=str(request.output), skipped=skipped, errors=_errors(errors))
+            nothing = self._outcome(request, None, output=str(request.output), skipped=skipped, errors=earlier + _errors(errors))
             nothing.state = "Completed"  # no job was needed
             return nothing
         model, job, staged, recorder = self._transform_job(request, dry_run=False)
@@ -242,7 +230,7 @@ class SageMakerTransform:
         if on_created is not None:
             on_created(started)  # it bills from here on: record it first
         if not wait:
-            started.errors = _errors(errors)
+            started.errors = earlier + _errors(errors)
             started.skipped = skipped
             return started
         try:
@@ -252,7 +240,7 @@ class SageMakerTransform:
         except KeyboardInterrupt:
             self.stop_transform(request.name)
             raise
-        rows = self._answers(request, describe, names, done)
+        rows, already = self._answers(request, describe, names, done)
         with ScoresFile(request.output, request.format, request.top_k) as more:
             more.write_all(rows)
         inventory.delete(self._sagemaker, "model", request.name)  # needed only while the job ran
@@ -261,23 +249,28 @@ class SageMakerTransform:
             describe,
             output=str(request.output),
             scored=len(rows) + len(errors),
-            skipped=skipped,
-            errors=_errors(errors) + _errors(rows),
+            skipped=skipped + already,
+            errors=earlier + _errors(errors) + _errors(rows),
         )
 
-    def _answers(self, request: TransformRequest, describe: dict[str, Any], names: dict[str, Any], done: dict[str, str]) -> list:
-        """The scores rows from the job's `.out` objects; an image without one gets an error row
-        (the job failed or stopped before it, or refused it: its logs say why)."""
+    def _answers(
+        self, request: TransformRequest, describe: dict[str, Any], names: dict[str, Any], done: dict[str, str]
+    ) -> tuple[list[dict[str, Any]], int]:
+        """(the scores rows from the job's `.out` objects, how many images of an s3:// prefix
+        the scores file already had). An image without an answer gets an error row (the job
+        failed or stopped before it, or the model refused it: the job's logs say why)."""
         s3 = self.aws.client("s3")
         output = S3Store(*parse_s3_uri(describe["TransformOutput"]["S3OutputPath"]), s3)
         answers = output.listing()
         source = describe["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
         if not names:  # an s3:// prefix: the images are what it holds
             inputs = S3Store(*parse_s3_uri(source), s3)
-            names = {path: (f"{inputs.uri}/{path}", f"size={size}") for path, size in sorted(inputs.listing().items())}
-            names = {path: image for path, image in names.items() if done.get(image[0]) != image[1]}
+            listed = {path: (f"{inputs.uri}/{path}", f"size={size}") for path, size in sorted(inputs.listing().items())}
+            names = {path: image for path, image in listed.items() if done.get(image[0]) != image[1]}
+            already = len(listed) - len(names)
         else:
             names = {path: (item.image, item.key) for path, item in names.items()}
+            already = 0
         threshold = request.config.deploy.dog_threshold
         reason = describe.get("FailureReason") or f"the job ended {batch.state_of(describe)}"
         rows = []
@@ -298,28 +291,17 @@ class SageMakerTransform:
                 rows.append({"image": image, "key": key, "error": str(exc)})
                 continue
             rows.append({"image": image, "key": key, **found, "is_dog": is_dog(found["dog_probability"], threshold)})
-        return rows
+        return rows, already
 
-    def describe_transform(self, name: str) -> TransformOutcome:
-        describe = self._describe("describe_transform_job", TransformJobName=name)
+    def describe_transform(self, name: str, describe: dict[str, Any] | None = None) -> TransformOutcome:
+        """The job as SageMaker sees it now (or as `describe` says); state "gone" when unknown."""
+        describe = describe or self._describe("describe_transform_job", TransformJobName=name)
         if describe is None:
             return TransformOutcome(name=name, backend=self.name, state="gone")
-        resources = describe.get("TransformResources", {})
-        state = batch.state_of(describe)
-        return TransformOutcome(
-            name=name,
-            backend=self.name,
-            state=state,
-            input_uri=describe.get("TransformInput", {}).get("DataSource", {}).get("S3DataSource", {}).get("S3Uri"),
-            output_uri=describe.get("TransformOutput", {}).get("S3OutputPath"),
-            instance_type=resources.get("InstanceType"),
-            instance_count=resources.get("InstanceCount", 0),
-            est_cost_per_hour=self._hourly(resources.get("InstanceType", ""), resources.get("InstanceCount", 1))
-            if state == "InProgress"
-            else 0.0,
-            failure=describe.get("FailureReason"),
-            extra={"arn": describe.get("TransformJobArn")},
-        )
+        outcome = TransformOutcome(name=name, backend=self.name, **batch.described(describe))
+        if outcome.state == "InProgress":  # it bills while it runs, and only then
+            outcome.est_cost_per_hour = pricing.hourly(self.config, outcome.instance_type or "", outcome.instance_count) or 0.0
+        return outcome
 
     def stop_transform(self, name: str) -> bool:
         """Stop a running transform job; False when it is not running (ended, or unknown)."""

@@ -20,7 +20,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +140,19 @@ class ScoresFile:
     def done(self) -> dict[str, str]:
         """{image: key} of the rows already in the file."""
         return {row["image"]: str(row.get("key", "")) for row in self.existing}
+
+    def pending(self, images: Sequence[Any]) -> tuple[list[Any], int, list[dict[str, str]]]:
+        """(the images to score, how many the file already has, the error rows it has for
+        those): an image is done when its row carries the same key (images: BatchImage)."""
+        done = self.done()
+        todo = [item for item in images if done.get(item.image) != item.key]
+        keys = {item.image: item.key for item in images}
+        earlier = [
+            {"image": row["image"], "error": row["error"]}
+            for row in self.existing
+            if row.get("error") and row["image"] in keys and keys[row["image"]] == done[row["image"]]
+        ]
+        return todo, len(images) - len(todo), earlier
 
     def __enter__(self) -> ScoresFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -156,6 +156,13 @@ def test_an_s3_prefix_is_the_jobs_input_as_it_is(tmp_path, s3, sagemaker_client,
     assert rows[f"s3://{BUCKET}/photos/cat_01.jpg"]["is_dog"] is False
     assert rows[f"s3://{BUCKET}/photos/Beagle_01141.jpg"]["top"] == [{"label": "Beagle", "probability": 0.8}]
     assert outcome.errors == [] and outcome.instance_count == 2
+    # A rerun into the same file: the job reads the whole prefix again (S3Prefix), but rows
+    # already in the file are not written twice.
+    again = transform(
+        config, backend, backend.workspace.ledger, [f"s3://{BUCKET}/photos"], output, model=MODEL_URI, name=NAME + "-2"
+    ).outcome
+    assert (again.skipped, again.scored, again.errors) == (2, 0, [])
+    assert len(read_rows(output, "csv")) == 2 and output.read_text().count("\n") == 3
 
 
 def test_no_wait_returns_the_running_job_and_the_ledger_has_it(tmp_path, s3, sagemaker_client, photos):
