@@ -80,9 +80,11 @@ def command(
         listed_jobs=[row for row in rows if row["kind"] == "transform-job"],
     )
     if (plan.targets or plan.jobs) and not (yes or dry_run) and session.interactive:
-        what = [f"delete {len(plan.targets)} endpoint(s): {', '.join(plan.targets)}"] if plan.targets else []
-        what += [f"stop {len(plan.jobs)} transform job(s): {', '.join(plan.jobs)}"] if plan.jobs else []
-        question = f"{' and '.join(what).capitalize()} ({session.config.backend})?"
+        where = session.config.backend
+        what = [f"delete {len(plan.targets)} {where} endpoint(s): {', '.join(plan.targets)}"] if plan.targets else []
+        what += [f"stop {len(plan.jobs)} {where} transform job(s): {', '.join(plan.jobs)}"] if plan.jobs else []
+        question = " and ".join(what)
+        question = question[0].upper() + question[1:] + "?"
         if not typer.confirm(question, default=False, err=True):
             raise typer.Abort()
     if backend_ is None and (plan.targets or plan.jobs) and not dry_run:
