@@ -194,13 +194,14 @@ class SageMakerTransform:
     def transform(
         self, request: TransformRequest, wait: bool = True, on_created: Callable[[TransformOutcome], None] | None = None
     ) -> TransformOutcome:
-        if self._describe("describe_transform_job", TransformJobName=request.name) is not None:
-            raise DogbreedError(
-                f"transform job {request.name} already exists on SageMaker, which never reuses a name; pick another --name"
-            )
-        if request.config.sagemaker.preflight:
+        existing = self._describe("describe_transform_job", TransformJobName=request.name)
+        if existing is not None:
+            # SageMaker never reuses a name: this is the job started earlier (--no-wait, or a
+            # run cut short), so follow it and read its answers instead of starting one.
+            self.reporter.info(f"transform job {request.name} already exists ({batch.state_of(existing)}); following it")
+        elif request.config.sagemaker.preflight:
             self.preflight_transform(request)
-        if request.prefixes:
+        if request.prefixes and existing is None:
             self._check_prefix(batch.as_prefix(request.prefixes[0]))
         scores = ScoresFile(request.output, request.format, request.top_k, restart=request.restart)
         done = scores.done()
@@ -208,25 +209,19 @@ class SageMakerTransform:
         files, names, errors = self._checked_uploads(request, todo)
         with scores:
             scores.write_all(errors)  # refused here: the job never sees them
-        if request.images and not files:
+        if request.images and not files and existing is None:
             self.reporter.info(f"{request.output}: nothing left to score")
             nothing = self._outcome(request, None, output=str(request.output), skipped=skipped, errors=earlier + _errors(errors))
             nothing.state = "Completed"  # no job was needed
             return nothing
-        model, job, staged, recorder = self._transform_job(request, dry_run=False)
-        self._upload(staged)
-        if files:
-            store = S3Store(*parse_s3_uri(job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]), self.aws.client("s3"))
-            missing = store.missing(files, None, request.config.data.workers)
-            with self.reporter.task(f"Uploading {len(missing)} images to {store.uri}", total=len(missing)) as advance:
-                store.put(missing, request.config.data.workers, advance)
-        self._send_transform(model, job, recorder)
-        self._sent(request.name, recorder)
+        if existing is None:
+            self._start_transform(request, files)
         started = self._outcome(request, self._describe("describe_transform_job", TransformJobName=request.name))
-        self.reporter.info(
-            f"transform job {request.name} started on {started.instance_type} x {started.instance_count}; "
-            f"answers go to {started.output_uri}"
-        )
+        if existing is None:
+            self.reporter.info(
+                f"transform job {request.name} started on {started.instance_type} x {started.instance_count}; "
+                f"answers go to {started.output_uri}"
+            )
         if on_created is not None:
             on_created(started)  # it bills from here on: record it first
         if not wait:
@@ -253,6 +248,18 @@ class SageMakerTransform:
             errors=earlier + _errors(errors) + _errors(rows),
         )
 
+    def _start_transform(self, request: TransformRequest, files: list[PlannedFile]) -> None:
+        """Upload what the job reads, then CreateModel and CreateTransformJob."""
+        model, job, staged, recorder = self._transform_job(request, dry_run=False)
+        self._upload(staged)
+        if files:
+            store = S3Store(*parse_s3_uri(job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]), self.aws.client("s3"))
+            missing = store.missing(files, None, request.config.data.workers)
+            with self.reporter.task(f"Uploading {len(missing)} images to {store.uri}", total=len(missing)) as advance:
+                store.put(missing, request.config.data.workers, advance)
+        self._send_transform(model, job, recorder)
+        self._sent(request.name, recorder)
+
     def _answers(
         self, request: TransformRequest, describe: dict[str, Any], names: dict[str, Any], done: dict[str, str]
     ) -> tuple[list[dict[str, Any]], int]:
@@ -263,7 +270,7 @@ class SageMakerTransform:
         output = S3Store(*parse_s3_uri(describe["TransformOutput"]["S3OutputPath"]), s3)
         answers = output.listing()
         source = describe["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
-        if not names:  # an s3:// prefix: the images are what it holds
+        if request.prefixes:  # the images are what the prefix holds
             inputs = S3Store(*parse_s3_uri(source), s3)
             listed = {path: (f"{inputs.uri}/{path}", f"size={size}") for path, size in sorted(inputs.listing().items())}
             names = {path: image for path, image in listed.items() if done.get(image[0]) != image[1]}

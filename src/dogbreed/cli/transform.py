@@ -36,8 +36,8 @@ def _render(answer: dict):
         if answer["state"] == "InProgress":
             console.print(
                 f"Transform job {answer['transform_job']} is running on SageMaker ({answer['instance_type']} x "
-                f"{answer['instance_count']}); its answers go to {answer['output_uri']}. "
-                "`dogbreed status` follows it; it stops by itself.",
+                f"{answer['instance_count']}); its answers go to {answer['output_uri']}. It stops by itself; "
+                f"the same command with --name {answer['transform_job']} waits for it and writes its rows to {answer['output']}.",
                 highlight=False,
             )
             return
@@ -64,7 +64,12 @@ def command(
     top_k: Annotated[
         Optional[int], typer.Option("--top-k", "-k", min=1, help="Breeds per image (default: deploy.top_k).")
     ] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Job name (default: dogbreed-transform-<time>-<id>).")] = None,
+    name: Annotated[
+        Optional[str],
+        typer.Option(
+            "--name", help="Job name (default: dogbreed-transform-<time>-<id>); an existing job's name collects its answers."
+        ),
+    ] = None,
     restart: Annotated[bool, typer.Option("--restart", help="Start the scores file over instead of resuming it.")] = False,
     trust_code: Annotated[
         bool,

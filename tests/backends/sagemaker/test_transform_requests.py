@@ -177,6 +177,25 @@ def test_no_wait_returns_the_running_job_and_the_ledger_has_it(tmp_path, s3, sag
     # Tagged, so status and teardown find it from AWS alone.
     tags = sagemaker_client.list_tags(ResourceArn=outcome.extra["arn"])["Tags"]
     assert {"Key": "dogbreed:kind", "Value": "transform-job"} in tags
+    assert [Path(row["image"]).name for row in read_rows(tmp_path / "s.jsonl", "jsonl")] == ["broken.jpg"]
+
+    # The same command again, with the job's name: it follows that job (SageMaker never
+    # reuses a name) and reads its answers back; nothing is uploaded or created twice.
+    for name, answer in (
+        ("000000-Beagle_01141.jpg", _answer("Beagle", 3, 0.9, 0.99)),
+        ("000002-cat_01.jpg", _answer("Beagle", 3, 0.2, 0.05)),
+    ):
+        s3.put_object(Bucket=BUCKET, Key=f"dogbreed/transform/{NAME}/output/{name}.out", Body=answer)
+    backend.last_requests = {}
+    collected = transform(
+        config, backend, backend.workspace.ledger, [str(photos)], tmp_path / "s.jsonl", model=MODEL_URI, name=NAME
+    ).outcome
+    assert backend.last_requests == {} and len(sagemaker_client.list_transform_jobs()["TransformJobSummaries"]) == 1
+    assert (collected.state, collected.scored, collected.skipped) == ("Completed", 2, 1)
+    rows = {Path(row["image"]).name: row for row in read_rows(tmp_path / "s.jsonl", "jsonl")}
+    assert rows["cat_01.jpg"]["is_dog"] is False and rows["Beagle_01141.jpg"]["top"][0]["probability"] == 0.9
+    assert [Path(e["image"]).name for e in collected.errors] == ["broken.jpg"]  # its row from the first run
+    assert sagemaker_client.list_models()["Models"] == []
 
 
 def test_one_prefix_per_job_and_not_mixed_with_files(tmp_path, s3, photos):
