@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from dogbreed.config import Config
 from dogbreed.errors import DogbreedError
 from dogbreed.ledger import Resource
+from dogbreed.serving.batch import BatchImage
 
 # The ledger's backend for what this tool writes on this machine whatever backend ran the
 # work (a report's HTML): the local backend's, so status lists it as local and free.
@@ -162,7 +163,7 @@ class TransformRequest:
     output: Path  # the scores file (serving/scores_file.py)
     format: str  # csv | jsonl
     top_k: int
-    images: tuple[Any, ...] = ()  # dogbreed.serving.batch.BatchImage
+    images: tuple[BatchImage, ...] = ()
     prefixes: tuple[str, ...] = ()
     restart: bool = False  # start the scores file over instead of resuming it
     training_job: str | None = None
