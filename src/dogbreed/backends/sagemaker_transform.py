@@ -122,7 +122,10 @@ class SageMakerTransform:
                 raise DogbreedError(f"{model_uri}: expected a model.tar.gz (a file or an s3:// URI) to transform on SageMaker")
             staged.append(local_file(s3_root, path))
             model_uri = staged[0].uri
-        model = build_model(request.config, session, model_uri=model_uri, name=request.name, role=aws.role, s3_root=s3_root)
+        # The rows are read from the top_k answer; deploy.response=probabilities (the seed's
+        # bare lists, for endpoints) must not change what this job's model answers.
+        config = request.config.model_copy(update={"deploy": request.config.deploy.model_copy(update={"response": "top_k"})})
+        model = build_model(config, session, model_uri=model_uri, name=request.name, role=aws.role, s3_root=s3_root)
         tags = resource_tags(request.config.sagemaker, run=request.name, kind="transform-job")
         job = batch.transform_job_request(
             request.config,

@@ -233,3 +233,13 @@ def test_a_prefix_with_more_than_photos_is_refused_before_the_job(tmp_path, s3, 
     with pytest.raises(UsageError, match="holds no objects"):
         transform(config, backend, backend.workspace.ledger, [f"s3://{BUCKET}/nothing"], tmp_path / "s.csv", model=MODEL_URI)
     assert sagemaker_client.list_transform_jobs()["TransformJobSummaries"] == []
+
+
+def test_the_jobs_model_answers_top_k_whatever_deploy_response_says(tmp_path, photos):
+    config = sm_config(tmp_path, "deploy.response=probabilities", "deploy.top_k=2")
+    backend = make_backend(config)
+    plan = transform(
+        config, backend, backend.workspace.ledger, [str(photos)], tmp_path / "s.csv", model=MODEL_URI, dry_run=True
+    ).plan
+    environment = plan["requests"]["CreateModel"]["PrimaryContainer"]["Environment"]
+    assert (environment["DOGBREED_RESPONSE"], environment["DOGBREED_TOP_K"]) == ("top_k", "2")
