@@ -27,7 +27,7 @@ from dogbreed.aws.tags import resource_tags
 from dogbreed.backends.base import TransformOutcome, TransformRequest
 from dogbreed.data.images import ImageLimits, check_image
 from dogbreed.data.plan import PlannedFile
-from dogbreed.data.s3store import S3Store, parse_s3_uri
+from dogbreed.data.s3store import S3Store
 from dogbreed.errors import DogbreedError, UsageError
 from dogbreed.serving.batch import first_prediction, is_dog
 from dogbreed.serving.scores_file import ScoresFile
@@ -60,7 +60,7 @@ class SageMakerTransform:
     def _check_prefix(self, uri: str) -> None:
         """Every object under the prefix is sent to the model, and one it refuses fails the
         whole job: a prefix that holds anything but photos is refused here, naming them."""
-        listing = S3Store(*parse_s3_uri(uri), self.aws.client("s3")).listing()
+        listing = S3Store.from_uri(uri, self.aws).listing()
         others = sorted(path for path in listing if "." + path.rpartition(".")[2].lower() not in IMAGE_SUFFIXES)
         if not listing:
             raise UsageError(f"{uri} holds no objects; give the prefix of the photos to score")
@@ -256,7 +256,7 @@ class SageMakerTransform:
         model, job, staged, recorder = self._transform_job(request, dry_run=False)
         self._upload(staged)
         if files:
-            store = S3Store(*parse_s3_uri(job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]), self.aws.client("s3"))
+            store = S3Store.from_uri(job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"], self.aws)
             missing = store.missing(files, None, request.config.data.workers)
             with self.reporter.task(f"Uploading {len(missing)} images to {store.uri}", total=len(missing)) as advance:
                 store.put(missing, request.config.data.workers, advance)
@@ -269,12 +269,11 @@ class SageMakerTransform:
         """(the scores rows from the job's `.out` objects, how many images of an s3:// prefix
         the scores file already had). An image without an answer gets an error row (the job
         failed or stopped before it, or the model refused it: the job's logs say why)."""
-        s3 = self.aws.client("s3")
-        output = S3Store(*parse_s3_uri(describe["TransformOutput"]["S3OutputPath"]), s3)
+        output = S3Store.from_uri(describe["TransformOutput"]["S3OutputPath"], self.aws)
         answers = output.listing()
         source = describe["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
         if request.prefixes:  # the images are what the prefix holds
-            inputs = S3Store(*parse_s3_uri(source), s3)
+            inputs = S3Store.from_uri(source, self.aws)
             listed = {path: (f"{inputs.uri}/{path}", f"size={size}") for path, size in sorted(inputs.listing().items())}
             names = {path: image for path, image in listed.items() if done.get(image[0]) != image[1]}
             already = len(listed) - len(names)
