@@ -18,7 +18,7 @@ from dogbreed.backends.base import TransformOutcome, TransformRequest
 from dogbreed.errors import UsageError
 from dogbreed.serving.batch import BatchImage, InProcessScorer
 from dogbreed.serving.scores_file import ScoresFile
-from dogbreed.serving.upload import IMAGE_SUFFIXES, MAX_FILE_BYTES
+from dogbreed.serving.upload import IMAGE_SUFFIXES
 
 BACKEND = "local"
 
@@ -41,14 +41,14 @@ def prefix_images(store: Any, max_bytes: int) -> list[BatchImage]:
 
 
 class LocalTransform:
-    """The batch-scoring half of LocalBackend (which provides config, workspace and reporter)."""
+    """Batch scoring for LocalBackend (which provides config, workspace and reporter)."""
 
     def _transform_images(self, request: TransformRequest) -> list[BatchImage]:
         images = list(request.images)
         for prefix in request.prefixes:
             if not prefix.startswith("s3://"):
                 raise UsageError(f"{prefix}: expected an s3:// prefix")
-            found = prefix_images(self.dataset_store(prefix), MAX_FILE_BYTES)
+            found = prefix_images(self.dataset_store(prefix), request.config.data.max_image_bytes)
             if not found:
                 self.reporter.warn(f"{prefix}: no image objects ({', '.join(sorted(IMAGE_SUFFIXES))})")
             images += found
