@@ -46,6 +46,24 @@ def tuning_estimate(config: Config, jobs: int) -> dict[str, Any]:
     return _estimate(config, sm.instance_type.tune, sm.instance_count, jobs)
 
 
+def transform_estimate(config: Config) -> dict[str, Any]:
+    """USD of one Batch Transform job: instances x $/hour x transform.expected_hours (it bills
+    only while it runs, and stops by itself)."""
+    settings = config.transform
+    per_hour = hourly(config, settings.instance_type, settings.instance_count)
+    estimate: dict[str, Any] = {
+        "instance_type": settings.instance_type,
+        "instance_count": settings.instance_count,
+        "expected_hours": settings.expected_hours,
+        "usd_per_hour": per_hour,
+        "estimated_usd": None if per_hour is None else round(per_hour * settings.expected_hours, 4),
+        "note": "billed only while the job runs; it stops by itself",
+    }
+    if per_hour is None:
+        estimate["note"] = f"no price for {settings.instance_type} in sagemaker.prices; add one to estimate"
+    return estimate
+
+
 def jobs_hourly(config: Config, instance_type: str, count: int, running: int) -> float:
     """For status: USD/hour of `running` jobs of `count` instances each (0.0 when unpriced)."""
     return (hourly(config, instance_type, count) or 0.0) * running

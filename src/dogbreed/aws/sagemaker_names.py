@@ -6,6 +6,8 @@ s3://<bucket>/<prefix>/
     jobs/<job>/output/model.tar.gz  SageMaker's own layout under the output path
     jobs/<job>/debug-output, rule-output, profiler-output   (Debugger/Profiler)
     checkpoints/<job>/              spot checkpoints (/opt/ml/checkpoints is synced here)
+    transform/<job>/input/          local photos a Batch Transform job scores
+    transform/<job>/output/         its answers, <input name>.out (aws/transform.py)
 """
 
 from __future__ import annotations
@@ -25,6 +27,14 @@ def output_path(s3_root: str) -> str:
 
 def checkpoint_uri(s3_root: str, job: str) -> str:
     return f"{s3_root}/checkpoints/{job}/"
+
+
+def transform_input_uri(s3_root: str, job: str) -> str:
+    return f"{s3_root}/transform/{job}/input/"
+
+
+def transform_output_uri(s3_root: str, job: str) -> str:
+    return f"{s3_root}/transform/{job}/output/"
 
 
 def _deploy_name(endpoint: str, what: str, model_uri: str, expires_at: datetime) -> str:

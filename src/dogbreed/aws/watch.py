@@ -23,6 +23,7 @@ TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TRAINING_DONE = ("Completed", "Failed", "Stopped")
 TUNING_DONE = ("Completed", "Failed", "Stopped")
 ENDPOINT_SETTLED = ("InService", "Failed", "OutOfService")
+TRANSFORM_DONE = ("Completed", "Failed", "Stopped")
 
 Say = Callable[[str], None]
 
@@ -181,6 +182,27 @@ def follow_endpoint(
     return _poll(
         f"endpoint {name}",
         lambda: sagemaker_client.describe_endpoint(EndpointName=name),
+        look,
+        on_status=on_status,
+        poll_seconds=poll_seconds,
+        heartbeat_s=heartbeat_s,
+    )
+
+
+def follow_transform_job(
+    sagemaker_client: Any, name: str, *, on_status: Say, poll_seconds: float, heartbeat_s: float = PROGRESS_INTERVAL_S
+) -> dict[str, Any]:
+    """Poll DescribeTransformJob until the Batch Transform job ends; returns the last describe."""
+
+    def look(describe: dict[str, Any], _progress: ProgressLines) -> Seen:
+        status = describe["TransformJobStatus"]
+        reason = describe.get("FailureReason")
+        line = f"transform job {name}: {status}" + (f" - {reason}" if reason else "")
+        return Seen(status, status, line, status in TRANSFORM_DONE)
+
+    return _poll(
+        f"transform job {name}",
+        lambda: sagemaker_client.describe_transform_job(TransformJobName=name),
         look,
         on_status=on_status,
         poll_seconds=poll_seconds,

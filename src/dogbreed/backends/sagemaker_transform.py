@@ -19,11 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dogbreed.aws import inventory, preflight, pricing
+from dogbreed.aws import inventory, preflight, pricing, sagemaker_names
 from dogbreed.aws import transform as batch
 from dogbreed.aws.model_deployment import build_model
 from dogbreed.aws.staging import StagedObject, local_file
 from dogbreed.aws.tags import resource_tags
+from dogbreed.aws.watch import follow_transform_job
 from dogbreed.backends.base import TransformOutcome, TransformRequest
 from dogbreed.data.images import ImageLimits, check_image
 from dogbreed.data.plan import PlannedFile
@@ -55,7 +56,7 @@ class SageMakerTransform:
             return batch.as_prefix(request.prefixes[0])
         if not request.images:
             raise UsageError("no images to score")
-        return batch.input_uri(s3_root, request.name)
+        return sagemaker_names.transform_input_uri(s3_root, request.name)
 
     def _check_prefix(self, uri: str) -> None:
         """Every object under the prefix is sent to the model, and one it refuses fails the
@@ -132,7 +133,7 @@ class SageMakerTransform:
             name=request.name,
             model_name=request.name,
             input_uri=self._job_inputs(request, s3_root),
-            output_uri=batch.output_uri(s3_root, request.name),
+            output_uri=sagemaker_names.transform_output_uri(s3_root, request.name),
             tags=tags,
         )
         return model, job, staged, recorder
@@ -148,7 +149,7 @@ class SageMakerTransform:
         """The exact CreateModel and CreateTransformJob requests and the cost; nothing is called."""
         model, job, staged, recorder = self._transform_job(request, dry_run=True)
         self._send_transform(model, job, recorder)
-        cost = batch.estimate(request.config)
+        cost = pricing.transform_estimate(request.config)
         uploads = [item.to_json() for item in staged]
         if request.images:
             uploads.append({"images": len(request.images), "to": job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]})
@@ -232,7 +233,7 @@ class SageMakerTransform:
             started.skipped = skipped
             return started
         try:
-            describe = batch.follow_transform_job(
+            describe = follow_transform_job(
                 self._sagemaker, request.name, on_status=self.reporter.info, poll_seconds=self.poll_seconds
             )
         except KeyboardInterrupt:
@@ -309,7 +310,7 @@ class SageMakerTransform:
             return TransformOutcome(name=name, backend=self.name, state="gone")
         outcome = TransformOutcome(name=name, backend=self.name, **batch.described(describe))
         if outcome.state == "InProgress":  # it bills while it runs, and only then
-            outcome.est_cost_per_hour = pricing.hourly(self.config, outcome.instance_type or "", outcome.instance_count) or 0.0
+            outcome.est_cost_per_hour = pricing.jobs_hourly(self.config, outcome.instance_type or "", outcome.instance_count, 1)
         return outcome
 
     def stop_transform(self, name: str) -> bool:
