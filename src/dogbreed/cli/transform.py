@@ -43,7 +43,8 @@ def _render(answer: dict):
             return
         console.print(
             f"Scored {answer['scored']} images into {answer['output']} ({answer['skipped']} already there, "
-            f"{len(answer['errors'])} errors) with transform job {answer['transform_job']} ({answer['backend']}).",
+            f"{len(answer['errors'])} error{'' if len(answer['errors']) == 1 else 's'}) with transform job "
+            f"{answer['transform_job']} ({answer['backend']}).",
             highlight=False,
         )
         for row in answer["errors"][:20]:
