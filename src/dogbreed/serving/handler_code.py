@@ -110,7 +110,7 @@ def check_handler_code(model_dir: Path, model_uri: str, trusted: bool) -> list[s
         more = f" and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
         raise UntrustedCodeError(
             f"model {model_uri}: its code/ is not the handler of this dogbreed ({'; '.join(problems[:_SHOWN])}{more}), "
-            "and serving it runs that code on this machine; deploy a model trained by this version, "
+            "and serving it runs that code on this machine; use a model trained by this version, "
             "or pass --trust-code if you trust where it came from"
         )
     return problems
