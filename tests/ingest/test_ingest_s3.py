@@ -14,6 +14,7 @@ import pytest
 from dogbreed.aws.session import AwsSession
 from dogbreed.config import load_config
 from dogbreed.data.manifest import parse_manifest
+from dogbreed.data.plan import PlannedFile
 from dogbreed.data.s3store import LOCK_NAME, S3Store
 from dogbreed.errors import DogbreedError
 from dogbreed.ledger import Ledger
@@ -255,3 +256,36 @@ def test_a_lock_left_by_a_killed_ingest_is_named_and_a_stolen_lock_is_not_releas
     assert LOCK_NAME in _objects(s3, "left")
     b.__exit__(None, None, None)
     assert LOCK_NAME not in _objects(s3, "left")
+
+
+def _planned(photo, name: str, digest: str | None = None) -> PlannedFile:
+    digest = digest or sha256(photo.read_bytes())
+    return PlannedFile(f"train/a/{name}", "train", "a", photo, photo.stat().st_size, digest)
+
+
+def test_each_photo_is_one_put_that_does_not_wait_for_100_continue(s3):
+    """botocore sends an S3 PUT as `Expect: 100-continue` and waits for the server's go-ahead
+    before the bytes: a second round trip per photo, which is what a slow network charges
+    for. The store's client sends photos without it; a plain client still asks."""
+    sent = []
+    s3.meta.events.register("before-send.s3.PutObject", lambda request, **_: sent.append(request))
+    s3.put_object(Bucket=BUCKET, Key="plain.jpg", Body=photos()[0].read_bytes())
+    assert sent.pop().headers.get("Expect") == b"100-continue"
+    chosen = photos()[:6]
+    S3Store(BUCKET, "direct", s3).put([_planned(p, p.name) for p in chosen], 3, lambda n: None)
+    assert sorted(r.url.rsplit("/", 1)[1] for r in sent) == sorted(p.name for p in chosen)
+    assert [r.headers.get("Expect") for r in sent] == [None] * len(chosen)
+    for photo in chosen:
+        stored = s3.get_object(Bucket=BUCKET, Key=f"direct/train/a/{photo.name}")
+        assert stored["Body"].read() == photo.read_bytes()
+        assert stored["Metadata"] == {"sha256": sha256(photo.read_bytes())}
+
+
+def test_a_photo_changed_after_its_check_is_refused_not_stored_under_the_old_hash(s3, tmp_path):
+    photo = tmp_path / "a.jpg"
+    shutil.copyfile(photos()[0], photo)
+    planned = _planned(photo, "a.jpg")
+    photo.write_bytes(photos()[1].read_bytes())
+    with pytest.raises(DogbreedError, match=r"a\.jpg: changed since ingest checked it; run ingest again"):
+        S3Store(BUCKET, "direct", s3).put([planned], 1, lambda n: None)
+    assert _objects(s3, "direct") == {}
