@@ -164,7 +164,7 @@ def ingest(
 
     with store.lock():
         previous = store.read_manifest()
-        to_put = store.missing(plan.files, previous, config.data.workers)
+        to_put = store.missing(plan.files, previous, config.data.store_workers)
         mark = lap("compare", mark)
         encoded = dump_manifest(manifest)
         if to_put or previous != manifest:
@@ -172,7 +172,7 @@ def ingest(
                 # From the first changed file on, the old manifest would no longer tell the truth.
                 store.discard_manifest()
                 with reporter.task(f"Storing {len(to_put)} files in {store.uri}", total=len(to_put)) as advance:
-                    store.put(to_put, config.data.workers, advance)
+                    store.put(to_put, config.data.store_workers, advance)
             store.write_manifest(encoded)
         mark = lap("store", mark)
         # After the manifest: an interrupted prune leaves extra files, never a missing one.
