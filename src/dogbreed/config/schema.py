@@ -123,9 +123,9 @@ class DataConfig(Strict):
         32,
         ge=1,
         le=128,
-        description="Concurrent copies, uploads and S3 requests while storing the dataset. Each upload "
-        "of a photo mostly waits on the network; 32 measured >= 5x the sequential loop at 20 ms per "
-        "request (benchmarks/bench_ingest_s3.py). The S3 client keeps 32 connections.",
+        description="Concurrent copies, uploads and S3 requests while storing the dataset. An upload of a "
+        "photo mostly waits on the network, so the longer the round trip the more of them pay "
+        "(benchmarks/bench_ingest_s3.py); the S3 client keeps 32 connections.",
     )
 
 
