@@ -25,10 +25,10 @@ The epochs range is overridden by --epochs (the same for both sides, and printed
 machine, i.e. ~40 min at 1,200 photos alone, and several times that on a shared one (a
 seed's-way trial measured 2.6 images/s at load 8, against ~40 quiet). The default, 1..2, the
 shortest range a search accepts, keeps the whole run to ~15 min quiet; on this project's
-shared machine it still took ~50 min for 100 and 400 photos, and 1,200 would take ~2 h more
-(--sizes runs fewer; --out keeps each size's figures as it ends). Fewer epochs favour the
-seed's way (ours pays its one extraction whatever the epochs), so these ratios are a lower
-bound for hpo.yaml's.
+shared machine (load 3-12) 100 and 400 photos took 40 min with their first models, 1,200
+photos' search 30 min more (--sizes runs fewer; --out keeps each size's figures as it ends).
+Fewer epochs favour the seed's way (ours pays its one extraction whatever the epochs), so
+these ratios are a lower bound for hpo.yaml's.
 
 Prints one JSON document on stdout (seconds, ratios, the load average around every run, torch
 threads); progress on stderr.
