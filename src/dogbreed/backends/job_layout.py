@@ -15,18 +15,16 @@ The environment variable names and meanings follow the sagemaker-training toolki
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dogbreed.atomic_files import write_text
 from dogbreed.config.flags import format_value, to_argv
-from dogbreed.errors import BusyError
+from dogbreed.job_lock import JobLock
 from dogbreed.jobspec import ENTRY_POINT, SOURCE_DIR
 
 HOST = "algo-1"
@@ -76,56 +74,22 @@ class JobLayout:
     def lock_file(self) -> Path:
         return self.root / "job.lock"
 
+    def job_lock(self) -> JobLock:
+        return JobLock(self.lock_file, f"training job {self.root.name}")
+
     def lock(self, attempts: int = 5) -> int:
-        """An exclusive flock on job.lock: the descriptor, or BusyError naming the holder.
+        """An exclusive lock on job.lock (dogbreed.job_lock): the descriptor, or BusyError
+        naming the holder's pid.
 
         One job folder, one run: whoever starts the job takes this before writing anything
         there and hands the descriptor to the supervisor it starts (inherited), which holds
-        it until it exits, so no second `train` or resume can start the same job while it
-        runs, however close together they start. The kernel drops the lock when the last
-        holder dies, so a kill -9 never leaves a stale lock. A few tries: a status probe
-        (is_locked) holds it for a moment."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-        for attempt in range(attempts):
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if attempt < attempts - 1:
-                    time.sleep(0.1)
-                    continue
-                os.close(fd)
-                raise BusyError(f"training job {self.root.name} is already running ({self._holder()})") from None
-            except BaseException:
-                os.close(fd)
-                raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        return fd
-
-    def _holder(self) -> str:
-        pid = self.read_status().get("supervisor_pid")
-        if pid:
-            return f"supervisor pid {pid}"
-        try:
-            return f"being started by pid {int(self.lock_file.read_text().split()[0])}"
-        except (OSError, ValueError, IndexError):
-            return "held by another process"
+        it until it exits and writes its own pid into it, so no second `train` or resume can
+        start the same job while it runs, however close together they start."""
+        return self.job_lock().acquire(attempts)
 
     def is_locked(self) -> bool:
         """Whether some process runs (or is starting) this job right now."""
-        try:
-            fd = os.open(self.lock_file, os.O_RDONLY)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        finally:
-            os.close(fd)  # closing drops the probe's own lock
-        return False
+        return self.job_lock().held()
 
     def make(self) -> None:
         for folder in (self.config_dir, self.model_dir, self.output_data_dir, self.checkpoint_dir):

@@ -29,6 +29,7 @@ from typing import Any, BinaryIO, Protocol
 from dogbreed.atomic_files import replacing
 from dogbreed.backends.job_layout import JobLayout
 from dogbreed.errors import BusyError
+from dogbreed.job_lock import adopt
 
 
 def _now() -> str:
@@ -155,8 +156,9 @@ def supervise(layout: JobLayout, launcher: Launcher | None = None) -> int:
 
 
 def main() -> None:
-    """The lock fd is the job lock (job.lock) its starter took and passed down: held open,
-    untouched, until this process exits. Run by hand without one, it takes the lock itself."""
+    """The lock fd is the job lock (job.lock) its starter took and passed down: held open
+    until this process exits, with this process's pid in it for anyone refused. Run by
+    hand without one, it takes the lock itself."""
     if len(sys.argv) not in (2, 3):
         sys.exit("usage: python -m dogbreed.backends.job_supervisor JOB_DIR [LOCK_FD]")
     layout = JobLayout(Path(sys.argv[1]))
@@ -165,6 +167,8 @@ def main() -> None:
             layout.lock()  # kept open until exit
         except BusyError as exc:
             sys.exit(str(exc))
+    else:
+        adopt(int(sys.argv[2]))
     sys.exit(supervise(layout))
 
 

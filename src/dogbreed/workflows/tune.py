@@ -17,7 +17,7 @@ from typing import Any
 
 from dogbreed.backends.base import Backend, TrialsSink, TuningFailed, TuningRequest, TuningStarted
 from dogbreed.config import Config, require_path
-from dogbreed.errors import UsageError
+from dogbreed.errors import BusyError, UsageError
 from dogbreed.jobspec import BUILTIN_WEIGHTS
 from dogbreed.ledger import Ledger
 from dogbreed.resource_names import MAX_LEN, check_name, unique_name
@@ -121,7 +121,8 @@ def _meta(tune_plan: TunePlan) -> dict[str, Any]:
 
 
 def start(ledger: Ledger, backend: Backend, tune_plan: TunePlan, wait: bool = True) -> TuningStarted:
-    """Record the job (intent first), then start it. A resumed job keeps its best so far."""
+    """Record the job (intent first), then start it. A resumed job keeps its best so far.
+    BusyError when another `tune` process runs this job (the local backend's job lock)."""
     request = tune_plan.request
     meta = _meta(tune_plan)
     if ledger.get("tuning-job", request.name, backend.name) is None:
@@ -129,7 +130,12 @@ def start(ledger: Ledger, backend: Backend, tune_plan: TunePlan, wait: bool = Tr
     else:
         keep = {key: value for key, value in meta.items() if key not in ("best", "trials")}
         ledger.update("tuning-job", request.name, backend.name, state="InProgress", meta=keep)
-    started = backend.start_tuning(request, wait=wait)
+    try:
+        started = backend.start_tuning(request, wait=wait)
+    except BusyError as exc:  # another `tune` runs this job: its row above says the same
+        raise BusyError(
+            f"{exc}; wait for it to end (dogbreed status), stop it, or give another --name to start a new search"
+        ) from None
     if started.uri:
         ledger.update("tuning-job", request.name, backend.name, uri=started.uri)
     return started

@@ -7,6 +7,7 @@ workflow records and prints; trial rows are written by the engine as trials run.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,11 @@ class LocalTuning:
     workspace: Workspace
     reporter: Reporter
 
+    @property
+    def _tuning_locks(self) -> dict[str, int]:
+        """Tuning job name -> its job lock's descriptor, from start_tuning to the end of wait_tuning."""
+        return self.__dict__.setdefault("_held_tuning_locks", {})
+
     def _tuning_job(self, request: TuningRequest) -> LocalTuningJob:
         return LocalTuningJob(setup_of(request), self.workspace.ledger, resumed=request.resumed)
 
@@ -72,13 +78,34 @@ class LocalTuning:
 
     def start_tuning(self, request: TuningRequest, wait: bool = True) -> TuningStarted:
         """Settle what a killed run left, then start workers: attached to this process when
-        it waits (a terminal's Ctrl-C reaches them), in sessions of their own for --no-wait."""
+        it waits (a terminal's Ctrl-C reaches them), in sessions of their own for --no-wait.
+
+        All under the job's lock (BusyError naming the holder when another `tune` runs the
+        job), taken before anything in its folder is touched: one process settles, starts
+        and replaces workers. Kept until wait_tuning ends; a --no-wait start lets it go once
+        its workers run, and a later `tune --name` takes it to follow them."""
         job = self._tuning_job(request)
-        job.begin()
-        for note in job.settle():
-            self.reporter.info(note)
-        pids = job.launch(detached=not wait)
+        lock = job.setup.job_lock().acquire()
+        try:
+            job.begin()
+            for note in job.settle():
+                self.reporter.info(note)
+            pids = job.launch(detached=not wait)
+        except BaseException:
+            os.close(lock)
+            raise
+        if wait:
+            self._tuning_locks[request.name] = lock
+        else:
+            os.close(lock)
         return TuningStarted(uri=str(job.folder), extra={"workers": pids, "follow": f"dogbreed tune --name {request.name}"})
 
     def wait_tuning(self, request: TuningRequest, on_trials: TrialsSink | None = None) -> dict[str, Any]:
-        return self._tuning_job(request).run(on_trials or (lambda trials: None))
+        job = self._tuning_job(request)
+        lock = self._tuning_locks.pop(request.name, None)
+        if lock is None:
+            lock = job.setup.job_lock().acquire()
+        try:
+            return job.run(on_trials or (lambda trials: None))
+        finally:
+            os.close(lock)

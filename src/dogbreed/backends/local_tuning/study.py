@@ -4,6 +4,7 @@
     setup.json     what every worker needs: the config, the dataset, the trial budget
     journal.log    the Optuna study (JournalStorage, file backend)
     ask.lock       held while a worker counts trials and asks for the next one
+    job.lock       held by the `tune` that runs the job (dogbreed.job_lock): one at a time
     workers/       one pid file per worker process (pool.py)
     worker-N.log   what worker N printed
 
@@ -25,12 +26,14 @@ from typing import Any
 from dogbreed.atomic_files import write_text
 from dogbreed.backends.local_tuning.strategy import make_pruner, make_sampler
 from dogbreed.config import Config
+from dogbreed.job_lock import JobLock
 from dogbreed.tuning.space import SearchParam, build_space, trial_budget
 from dogbreed.workspace import Workspace
 
 SETUP_FILE = "setup.json"
 JOURNAL_FILE = "journal.log"
 LOCK_FILE = "ask.lock"
+JOB_LOCK_FILE = "job.lock"
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,11 @@ class TuningSetup:
     @property
     def maximize(self) -> bool:
         return self.config.tune.objective.type == "Maximize"
+
+    def job_lock(self) -> JobLock:
+        """Held by the one `tune` process that runs this job: it settles what a killed run
+        left, starts workers and follows them; a second `tune` of the job is refused."""
+        return JobLock(self.folder / JOB_LOCK_FILE, f"tuning job {self.name}")
 
     def save(self) -> Path:
         path = self.folder / SETUP_FILE

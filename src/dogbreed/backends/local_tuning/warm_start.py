@@ -45,6 +45,7 @@ from typing import Any, BinaryIO
 from dogbreed.backends.job_layout import JobLayout
 from dogbreed.backends.job_supervisor import Child, Exec, supervise
 from dogbreed.errors import DogbreedError
+from dogbreed.job_lock import adopt
 from dogbreed.jobspec import ENTRY_POINT, SOURCE_DIR
 
 # Short names for `ps`/`top` (Linux comm, 15 bytes): a forked process keeps the worker's
@@ -171,6 +172,8 @@ def _run_supervisor(layout: JobLayout, launcher: WarmStart, lock_fd: int | None 
     code = 1
     try:
         _forget_parent(keep=lock_fd)
+        if lock_fd is not None:
+            adopt(lock_fd)  # a refused `train` names this supervisor, not the worker
         _redirect_stdio(None)
         _name_process(SUPERVISOR_NAME)
         code = supervise(layout, launcher)
