@@ -50,6 +50,8 @@ from dogbreed.errors import ConfigError, DogbreedError, NotFoundError
 from dogbreed.jobspec import metric_spec
 from dogbreed.ledger import Resource
 from dogbreed.progress import NullReporter, Reporter
+from dogbreed.regular_files import FileRefusedError, open_regular
+from dogbreed.serving.handler_code import check_archive_code
 from dogbreed.workspace import Workspace
 
 
@@ -661,10 +663,30 @@ class SageMakerBackend(SageMakerTransform):
         problems += preflight.check_scheduler_role(self.aws, config)
         preflight.raise_if(problems, self.reporter, f"endpoint {request.endpoint_name}")
 
+    def _check_code(self, request: DeployRequest) -> None:
+        """A model.tar.gz from this machine is compared with this dogbreed's handler as the
+        local backend does (serving/handler_code.py), read from the file as it would be
+        uploaded: its code/inference.py runs in the endpoint's container, with the
+        endpoint's role. s3:// models are what training jobs wrote, and are not read here."""
+        if request.model_uri.startswith("s3://"):
+            return
+        path = Path(request.model_uri).expanduser()
+        try:
+            handle = open_regular(path)
+        except FileRefusedError as exc:
+            raise DogbreedError(
+                f"model {request.model_uri}: {exc.problem}; give a model.tar.gz (a file or an s3:// URI)"
+            ) from None
+        with handle:
+            foreign = check_archive_code(handle, request.model_uri, request.trust_code)
+        if foreign:
+            self.reporter.warn(f"--trust-code: deploying {request.model_uri} with its own code ({'; '.join(foreign[:3])})")
+
     def deploy(
         self, request: DeployRequest, wait: bool = True, on_created: Callable[[EndpointInfo], None] | None = None
     ) -> EndpointInfo:
         endpoint = request.endpoint_name
+        self._check_code(request)  # before any request: a new endpoint and an update alike
         existing = self._describe("describe_endpoint", EndpointName=endpoint)
         if existing is not None:
             return self._update_endpoint(request, existing, wait, on_created)

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import stat
+import tarfile
 from functools import cache
 from pathlib import Path
+from typing import BinaryIO
 
-from dogbreed.errors import UsageError
+from dogbreed.errors import DogbreedError, UsageError
 from dogbreed.jobspec import INFERENCE_ENTRY, SOURCE_DIR
 from dogbreed.regular_files import FileRefusedError, open_regular
 
@@ -82,12 +85,51 @@ def installed_handler() -> dict[str, str]:
     return files
 
 
+def _member_digest(archive: tarfile.TarFile, member: tarfile.TarInfo) -> str:
+    """sha256 of one archive member, or why it cannot be a file of ours."""
+    if member.issym() or member.islnk():
+        return "a link"
+    if not member.isfile():
+        return "not a regular file"
+    if member.size > _MAX_FILE_BYTES:
+        return f"too large: {member.size:,} bytes"
+    handle = archive.extractfile(member)
+    digest = hashlib.sha256()
+    while handle is not None and (chunk := handle.read(1 << 20)):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def archive_code(stream: BinaryIO, where: str) -> dict[str, str]:
+    """relative path below code/ -> sha256 (or a reason it cannot be ours) of every entry of
+    a model.tar.gz read as a stream: a file or an S3 object's body, read once, front to
+    back, with nothing extracted. Paths are normalised as extraction would place them (a
+    later entry of the same name replaces an earlier one, as it would on disk)."""
+    found: dict[str, str] = {}
+    try:
+        with tarfile.open(fileobj=stream, mode="r|*") as archive:
+            for member in archive:
+                name = posixpath.normpath(member.name.lstrip("/"))
+                if not name.startswith(f"{CODE_DIR}/") or member.isdir():
+                    continue
+                found[name[len(CODE_DIR) + 1 :]] = _member_digest(archive, member)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise DogbreedError(
+            f"model {where} is not a readable model.tar.gz ({exc}); deploy one written by `dogbreed train`"
+        ) from None
+    return found
+
+
 def code_differences(model_dir: Path) -> list[str]:
-    """How the model's code/ differs from the installed handler; [] when it is the same.
-    The most telling first: files that are no files, edited files, added files, then
-    missing ones (an older or newer version)."""
+    """How the model's code/ differs from the installed handler; [] when it is the same."""
     code = Path(model_dir) / CODE_DIR
-    theirs = _tree(code) if code.is_dir() else {}
+    return differences(_tree(code) if code.is_dir() else {})
+
+
+def differences(theirs: dict[str, str]) -> list[str]:
+    """How a model's code/ (relative path -> digest, from a folder or an archive) differs
+    from the installed handler. The most telling first: files that are no files, edited
+    files, added files, then missing ones (an older or newer version)."""
     ours = installed_handler()
     problems: list[tuple[int, str]] = []
     for name in sorted(set(theirs) | set(ours)):
@@ -105,7 +147,16 @@ def code_differences(model_dir: Path) -> list[str]:
 
 def check_handler_code(model_dir: Path, model_uri: str, trusted: bool) -> list[str]:
     """The differences, when trusted; UntrustedCodeError naming them when not."""
-    problems = code_differences(model_dir)
+    return _vouched(code_differences(model_dir), model_uri, trusted)
+
+
+def check_archive_code(stream: BinaryIO, model_uri: str, trusted: bool) -> list[str]:
+    """check_handler_code for a model.tar.gz that is not extracted here (SageMaker serves it):
+    the same comparison, read from the archive's stream."""
+    return _vouched(differences(archive_code(stream, model_uri)), model_uri, trusted)
+
+
+def _vouched(problems: list[str], model_uri: str, trusted: bool) -> list[str]:
     if problems and not trusted:
         more = f" and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
         raise UntrustedCodeError(

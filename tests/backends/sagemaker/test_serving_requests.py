@@ -3,6 +3,7 @@ serverless), deployed on moto, then described and deleted."""
 
 from __future__ import annotations
 
+import tarfile
 from datetime import datetime, timezone
 
 import pytest
@@ -11,6 +12,7 @@ from botocore.exceptions import ClientError
 from dogbreed.backends.base import DeployRequest
 from dogbreed.errors import DogbreedError
 from tests.backends.sagemaker.conftest import BUCKET, INFERENCE_IMAGE, ROLE, make_backend, sm_config
+from tests.serving.model_factory import copy_code
 
 MODEL_URI = f"s3://{BUCKET}/dogbreed/jobs/dogbreed-train-1/output/model.tar.gz"
 EXPIRES = datetime(2026, 11, 27, 23, 15, 0, tzinfo=timezone.utc)
@@ -120,8 +122,11 @@ def test_more_instances_and_another_type(tmp_path, s3):
 
 
 def test_a_local_model_tar_is_uploaded_content_addressed(tmp_path, s3):
+    # This dogbreed's handler in code/: deploy compares it before uploading (test_trust_code.py).
+    copy_code(tmp_path / "model")
     model = tmp_path / "model.tar.gz"
-    model.write_bytes(b"not really a tarball, but bytes with a digest")
+    with tarfile.open(model, "w:gz") as archive:
+        archive.add(tmp_path / "model" / "code", arcname="code")
     config = sm_config(tmp_path)
     backend = make_backend(config)
     planned = backend.plan_deploy(_request(config, model_uri=str(model)))
