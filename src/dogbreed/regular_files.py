@@ -6,7 +6,9 @@ never ends), a socket, a folder, or a 3 GiB sparse file. So before any byte is r
 the path (stat never blocks) and accept only a regular file within the size limit; open it
 without blocking and check the open descriptor again (fstat), so a file swapped between
 the two looks is still caught. Refusals are FileRefusedError with a one-line `problem`, which
-callers report per file: one bad file never stops, or hangs, a run.
+callers report per file: one bad file never stops, or hangs, a run. Bytes that are no local
+file (an S3 object) meet the same size limit, in the same words, before any is fetched:
+size_problem.
 """
 
 from __future__ import annotations
@@ -44,8 +46,17 @@ def _check(path: Path | str, info: os.stat_result, max_bytes: int | None, limit_
     if not stat.S_ISREG(info.st_mode):
         via = "a symlink to " if linked else ""
         raise FileRefusedError(path, f"not a regular file ({via}{_kind(info.st_mode)}); refused before reading")
-    if max_bytes is not None and info.st_size > max_bytes:
-        raise FileRefusedError(path, f"too large: {info.st_size:,} bytes > {limit_name} {max_bytes:,}; refused before reading")
+    problem = size_problem(info.st_size, max_bytes, limit_name)
+    if problem:
+        raise FileRefusedError(path, problem)
+
+
+def size_problem(size: int, max_bytes: int | None, limit_name: str = "the limit") -> str | None:
+    """The refusal of something `size` bytes long over max_bytes, known before reading it: a
+    file's stat, an S3 object's listed size or ContentLength. One wording for all of them."""
+    if max_bytes is not None and size > max_bytes:
+        return f"too large: {size:,} bytes > {limit_name} {max_bytes:,}; refused before reading"
+    return None
 
 
 def check_regular(path: Path | str, max_bytes: int | None = None, limit_name: str = "the limit") -> os.stat_result:

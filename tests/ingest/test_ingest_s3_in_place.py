@@ -144,3 +144,36 @@ def test_the_cli_ingests_in_place(tmp_path, s3):
     assert answer["dataset_uri"] == f"s3://{BUCKET}/seed" and answer["uploaded"] == 0 and answer["skipped"] == 15
     assert answer["splits"] == {"train": 9, "valid": 3, "test": 3}
     assert DOGS.is_dir()
+
+
+def test_a_photo_over_max_image_bytes_is_refused_before_it_is_fetched(tmp_path, s3):
+    """data.max_image_bytes holds for S3 objects as for files (#15 item 8): from the listing's
+    size, with no GetObject of the object, in the files' words."""
+    seeded = _seed_dogimages(s3)
+    limit = max(len(body) for key, body in seeded.items() if key.endswith(".jpg")) + 1
+    big = "seed/dogImages/train/002.Beagle/big.jpg"
+    body = photos(BREEDS[1])[5].read_bytes()
+    body += b"\0" * (limit + 1 - len(body))  # a photo that decodes, one byte over the limit
+    s3.put_object(Bucket=BUCKET, Key=big, Body=body)
+
+    result, calls = _ingest(tmp_path, f"s3://{BUCKET}/seed", f"data.max_image_bytes={limit}")
+
+    problems = {p["file"]: p["problem"] for p in result.problems}
+    assert problems["train/002.Beagle/big.jpg"] == (
+        f"too large: {len(body):,} bytes > data.max_image_bytes {limit:,}; refused before reading"
+    )
+    assert big not in [params["Key"] for op, params in calls if op == "GetObject"]
+    assert result.splits == {"train": 9, "valid": 3, "test": 3}  # every photo under the limit is in
+
+
+def test_an_object_larger_than_it_was_listed_is_refused_from_its_content_length(tmp_path, s3):
+    """Between the listing and the GET an object can be replaced: the GET's ContentLength is
+    checked before its body is read."""
+    from dogbreed.regular_files import FileRefusedError
+
+    s3.put_object(Bucket=BUCKET, Key="seed/a.jpg", Body=b"x" * 5000)
+    store = S3Store.from_uri(f"s3://{BUCKET}/seed", AwsSession(_config(tmp_path).sagemaker))
+    with pytest.raises(FileRefusedError) as refused:
+        store.read_object("a.jpg", 4096, "data.max_image_bytes")
+    assert refused.value.problem == "too large: 5,000 bytes > data.max_image_bytes 4,096; refused before reading"
+    assert store.read_object("a.jpg", 5000) == b"x" * 5000

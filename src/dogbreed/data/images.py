@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -18,11 +19,14 @@ from typing import BinaryIO
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from dogbreed.atomic_files import replacing
-from dogbreed.regular_files import FileRefusedError, open_regular
+from dogbreed.regular_files import FileRefusedError, open_regular, size_problem
 
 # We enforce data.max_pixels ourselves and report it per file; Pillow's own warning for the
 # same images would only repeat it on stderr.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+MAX_BYTES_KEY = "data.max_image_bytes"  # the config key of ImageLimits.max_bytes, named in refusals
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,7 @@ def check_image(path: Path, limits: ImageLimits, resized_dir: Path | None = None
         raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True; image checks need it False")
     try:
         # A FIFO, a link to /dev/zero or a huge file named .jpg: a problem, never a hang.
-        handle = open_regular(path, limits.max_bytes, "data.max_image_bytes")
+        handle = open_regular(path, limits.max_bytes, MAX_BYTES_KEY)
     except FileRefusedError as exc:
         return ImageCheck(problem=exc.problem)
     with handle:
@@ -82,12 +86,29 @@ def _check_file(handle, path: Path, limits: ImageLimits, resized_dir: Path | Non
     return _open_and_check(handle, path, size, digest, limits, resized_dir)
 
 
+def check_image_object(size: int, read: Callable[[int], bytes], name: str, limits: ImageLimits) -> ImageCheck:
+    """check_image for a photo that is no local file (an S3 object, ingested in place): `size`
+    is what its listing says, `read(max_bytes)` fetches it (FileRefusedError past max_bytes).
+    The size limit is the files' (data.max_image_bytes), checked before a byte is fetched;
+    then the same checks, never a resized copy; `stored` is its name, since nothing is written."""
+    problem = size_problem(size, limits.max_bytes, MAX_BYTES_KEY)
+    if problem:
+        return ImageCheck(problem=problem, size=size)
+    try:
+        data = read(limits.max_bytes if limits.max_bytes is not None else size)
+    except FileRefusedError as exc:  # it grew since the listing, or says so in ContentLength
+        return ImageCheck(problem=exc.problem)
+    return check_image_bytes(data, name, limits)
+
+
 def check_image_bytes(data: bytes, name: str, limits: ImageLimits) -> ImageCheck:
-    """check_image for a photo read from elsewhere (an S3 object, ingested in place): the same
-    checks, never a resized copy; `stored` is its relative path, since nothing is written."""
+    """The checks of check_image on bytes in memory (limits.max_bytes included); no resized copy."""
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True; image checks need it False")
     size, digest = len(data), hashlib.sha256(data).hexdigest()
+    problem = size_problem(size, limits.max_bytes, MAX_BYTES_KEY)
+    if problem:
+        return ImageCheck(problem=problem, size=size, sha256=digest)
     if size == 0:
         return ImageCheck(problem="empty file", size=0, sha256=digest)
     limits = ImageLimits(limits.min_side, limits.max_pixels)

@@ -25,6 +25,7 @@ from dogbreed.data.manifest import MANIFEST_NAME, parse_manifest
 from dogbreed.data.plan import PlannedFile
 from dogbreed.data.stores import Advance, run_parallel, stale_paths, vouched
 from dogbreed.errors import DogbreedError
+from dogbreed.regular_files import FileRefusedError, size_problem
 from dogbreed.s3_uri import split_s3_uri
 
 if TYPE_CHECKING:
@@ -142,16 +143,22 @@ class S3Store:
         out += [planned for planned, ok in zip(to_head, equal) if not ok]
         return sorted(out, key=lambda p: p.path)
 
-    def read_object(self, path: str, max_bytes: int) -> bytes:
-        """One object's bytes, streamed in chunks and refused past max_bytes (a stray archive
+    def read_object(self, path: str, max_bytes: int, limit_name: str = "the limit") -> bytes:
+        """One object's bytes, refused (FileRefusedError) past max_bytes: from the response's
+        ContentLength before the body is read, else as the chunks stream in (a stray archive
         in a prefix of photos never sits in memory whole)."""
-        body = self._call("get_object", Bucket=self.bucket, Key=self.key(path))["Body"]
+        where = f"{self.uri}/{path}"
+        response = self._call("get_object", Bucket=self.bucket, Key=self.key(path))
+        body = response["Body"]
         chunks, total = [], 0
         try:
+            problem = size_problem(int(response.get("ContentLength") or 0), max_bytes, limit_name)
+            if problem:
+                raise FileRefusedError(where, problem)
             for chunk in body.iter_chunks(1 << 20):
                 total += len(chunk)
                 if total > max_bytes:
-                    raise DogbreedError(f"{self.uri}/{path}: larger than {max_bytes} bytes")
+                    raise FileRefusedError(where, f"too large: more than {limit_name} {max_bytes:,} bytes; refused")
                 chunks.append(chunk)
         finally:
             body.close()

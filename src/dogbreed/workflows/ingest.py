@@ -27,7 +27,7 @@ from dogbreed.workspace import Workspace
 
 if TYPE_CHECKING:
     from dogbreed.backends.base import Backend
-    from dogbreed.data.images import ImageCheck
+    from dogbreed.data.images import ImageCheck, ImageLimits
 
 
 @dataclass
@@ -71,15 +71,23 @@ class IngestResult:
         }
 
 
+def _limits(config: Config) -> ImageLimits:
+    """The data.* limits every photo meets, a file or an S3 object alike."""
+    from dogbreed.data.images import ImageLimits
+
+    data = config.data
+    return ImageLimits(min_side=data.min_side, max_pixels=data.max_pixels, resize=data.resize, max_bytes=data.max_image_bytes)
+
+
 def check_images(
     source: LocalSource, layout: Layout, config: Config, workspace: Workspace, reporter: Reporter
 ) -> dict[str, ImageCheck]:
     """Every file's check, on a thread pool: Pillow's decoders and hashlib release the GIL,
     and threads measured faster than processes here (no pickling, no worker start-up)."""
-    from dogbreed.data.images import ImageLimits, check_image
+    from dogbreed.data.images import check_image
 
     data = config.data
-    limits = ImageLimits(min_side=data.min_side, max_pixels=data.max_pixels, resize=data.resize, max_bytes=data.max_image_bytes)
+    limits = _limits(config)
     resized_dir = workspace.cache("resized") if data.resize else None
     base = source.folder / layout.root if layout.root else source.folder
     paths = [f.path for f in layout.files]
@@ -224,24 +232,21 @@ def _record(workspace: Workspace, backend_name: str, result: IngestResult, **ext
 
 # --- photos already on S3 -------------------------------------------------------------------
 
-# Larger than any photo: such an object is reported, never read whole into memory.
-MAX_PHOTO_BYTES = 64 * 2**20
-
 
 def _check_objects(
     store: Any, layout: Layout, sizes: dict[str, int], config: Config, reporter: Reporter
 ) -> dict[str, ImageCheck]:
     """Every photo read from S3 and checked, on a thread pool (GetObject is a round trip)."""
-    from dogbreed.data.images import ImageCheck, ImageLimits, check_image_bytes
+    from dogbreed.data.images import MAX_BYTES_KEY, ImageCheck, check_image_object
 
-    limits = ImageLimits(min_side=config.data.min_side, max_pixels=config.data.max_pixels)
+    # The files' limits: data.max_image_bytes is checked from the listing, before any GET.
+    limits = _limits(config)
     base = f"{layout.root}/" if layout.root else ""
 
     def check(path: str) -> ImageCheck:
-        if sizes[base + path] > MAX_PHOTO_BYTES:
-            return ImageCheck(problem=f"{sizes[base + path]} bytes: too large for a photo (over {MAX_PHOTO_BYTES})")
+        key = base + path
         try:
-            return check_image_bytes(store.read_object(base + path, MAX_PHOTO_BYTES), base + path, limits)
+            return check_image_object(sizes[key], lambda most: store.read_object(key, most, MAX_BYTES_KEY), key, limits)
         except DogbreedError as exc:
             return ImageCheck(problem=f"unreadable: {exc}")
 
