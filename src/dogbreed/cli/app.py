@@ -2,8 +2,9 @@
 
 Exit codes: 0 success, 2 usage or config error, 1 any other failure (130 on Ctrl-C).
 An error is one line on stderr; a traceback only with -v/--debug.
-Heavy libraries (torch, torchvision, sagemaker, boto3) are imported inside commands only,
-so `dogbreed --help` stays fast; tests/test_cli.py proves it.
+Heavy libraries (torch, torchvision, sagemaker, boto3, pydantic) are imported inside commands
+only, and help is typer's plain (click) help, not its rich one, so `dogbreed --help` stays
+fast; tests/foundation/test_cli.py probes the imports.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import sys
 import traceback
 
 import typer
-from rich.text import Text
 from typer.exceptions import TyperException
 
 from dogbreed import __version__
@@ -25,6 +25,9 @@ app = typer.Typer(
     help="Dog photos to a live breed classifier: ingest → tune → train → report → deploy → predict → teardown.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain help: typer's rich help imports rich.markdown and rich.traceback (markdown-it, pygments,
+    # attrs), half of `dogbreed --help`'s CPU time, to draw boxes around the same text.
+    rich_markup_mode=None,
     add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -55,6 +58,8 @@ def _one_line(message: str) -> str:
 def _fail(message: str, code: int, verbose: bool = False) -> int:
     # The message is plain text, never markup: paths and values hold "[...]" ("photos [copy]",
     # "[/x]") that rich would swallow or choke on (MarkupError inside the error handler).
+    from rich.text import Text  # here: `dogbreed --help` never needs it
+
     console = stderr_console()
     console.print(Text.assemble(("error:", "bold red"), " ", _one_line(message)), highlight=False, soft_wrap=True)
     if verbose:

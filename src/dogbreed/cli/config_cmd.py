@@ -9,7 +9,8 @@ import typer
 from dogbreed.cli.options import BackendOpt, ConfigOpt, JsonOpt, SetOpt, VerboseOpt
 from dogbreed.cli.session import Session
 
-app = typer.Typer(help="Inspect the effective configuration and its schema.", no_args_is_help=True)
+# Plain help, as the main app's (cli/app.py says why).
+app = typer.Typer(help="Inspect the effective configuration and its schema.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command("show", epilog="Example: dogbreed config show -c configs/local.yaml --set train.lr=0.001")

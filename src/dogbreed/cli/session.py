@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-
 from dogbreed.cli.rich_reporter import RichReporter
 from dogbreed.workspace import Workspace
 
-if TYPE_CHECKING:  # pydantic (under config) costs ~0.3 s: `dogbreed --help` must not pay it
+if TYPE_CHECKING:  # pydantic (under config) costs ~0.3 s, rich.console ~0.05 s: `--help` pays neither
+    from rich.console import Console
+
     from dogbreed.backends.base import Backend
     from dogbreed.config import Config
 
@@ -38,10 +38,14 @@ def _width(stream: Any) -> int | None:
 # log lines hold "[...]" ("photos [copy]", "[/x]") that rich markup would swallow or choke on
 # (MarkupError); styling is done with rich.text.Text, never with markup in strings.
 def stderr_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, soft_wrap=True, width=_width(sys.stderr), markup=False)
 
 
 def stdout_console() -> Console:
+    from rich.console import Console
+
     return Console(soft_wrap=True, width=_width(sys.stdout), markup=False)
 
 
