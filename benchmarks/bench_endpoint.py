@@ -10,8 +10,12 @@ Measured in one run, on one machine, with the same image and the same handler co
   /ping        GET /ping: the HTTP layer alone
   overhead     per request: the client's latency minus the model's own time inside the server
                (its Server-Timing header), i.e. everything the server adds. Goal: p50 < 2 ms.
+  predict      `dogbreed predict IMAGE` against the same server: from the CLI's start to its
+               first request reaching the endpoint (its own start-up: interpreter, imports,
+               config, ledger), and to its exit, beside one request's own latency.
+               The request passes a recording relay on 127.0.0.1, which notes its arrival.
 The three are measured in alternating rounds, so a neighbour's load on a shared machine
-lands on all of them alike instead of on whichever ran last. Without
+lands on all of them alike instead of on whichever ran last; the predict runs follow them. Without
 --model, a mobilenet_v2 with the vendored ImageNet weights and a 133-breed head (untrained:
 latency does not depend on the head's values) is built in a temporary folder. Traffic only
 goes to 127.0.0.1, a bounded number of requests, each phase capped at --max-seconds.
@@ -20,15 +24,18 @@ goes to 127.0.0.1, a bounded number of requests, each phase capped at --max-seco
 from __future__ import annotations
 
 import argparse
+import http.server
 import importlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -150,12 +157,81 @@ def start_server(model_dir: Path, workers: int, folder: Path) -> tuple[subproces
     raise SystemExit("the server did not become ready")
 
 
+class _Relay(http.server.BaseHTTPRequestHandler):
+    """Passes each request on to the real server, noting when it arrived (perf_counter)."""
+
+    target = ""
+    arrivals: list[tuple[float, str]] = []
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def _relay(self, method: str) -> None:
+        self.arrivals.append((time.perf_counter(), self.path))
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "accept")}
+        request = urllib.request.Request(self.target + self.path, data=body, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                status, answer, content_type = response.status, response.read(), response.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as exc:
+            status, answer, content_type = exc.code, exc.read(), exc.headers.get("Content-Type", "")
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def do_GET(self) -> None:
+        self._relay("GET")
+
+    def do_POST(self) -> None:
+        self._relay("POST")
+
+
+def predict_startup(url: str, pid: int, scratch: Path, runs: int) -> list[tuple[float, float, float, float]]:
+    """(ms to the first request (predict's /ping), ms to its /invocations, ms to exit, CPU
+    seconds of the CLI) per `dogbreed predict` run, against the server at url (pid) through a
+    recording relay; the endpoint is entered in a scratch workspace's ledger as deploy would."""
+    from dogbreed.ledger import Ledger
+
+    _Relay.target = url
+    relay = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Relay)
+    threading.Thread(target=relay.serve_forever, daemon=True).start()
+    workspace = scratch / "predict-ws"
+    workspace.mkdir()
+    relay_url = f"http://127.0.0.1:{relay.server_address[1]}"
+    Ledger(workspace / "ledger.sqlite").record("endpoint", "bench", "local", uri=relay_url, state="in-service", meta={"pid": pid})
+    exe = Path(sys.executable).parent / "dogbreed"
+    argv = [str(exe), "predict", str(IMAGE), "--endpoint", "bench", "--json", "--set", f"workspace={workspace}"]
+    results = []
+    try:
+        for _ in range(runs):
+            _Relay.arrivals = []
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            started = time.perf_counter()
+            done = subprocess.run(argv, capture_output=True, text=True, check=False)
+            ended = time.perf_counter()
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            invocations = [at for at, path in _Relay.arrivals if path.startswith("/invocations")]
+            if done.returncode != 0 or not invocations:
+                raise SystemExit(f"dogbreed predict failed: {done.stderr[-2000:]}")
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            first = _Relay.arrivals[0][0]
+            results.append(((first - started) * 1000, (invocations[0] - started) * 1000, (ended - started) * 1000, cpu))
+    finally:
+        relay.shutdown()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model dir or model.tar.gz (default: build a mobilenet_v2)")
     parser.add_argument("--requests", type=int, default=200, help="requests per measurement and concurrency level")
     parser.add_argument("--workers", type=int, default=4, help="server workers (deploy.workers)")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="time cap per concurrency level")
+    parser.add_argument("--predict-runs", type=int, default=5, help="`dogbreed predict` runs timed from start to first request")
     args = parser.parse_args()
 
     threads = max(1, (os.cpu_count() or 1) // args.workers)  # what the server gives each worker
@@ -200,6 +276,7 @@ def main() -> None:
                     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
                     ratios = (p50 / percentile(base, 50), p99 / percentile(base, 99)) if label != "overhead" else (None, None)
                     rows.append((concurrency, label, len(latencies), p50, p99, *ratios))
+            startups = predict_startup(url, process.pid, Path(scratch), args.predict_runs)
         finally:
             process.terminate()
             process.wait(timeout=120)
@@ -219,6 +296,15 @@ def main() -> None:
         f"{'' if overhead < 2 else '  <- over the goal (check the load average above)'}"
     )
     print("overhead = client latency - the model's time inside the server (Server-Timing), per request")
+    request_ms = next(r[3] for r in rows if r[0] == 1 and r[1] == "endpoint")
+    first, invoked, total, cpu = (sorted(run[i] for run in startups) for i in range(4))
+    middle = len(startups) // 2
+    print(
+        f"\n`dogbreed predict {IMAGE.name}`, {len(startups)} runs, medians: start to its first request (/ping) "
+        f"{first[middle]:.0f} ms (min {first[0]:.0f}), to /invocations {invoked[middle]:.0f} ms, to exit "
+        f"{total[middle]:.0f} ms, CPU {cpu[middle]:.2f} s; one request itself {request_ms:.1f} ms p50: "
+        f"start-up is {first[middle] / request_ms:.0f}x the request"
+    )
 
 
 if __name__ == "__main__":
