@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from dogbreed.backends.local_tuning.study import TuningSetup, open_study
 from dogbreed.job_lock import JobLock
 from tests.conftest import error_line
+from tests.tuning.test_tune_local import _start_cli, _wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -66,6 +68,29 @@ def test_two_tunes_of_one_job_at_once_run_it_once(tune_env):
     for trial in answer["trials"]:
         log = (tune_env.workspace / "jobs" / trial["name"] / "train.log").read_text()
         assert log.count("starting:") == 1, f"{trial['name']} ran twice"
+
+
+def test_two_resumes_of_a_killed_tuning_job_at_once_run_it_once(tune_env):
+    """`tune` without --name resumes the latest unfinished search: two of them at once pick
+    the same killed job, and only one runs it."""
+    tune_env.write_config(train=UNCACHED, tune={"max_jobs": 2, "max_parallel_jobs": 1})
+    killed = _start_cli(tune_env, "tune", "--name", "tune-resumed", "--json")
+    try:
+        _wait_for(lambda: tune_env.ledger.list("trial", parent="tune-resumed"), what="the first trial")
+    finally:
+        os.killpg(killed.pid, signal.SIGKILL)  # the CLI and its workers, as a closed terminal would
+        killed.communicate(timeout=60)
+
+    results = _together(tune_env, ["tune", "--json"], ["tune", "--json"])
+
+    codes = sorted(proc.returncode for proc, _, _ in results)
+    assert codes == [0, 1], [err for _, _, err in results]
+    _, out, err = next(r for r in results if r[0].returncode == 1)
+    assert out == "" and "error: tuning job tune-resumed is already running (pid " in error_line(err)
+    answer = json.loads(next(out for proc, out, _ in results if proc.returncode == 0))
+    assert answer["tuning_job"] == "tune-resumed" and answer["resumed"] is True and answer["state"] == "Completed"
+    counted = [t for t in answer["trials"] if t["status"] in ("Completed", "Stopped", "Failed") and not t["retried"]]
+    assert len(counted) == 2  # the budget, once: no second set of workers asked for more
 
 
 def test_a_tune_of_a_job_another_process_runs_is_refused_before_touching_it(tune_env):
