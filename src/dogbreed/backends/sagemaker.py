@@ -663,30 +663,31 @@ class SageMakerBackend(SageMakerTransform):
         problems += preflight.check_scheduler_role(self.aws, config)
         preflight.raise_if(problems, self.reporter, f"endpoint {request.endpoint_name}")
 
-    def _check_code(self, request: DeployRequest) -> None:
+    def _check_code(self, model_uri: str, trusted: bool, use: str) -> None:
         """A model.tar.gz from this machine is compared with this dogbreed's handler as the
         local backend does (serving/handler_code.py), read from the file as it would be
-        uploaded: its code/inference.py runs in the endpoint's container, with the
-        endpoint's role. s3:// models are what training jobs wrote, and are not read here."""
-        if request.model_uri.startswith("s3://"):
+        uploaded: its code/inference.py runs in the container of whatever serves it (an
+        endpoint, a transform job) with that resource's role. Every path that creates a
+        SageMaker model from a local archive calls this before any request; `use` says what
+        for, in the --trust-code warning. s3:// models are what training jobs wrote, and are
+        not read back here."""
+        if model_uri.startswith("s3://"):
             return
-        path = Path(request.model_uri).expanduser()
         try:
-            handle = open_regular(path)
+            handle = open_regular(Path(model_uri).expanduser())
         except FileRefusedError as exc:
-            raise DogbreedError(
-                f"model {request.model_uri}: {exc.problem}; give a model.tar.gz (a file or an s3:// URI)"
-            ) from None
+            raise DogbreedError(f"model {model_uri}: {exc.problem}; give a model.tar.gz (a file or an s3:// URI)") from None
         with handle:
-            foreign = check_archive_code(handle, request.model_uri, request.trust_code)
+            foreign = check_archive_code(handle, model_uri, trusted)
         if foreign:
-            self.reporter.warn(f"--trust-code: deploying {request.model_uri} with its own code ({'; '.join(foreign[:3])})")
+            self.reporter.warn(f"--trust-code: {use} {model_uri} with its own code ({'; '.join(foreign[:3])})")
 
     def deploy(
         self, request: DeployRequest, wait: bool = True, on_created: Callable[[EndpointInfo], None] | None = None
     ) -> EndpointInfo:
         endpoint = request.endpoint_name
-        self._check_code(request)  # before any request: a new endpoint and an update alike
+        # Before any request: a new endpoint and an update alike.
+        self._check_code(request.model_uri, request.trust_code, "deploying")
         existing = self._describe("describe_endpoint", EndpointName=endpoint)
         if existing is not None:
             return self._update_endpoint(request, existing, wait, on_created)

@@ -6,7 +6,8 @@ Describe*). Steps, each a recorded request, so `--dry-run` shows the very ones a
    fail the whole job, so it is an error row instead) and uploaded under the job's input
    prefix through the S3 dataset store (parallel, skipping what is there); an s3:// prefix
    is used as it is;
-2. CreateModel from model.tar.gz, as deploy builds it (same container, same handler);
+2. CreateModel from model.tar.gz, as deploy builds it (same container, same handler; a
+   local archive's code/ vouched for as deploy's is, before anything is sent);
 3. CreateTransformJob (aws/transform.py), tagged for this project;
 4. with --wait: DescribeTransformJob until it ends (Ctrl-C stops it), then each `.out` answer
    is read back into the scores file, the same rows a local run writes; the model, needed
@@ -203,8 +204,10 @@ class SageMakerTransform:
             # SageMaker never reuses a name: this is the job started earlier (--no-wait, or a
             # run cut short), so follow it and read its answers instead of starting one.
             self.reporter.info(f"transform job {request.name} already exists ({batch.state_of(existing)}); following it")
-        elif request.config.sagemaker.preflight:
-            self.preflight_transform(request)
+        else:
+            self._check_code(request.model_uri, request.trust_code, "scoring with")  # as deploy does
+            if request.config.sagemaker.preflight:
+                self.preflight_transform(request)
         if request.prefixes and existing is None:
             self._check_prefix(batch.as_prefix(request.prefixes[0]))
         scores = ScoresFile(request.output, request.format, request.top_k, restart=request.restart)

@@ -1,7 +1,8 @@
-"""`deploy --model model.tar.gz` on SageMaker vouches for the archive's code as the local backend
-does (#15 item 9): its code/inference.py runs in the endpoint's container with the endpoint's
-role, so an archive whose code/ is not this dogbreed's handler is refused before any request
-(no upload, no CreateModel) unless --trust-code is given. On moto, every request recorded."""
+"""`deploy --model model.tar.gz` (and `transform --model`) on SageMaker vouches for the archive's
+code as the local backend does (#15 item 9): its code/inference.py runs in the container of the
+endpoint or transform job, with its role, so an archive whose code/ is not this dogbreed's
+handler is refused before any request (no upload, no CreateModel) unless --trust-code is
+given. On moto, every request recorded."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from dogbreed.backends.base import DeployRequest
 from dogbreed.errors import DogbreedError
 from dogbreed.serving.handler_code import UntrustedCodeError
+from dogbreed.workflows.transform import transform
 from tests.backends.sagemaker.conftest import BUCKET, make_backend, record_calls, sm_config
 from tests.serving.model_factory import copy_code
 
@@ -101,3 +103,18 @@ def test_a_file_that_is_no_archive_is_one_error_line(tmp_path, s3):
     with pytest.raises(DogbreedError, match=r"is not a readable model.tar.gz"):
         backend.deploy(request)
     assert s3_calls == []
+
+
+def test_a_transform_job_holds_a_local_archive_to_the_same_check(tmp_path, s3, sagemaker_client, predict_dir):
+    model = _archive(tmp_path, "tampered", _appended)
+    backend, _, sagemaker_calls, s3_calls = _deploy(tmp_path, model)
+    ledger = backend.workspace.ledger
+    photo = str(predict_dir / "Beagle_01141.jpg")
+    with pytest.raises(UntrustedCodeError, match=r"code/inference.py differs from this dogbreed's.*--trust-code"):
+        transform(backend.config, backend, ledger, [photo], tmp_path / "s.csv", model=str(model), name="t-refused")
+    assert [op for op, _ in sagemaker_calls if op != "DescribeTransformJob"] == [] and s3_calls == []
+    assert sagemaker_client.list_transform_jobs()["TransformJobSummaries"] == []
+
+    transform(backend.config, backend, ledger, [photo], tmp_path / "s.csv", model=str(model), name="t-trusted", trust_code=True)
+    assert {"CreateModel", "CreateTransformJob"} <= set(backend.last_requests)
+    assert any(line.startswith("warning: --trust-code: scoring with") for line in backend.reporter.lines)
