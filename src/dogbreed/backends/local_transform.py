@@ -34,7 +34,7 @@ def prefix_images(store: Any, max_bytes: int) -> list[BatchImage]:
             BatchImage(
                 image=f"{store.uri}/{path}",
                 key=f"size={size}",
-                read=lambda path=path: store.read_object(path, max_bytes),
+                read=lambda path=path: store.read_object(path, max_bytes, "data.max_image_bytes"),
             )
         )
     return found
