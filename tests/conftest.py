@@ -77,3 +77,13 @@ def error_line(stderr: str) -> str:
     lines = stderr.strip().splitlines()
     assert [line for line in lines if line.startswith("error:")] == lines[-1:], stderr
     return lines[-1]
+
+
+def interruptible() -> None:
+    """Popen's preexec_fn for a CLI a test will Ctrl-C: SIGINT back to its default, as in a
+    terminal. A shell starts background jobs (`make test &`, nohup) with SIGINT ignored, the
+    children inherit that, and Python then installs no KeyboardInterrupt handler: the
+    test's Ctrl-C would be dropped and the job run to the end."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

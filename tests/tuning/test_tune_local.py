@@ -15,8 +15,7 @@ import pytest
 
 from dogbreed.backends.local_training import parse_log
 from dogbreed.backends.local_tuning.study import TuningSetup, open_study
-from tests.conftest import error_line
-from tests.tuning.conftest import BASE_CONFIG
+from tests.conftest import error_line, interruptible
 
 pytestmark = pytest.mark.slow
 
@@ -111,6 +110,7 @@ def _start_cli(env, *args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=interruptible,
     )
 
 
@@ -259,11 +259,7 @@ def test_ctrl_c_during_a_trial_propagates_and_leaves_a_stopped_job(tune_env):
 
 
 def test_ctrl_c_stops_every_job_and_tune_again_resumes_the_latest_unfinished_job(tune_env):
-    # Trials of 4-5 uncached epochs: long enough that both are still running when the poll
-    # below sees them, even on a loaded machine (with 1-2 epochs the whole search could end
-    # between that poll and the Ctrl-C).
-    ranges = {**BASE_CONFIG["tune"]["ranges"], "epochs": {"type": "integer", "min": 4, "max": 5}}
-    tune_env.write_config(train=UNCACHED, tune={"max_jobs": 2, "max_parallel_jobs": 2, "ranges": ranges})
+    tune_env.write_config(train=UNCACHED, tune={"max_jobs": 2, "max_parallel_jobs": 2})
     proc = _start_cli(tune_env, "tune", "--json")
     try:
 

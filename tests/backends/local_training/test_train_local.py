@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from dogbreed.ledger import Ledger
-from tests.conftest import dogbreed_cli
+from tests.conftest import dogbreed_cli, interruptible
 
 pytestmark = pytest.mark.slow
 
@@ -109,7 +109,7 @@ def test_ctrl_c_stops_the_job_and_train_again_resumes_it(project):
     # Without the feature cache an epoch takes seconds, so the interrupt lands mid-training.
     slow = ["--set", "train.feature_cache=false"]
     args = [str(exe), "train", "-c", str(config), *slow]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     jobs = root / ".dogbreed" / "jobs"
     deadline = time.monotonic() + 300
     checkpoint = None
