@@ -88,6 +88,18 @@ def local_file(s3_root: str, path: Path) -> StagedObject:
     return StagedObject(f"{s3_root}/files/{digest[:16]}/{path.name}", digest, path.stat().st_size, str(path))
 
 
+def model_archive(s3_root: str, model_uri: str, use: str) -> tuple[str, list[StagedObject]]:
+    """The model's S3 URI for SageMaker, and what to stage for it: nothing for an s3:// URI,
+    the local model.tar.gz (content-addressed) otherwise. `use` names the command in the error."""
+    if model_uri.startswith("s3://"):
+        return model_uri, []
+    path = Path(model_uri).expanduser().resolve()
+    if not path.is_file():
+        raise DogbreedError(f"{model_uri}: expected a model.tar.gz (a file or an s3:// URI) to {use} on SageMaker")
+    staged = local_file(s3_root, path)
+    return staged.uri, [staged]
+
+
 def upload_if_missing(s3: Any, staged: StagedObject, reporter: Reporter | None = None) -> bool:
     """Put the object unless it is already there with our sha256; True when it uploaded.
     A file (weights can be hundreds of MB) uploads as a reporter task: bytes, rate, ETA."""

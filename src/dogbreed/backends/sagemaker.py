@@ -24,7 +24,7 @@ from dogbreed.aws.estimators import JobInputs, build_estimator, job_hyperparamet
 from dogbreed.aws.model_deployment import build_model, deploy_arguments, send_endpoint_update
 from dogbreed.aws.requests import RecordingClient
 from dogbreed.aws.session import AwsSession
-from dogbreed.aws.staging import StagedObject, ensure_bucket, local_file, source_bundle, upload_if_missing
+from dogbreed.aws.staging import StagedObject, ensure_bucket, model_archive, source_bundle, upload_if_missing
 from dogbreed.aws.tags import EXPIRES_AT, as_dict, resource_tags
 from dogbreed.aws.tuner import build_tuner, trial_count
 from dogbreed.aws.watch import LogTail, follow_endpoint, follow_training_job, follow_tuning_job
@@ -446,14 +446,7 @@ class SageMakerBackend(SageMakerTransform):
         aws, session, recorder = self._sdk(dry_run)
         config = request.config
         s3_root = aws.s3_uri()
-        staged: list[StagedObject] = []
-        model_uri = request.model_uri
-        if not model_uri.startswith("s3://"):
-            path = Path(model_uri).expanduser().resolve()
-            if not path.is_file():
-                raise DogbreedError(f"{model_uri}: expected a model.tar.gz (a file or an s3:// URI) to deploy on SageMaker")
-            staged.append(local_file(s3_root, path))
-            model_uri = staged[0].uri
+        model_uri, staged = model_archive(s3_root, request.model_uri, "deploy")
         model = build_model(
             config,
             session,

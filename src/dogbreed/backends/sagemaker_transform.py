@@ -23,7 +23,7 @@ from typing import Any
 from dogbreed.aws import inventory, preflight, pricing, sagemaker_names
 from dogbreed.aws import transform as batch
 from dogbreed.aws.model_deployment import build_model
-from dogbreed.aws.staging import StagedObject, local_file
+from dogbreed.aws.staging import StagedObject, model_archive
 from dogbreed.aws.tags import resource_tags
 from dogbreed.aws.watch import follow_transform_job
 from dogbreed.backends.base import TransformOutcome, TransformRequest
@@ -116,14 +116,7 @@ class SageMakerTransform:
         """(the SDK model, the CreateTransformJob request, model.tar.gz to stage, recorder)."""
         aws, session, recorder = self._sdk(dry_run)
         s3_root = aws.s3_uri()
-        staged: list[StagedObject] = []
-        model_uri = request.model_uri
-        if not model_uri.startswith("s3://"):
-            path = Path(model_uri).expanduser().resolve()
-            if not path.is_file():
-                raise DogbreedError(f"{model_uri}: expected a model.tar.gz (a file or an s3:// URI) to transform on SageMaker")
-            staged.append(local_file(s3_root, path))
-            model_uri = staged[0].uri
+        model_uri, staged = model_archive(s3_root, request.model_uri, "transform")
         # The rows are read from the top_k answer; deploy.response=probabilities (the seed's
         # bare lists, for endpoints) must not change what this job's model answers.
         config = request.config.model_copy(update={"deploy": request.config.deploy.model_copy(update={"response": "top_k"})})
