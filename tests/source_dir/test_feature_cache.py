@@ -50,16 +50,20 @@ def test_cached_features_are_the_backbone_of_the_eval_preset(breedkit, channel, 
     model = models.build_model("mobilenet_v2", 10, str(imagenet_weights))
     backbone, _ = models.split_backbone_head(model, "mobilenet_v2")
     key = _key(breedkit, dataset=index.identity, weights=models.weights_identity(str(imagenet_weights)))
-    got, report = feature_cache.load_or_extract(
-        tmp_path,
-        key,
-        channel,
-        {"valid": (samples, 3)},
-        backbone,
-        device=torch.device("cpu"),
-        batch_size=4,
-        num_workers=0,
-    )
+
+    def extract():  # the same call both times: the second must find the first's files
+        return feature_cache.load_or_extract(
+            tmp_path,
+            key,
+            channel,
+            {"valid": (samples, 3)},
+            backbone,
+            device=torch.device("cpu"),
+            batch_size=4,
+            num_workers=0,
+        )
+
+    got, report = extract()
     assert report.extracted_files == 3 and report.extracted_images == 30
     views = got["valid"].views
     assert views.shape == (3, 10, 1280) and views.dtype == torch.float32
@@ -69,16 +73,7 @@ def test_cached_features_are_the_backbone_of_the_eval_preset(breedkit, channel, 
     with torch.no_grad():
         assert torch.allclose(views[0, 3], backbone.eval()(x)[0], rtol=1e-4, atol=1e-4)  # TorchScript-fused convs
     assert not torch.allclose(views[1], views[0]) and not torch.allclose(views[2], views[1])  # augmented views
-    again, report = feature_cache.load_or_extract(
-        tmp_path,
-        key,
-        channel,
-        {"valid": (samples, 3)},
-        backbone,
-        device=torch.device("cpu"),
-        batch_size=4,
-        num_workers=0,
-    )
+    again, report = extract()
     assert report.extracted_files == 0 and torch.equal(again["valid"].views, views)
     folder = key.folder(tmp_path)
     assert sorted(p.name for p in folder.iterdir()) == [
