@@ -15,7 +15,7 @@ import pytest
 from dogbreed.config.schema import Config
 from tests.serving.model_factory import torch_threads
 
-PETS = Path(__file__).resolve().parents[1] / "data" / "aipnd-256"
+PETS = Path(__file__).resolve().parents[1] / "fixtures" / "aipnd-256"
 OTHER_ANIMALS = {"cat", "Rabbit", "fox_squirrel", "gecko", "great_horned_owl", "polar_bear", "skunk"}
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-DOGIMAGES_CLASSES = Path(__file__).resolve().parents[1] / "data" / "dogimages-classes.txt"
+DOGIMAGES_CLASSES = Path(__file__).resolve().parents[1] / "fixtures" / "dogimages-classes.txt"
 
 
 @pytest.fixture
