@@ -1,4 +1,5 @@
-"""Builders for ingest tests: odd images, dogImages-style archives, and a real HTTP server."""
+"""Builders for the data layer's tests and the ingest workflow's (tests/workflows): odd images,
+dogImages-style archives, and a real HTTP server."""
 
 from __future__ import annotations
 

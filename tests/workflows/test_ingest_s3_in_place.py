@@ -19,7 +19,7 @@ from dogbreed.workflows.ingest import ingest
 from dogbreed.workspace import Workspace
 from tests.backends.sagemaker.conftest import record_calls
 from tests.conftest import dogbreed_cli
-from tests.ingest.conftest import DOGS, photos
+from tests.data.conftest import DOGS, photos
 
 BUCKET = "dogbreed-seed"
 BREEDS = ["n02088238-basset", "n02088364-beagle", "n02096585-Boston_bull"]

@@ -21,7 +21,7 @@ from dogbreed.ledger import Ledger
 from dogbreed.workflows.ingest import ingest
 from dogbreed.workspace import Workspace
 from tests.conftest import dogbreed_cli, error_line
-from tests.ingest.conftest import DOGS, photos, sha256
+from tests.data.conftest import DOGS, photos, sha256
 
 BUCKET = "dogbreed-test"
 

@@ -15,7 +15,7 @@ from dogbreed.data.labels import colliding_labels
 from dogbreed.data.layout import detect_layout
 from dogbreed.data.plan import plan_dataset
 from tests.conftest import dogbreed_cli
-from tests.ingest.conftest import photos
+from tests.data.conftest import photos
 
 BULL_DOGS = ["Bull dog", "Bull  dog", "bull_dog", "n02000000-Bull_dog", "Bull-Dog"]
 

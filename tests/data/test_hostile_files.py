@@ -14,7 +14,7 @@ import pytest
 
 from dogbreed.regular_files import FileRefusedError, check_regular, open_regular, read_regular
 from tests.conftest import dogbreed_cli
-from tests.ingest.conftest import photos
+from tests.data.conftest import photos
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs (POSIX)")
 

@@ -10,7 +10,7 @@ import pytest
 
 from dogbreed.data.download import download
 from dogbreed.errors import DogbreedError
-from tests.ingest.conftest import sha256
+from tests.data.conftest import sha256
 
 BODY = os.urandom(3 * 2**20 + 12345)  # several read chunks, not a round number
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dogbreed.data.archives import ArchiveError, extract_archive, safe_name
-from tests.ingest.conftest import make_dogimages, photos, sha256, tree, zip_folder
+from tests.data.conftest import make_dogimages, photos, sha256, tree, zip_folder
 
 LIMITS = dict(max_bytes=10 * 2**20, max_files=1000)
 

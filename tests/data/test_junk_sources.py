@@ -17,7 +17,7 @@ import pytest
 from dogbreed.data.archives import archive_kind
 from dogbreed.data.download import DownloadTooLargeError, download
 from tests.conftest import dogbreed_cli
-from tests.ingest.conftest import make_dogimages
+from tests.data.conftest import make_dogimages
 
 LIMIT = 2 * 2**20  # data.max_archive_bytes in these tests
 STREAM_CAP = 64 * 2**20  # the endless server stops here, so a test without the limit still ends

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from dogbreed.data.images import ImageLimits, check_image, to_rgb
-from tests.ingest.conftest import image_bytes, photos, sha256
+from tests.data.conftest import image_bytes, photos, sha256
 
 # Pillow warns about the same images we refuse; the module filters it, pytest resets filters per test.
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")

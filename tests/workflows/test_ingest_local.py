@@ -18,7 +18,7 @@ from dogbreed.ledger import Ledger
 from dogbreed.workflows.ingest import ingest
 from dogbreed.workspace import Workspace
 from tests.conftest import dogbreed_cli, error_line
-from tests.ingest.conftest import DOGS, image_bytes, make_dogimages, photos, sha256, zip_folder
+from tests.data.conftest import DOGS, image_bytes, make_dogimages, photos, sha256, zip_folder
 
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 
