@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_tuning.py [--trials 8] [--parallel 1] [--epochs 2 6] [--pair]
 
 Every run is `dogbreed tune --json` through the CLI, in a fresh workspace, on the same data
-(examples/dogs ingested exactly as tests/tuning does), with the same search: configs/hpo.yaml's
+(examples/dogs ingested exactly as tests/backends/local_tuning does), with the same search: configs/hpo.yaml's
 ranges, Random sampling with one seed so every run trains the same params, early stopping
 off so every run trains every epoch asked. The headline compares two runs that differ only
 in train.feature_cache:
@@ -36,7 +36,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.tuning.conftest import WEIGHTS, ingest_examples  # noqa: E402  (the tests' dataset)
+from tests.backends.local_tuning.conftest import WEIGHTS, ingest_examples  # noqa: E402  (the tests' dataset)
 
 
 def config_for(workspace: Path, cached: bool, prewarm: bool, args: argparse.Namespace) -> dict:

@@ -3,7 +3,7 @@
 A `SearchParam` is the backend-neutral form of one range. The local engine asks an Optuna
 trial for values with `suggest` (duck-typed: nothing here imports Optuna until
 `distributions`); the SageMaker tuner builds its ParameterRanges from the same YAML, and
-tests/tuning compares the two.
+tests/tuning/test_space.py compares the two.
 
 Mapping, SageMaker -> Optuna:
     continuous  Linear | Auto        suggest_float(low, high)

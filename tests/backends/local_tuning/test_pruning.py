@@ -18,8 +18,8 @@ from dogbreed.config import load_config
 from dogbreed.tuning.space import distributions
 from dogbreed.workflows.tune import plan
 from dogbreed.workspace import Workspace
+from tests.backends.local_tuning.conftest import build_dataset
 from tests.conftest import EXAMPLES
-from tests.tuning.conftest import build_dataset
 
 pytestmark = pytest.mark.slow
 

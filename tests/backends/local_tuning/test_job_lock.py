@@ -2,7 +2,7 @@
 never both run it. The one that comes second is refused with one line naming the job and the
 pid of the process that runs it, and exits 1; the job runs its trial budget once.
 
-Real CLI processes on a real workspace (tests/tuning/conftest.py); whatever they leave
+Real CLI processes on a real workspace (tests/backends/local_tuning/conftest.py); whatever they leave
 running is killed by pid at teardown."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pytest
 
 from dogbreed.backends.local_tuning.study import TuningSetup, open_study
 from dogbreed.job_lock import JobLock
+from tests.backends.local_tuning.test_tune_local import _start_cli, _wait_for
 from tests.conftest import error_line
-from tests.tuning.test_tune_local import _start_cli, _wait_for
 
 pytestmark = pytest.mark.slow
 
