@@ -4,7 +4,7 @@ Exit codes: 0 success, 2 usage or config error, 1 any other failure (130 on Ctrl
 An error is one line on stderr; a traceback only with -v/--debug.
 Heavy libraries (torch, torchvision, sagemaker, boto3, pydantic) are imported inside commands
 only, and help is typer's plain (click) help, not its rich one, so `dogbreed --help` stays
-fast; tests/foundation/test_cli.py probes the imports.
+fast; tests/cli/test_app.py probes the imports.
 """
 
 from __future__ import annotations

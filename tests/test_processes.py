@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 # Run in a fresh interpreter: an audit hook refuses every open of a /proc path made by
 # dogbreed's code (psutil's own reads are its business: on macOS it has other means), so a

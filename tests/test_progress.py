@@ -20,7 +20,7 @@ from dogbreed.cli.trial_table import TrialView
 from dogbreed.ledger import Resource
 from dogbreed.progress import ProgressLines
 
-SOURCE_DIR = Path(__file__).resolve().parents[2] / "src" / "dogbreed" / "source_dir"
+SOURCE_DIR = Path(__file__).resolve().parents[1] / "src" / "dogbreed" / "source_dir"
 LINE = re.compile(r"^(?P<what>.+): (?P<done>[\d,]+)/(?P<total>[\d,]+) \(\d+%\), [\d,.]+/s(, ETA \S+)?, \S+ elapsed")
 
 
