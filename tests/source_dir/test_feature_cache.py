@@ -71,7 +71,7 @@ def test_cached_features_are_the_backbone_of_the_eval_preset(breedkit, channel, 
     with Image.open(channel / samples[3].path) as image:
         x = presets.eval_transform(RESIZE, CROP)(presets.to_rgb(image)).unsqueeze(0)
     with torch.no_grad():
-        assert torch.allclose(views[0, 3], backbone.eval()(x)[0], rtol=1e-4, atol=1e-4)  # TorchScript-fused convs
+        assert torch.allclose(views[0, 3], backbone.eval()(x)[0], rtol=1e-4, atol=1e-4)  # BN folded, activations fused
     assert not torch.allclose(views[1], views[0]) and not torch.allclose(views[2], views[1])  # augmented views
     again, report = extract()
     assert report.extracted_files == 0 and torch.equal(again["valid"].views, views)
@@ -230,3 +230,68 @@ def test_a_photo_that_fails_to_decode_fails_the_extraction(breedkit, dogs_dir, t
             device=torch.device("cpu"), batch_size=2, num_workers=0,
         )  # fmt: skip
     assert not feature_cache.view_file(key.folder(tmp_path / "cache"), "test", 0).exists()
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_features_of_this_process(breedkit, channel, imagenet_weights, tmp_path, monkeypatch):
+    """Extraction split over two forked workers (one backbone thread each) gives the same
+    features, in the same order, for the evaluation view, a seeded augmented view and the
+    mirrored view; and no worker outlives the extraction."""
+    import multiprocessing
+
+    from breedkit import data, feature_cache, models
+
+    index = data.load_index(channel)
+    splits = {"train": (index.splits["train"][:21], 2), "valid": (index.splits["valid"], 1)}
+    model = models.build_model("mobilenet_v2", 10, str(imagenet_weights))
+    backbone, _ = models.split_backbone_head(model, "mobilenet_v2")
+    key = _key(breedkit, dataset=index.identity, weights=models.weights_identity(str(imagenet_weights)))
+    in_workers = []
+    real = feature_cache._features_in_processes
+    monkeypatch.setattr(
+        feature_cache, "_features_in_processes", lambda *a: in_workers.append(a[2]) or real(*a)
+    )  # fmt: skip
+
+    def extract(processes: int):
+        got, report = feature_cache.load_or_extract(
+            tmp_path / f"cache-{processes}", key, channel, splits, backbone, device=torch.device("cpu"),
+            batch_size=6, num_workers=0, processes=processes, mirrored=("valid",),
+        )  # fmt: skip
+        assert report.extracted_images == 21 * 2 + 10 * 2
+        return got
+
+    alone, split_up = extract(1), extract(2)
+    assert in_workers == [2]  # one pass: train.view0, train.view1, valid.view0 and valid.mirror
+    assert multiprocessing.active_children() == []
+    for split in splits:
+        assert split_up[split].views.shape == alone[split].views.shape
+        assert torch.allclose(split_up[split].views, alone[split].views, rtol=1e-4, atol=1e-4)
+        assert torch.equal(split_up[split].labels, alone[split].labels)
+    assert torch.allclose(split_up["valid"].mirror, alone["valid"].mirror, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(split_up["train"].views[1], split_up["train"].views[0])  # really augmented
+
+
+def test_a_photo_that_fails_to_decode_in_a_worker_fails_with_its_own_error(breedkit, dogs_dir, tmp_path):
+    """A worker's error is raised here as itself, one line (not rewrapped with the worker's
+    traceback), the cache gets nothing, and the workers are gone."""
+    import multiprocessing
+
+    from breedkit import data, feature_cache, models
+
+    from tests.source_dir.datasets import build_channel
+
+    channel = build_channel(dogs_dir, tmp_path / "data")
+    index = data.load_index(channel)
+    samples = index.splits["train"][:12]
+    (channel / samples[7].path).write_bytes(b"not a jpeg")
+    backbone, _ = models.split_backbone_head(models.build_model("mobilenet_v2", 10, "none"), "mobilenet_v2")
+    key = _key(breedkit, dataset=index.identity)
+    with pytest.raises(OSError, match="cannot identify image file") as raised:
+        feature_cache.load_or_extract(
+            tmp_path / "cache", key, channel, {"train": (samples, 1)}, backbone,
+            device=torch.device("cpu"), batch_size=4, num_workers=0, processes=2,
+        )  # fmt: skip
+    assert samples[7].path.split("/")[-1] in str(raised.value)
+    assert "\n" not in str(raised.value) and "Traceback" not in str(raised.value)
+    assert not feature_cache.view_file(key.folder(tmp_path / "cache"), "train", 0).exists()
+    assert multiprocessing.active_children() == []

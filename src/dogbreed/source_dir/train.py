@@ -30,7 +30,7 @@ from breedkit import checkpoints, debugger, distributed, engine, evaluation, ima
 from breedkit.artifacts import write_model_dir
 from breedkit.atomic import atomic_write_json
 from breedkit.data import DatasetError, DatasetIndex, load_index
-from breedkit.feature_cache import CacheKey, extraction_batch_size, load_or_extract
+from breedkit.feature_cache import CacheKey, extraction_batch_size, extraction_processes, load_or_extract
 from breedkit.metric_lines import load_metric_names
 from breedkit.presets import DEFAULT_CROP, DEFAULT_RESIZE
 from breedkit.recorder import RECORDS_FILE, Recorder
@@ -363,6 +363,7 @@ def make_source(
         device=device,
         batch_size=extraction_batch_size(device),
         num_workers=num_workers,
+        processes=extraction_processes(device),
         mirrored=("valid", "test") if hp.tta == "flip" else (),
     )
     features = {s: f.to(device) for s, f in features.items()}

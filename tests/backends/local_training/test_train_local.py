@@ -45,7 +45,7 @@ def test_train_runs_the_job_packs_the_model_and_records_it(project):
     assert answer["state"] == "Completed" and answer["backend"] == "local"
     # --json keeps stdout to the answer, and stderr carries the job's log as plain lines.
     log_lines = result.stderr.splitlines()
-    assert "feature cache: extracting train.view0…" in log_lines
+    assert "feature cache: extracting train.view0, valid.view0, test.view0…" in log_lines
     assert sum(line.startswith("epoch=") for line in log_lines) == 3 and "\x1b[" not in result.stderr
     metrics = answer["metrics"]
     assert {"valid_acc", "valid_loss", "test_acc", "test_loss"} <= set(metrics)

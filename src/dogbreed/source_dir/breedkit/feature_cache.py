@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,6 +40,7 @@ from torchvision import transforms
 from . import engine
 from .atomic import atomic_write, atomic_write_json
 from .data import ImageDataset, Sample
+from .fast_backbone import cpu_inference_backbone
 from .presets import eval_geometry, hflip, normalize_batch, to_uint8_hwc, train_geometry
 from .progress import Ticker
 
@@ -119,26 +120,25 @@ def _autocast(device: torch.device):
 
 
 def inference_backbone(backbone: nn.Module, device: torch.device) -> nn.Module:
-    """The frozen backbone made fast for extraction, computing the same function.
-
-    On CPU, torch.fx folds each BatchNorm into the convolution before it (a copy: the model's
-    own parameters are untouched), and the convolutions run channels_last on oneDNN. That ran
-    as fast as TorchScript's optimize_for_inference on this project's 2-core CPU, which took
-    5-6 s to compile under load against under 1 s here, a cost every extraction pays
-    (benchmarks/bench_feature_cache.py); features equal within ~1e-5. Where fx cannot trace an
-    architecture, or off the CPU (CUDA keeps its float16 autocast), the eager module runs."""
-    backbone = backbone.eval()
+    """The frozen backbone made fast for extraction, computing the same function. On CPU:
+    BatchNorm folded, conv + activation fused, channels_last on oneDNN (fast_backbone.py);
+    that ran as fast as TorchScript's optimize_for_inference and torch.compile on this
+    project's 2-core CPU without their 5-14 s compiles. Off the CPU (CUDA keeps its float16
+    autocast) the eager module runs."""
     if device.type == "cpu":
-        try:
-            from torch.fx.experimental.optimization import fuse
-
-            backbone = fuse(backbone)
-        except Exception as exc:  # noqa: BLE001 - any failure just means the unfused module
-            print(f"feature cache: unfused backbone ({type(exc).__name__}: {exc})"[:300], file=sys.stderr, flush=True)
-    return backbone.to(memory_format=engine.memory_format(device))
+        return cpu_inference_backbone(backbone, engine.memory_format(device))
+    return backbone.eval().to(memory_format=engine.memory_format(device))
 
 
-def _decoded_in_background(dataset: ImageDataset, batch_size: int, ahead: int = 2) -> Iterator[torch.Tensor]:
+def extraction_processes(device: torch.device) -> int:
+    """Worker processes for extraction on CPU: one per torch thread this process may use,
+    each running the backbone on one thread over its own batches (see extract())."""
+    if device.type != "cpu" or not sys.platform.startswith("linux"):
+        return 1  # fork is Linux's; elsewhere, and on CUDA, this process does the work
+    return torch.get_num_threads()
+
+
+def _decoded_in_background(dataset: torch.utils.data.Dataset, batch_size: int, ahead: int = 2) -> Iterator[torch.Tensor]:
     """uint8 pixel batches of `dataset` in order, decoded by one thread while the caller runs
     the backbone on the previous batch (Pillow releases the GIL while it decodes and resizes).
     On 2 shared cores it beat decoding in line, and matched worker processes within the
@@ -160,22 +160,65 @@ def _decoded_in_background(dataset: ImageDataset, batch_size: int, ahead: int = 
             yield pending.popleft().result()
 
 
-def extract(
-    backbone: nn.Module,
-    dataset: ImageDataset,
-    *,
-    device: torch.device,
-    batch_size: int,
-    num_workers: int,
-    description: str = "feature cache",
-    progress_interval_s: float | None = None,
-    say=None,
-) -> torch.Tensor:
-    """Backbone features of every item of `dataset`, in order, float32 on the CPU.
-    `dataset` yields uint8 [H, W, 3] pixels (_view_pixels); `backbone` should come from
-    inference_backbone(). Decoding overlaps the backbone: in `num_workers` DataLoader
-    processes, or with 0 in one thread of this process. A progress line goes to stderr at
-    least every progress_interval_s (default DOGBREED_PROGRESS_SECONDS or 30 s)."""
+class _BackboneBatches(torch.utils.data.Dataset):
+    """Item k: the backbone features of batch k of `dataset`, computed where the item is
+    fetched, i.e. in a DataLoader worker process. An error comes back as a value and is
+    raised by the caller as itself (a DataLoader would rewrap it with the worker's traceback
+    in its message, which the job's one-line failure reason would then carry)."""
+
+    def __init__(self, backbone: nn.Module, dataset: torch.utils.data.Dataset, batch_size: int) -> None:
+        self.backbone, self.dataset, self.batch_size = backbone, dataset, batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.dataset) // self.batch_size)
+
+    def __getitem__(self, k: int) -> tuple[int, torch.Tensor | BaseException]:
+        start = k * self.batch_size
+        try:
+            pixels = torch.stack([self.dataset[i][0] for i in range(start, min(start + self.batch_size, len(self.dataset)))])
+            with torch.inference_mode():
+                images = normalize_batch(pixels).contiguous(memory_format=torch.channels_last)
+                return len(pixels), self.backbone(images)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller, which raises it
+            return 0, exc
+
+
+def _features_in_processes(
+    backbone: nn.Module, dataset: torch.utils.data.Dataset, processes: int, batch_size: int, on_exit: ExitStack
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """(images, features) per batch, in order, from `processes` forked workers that each
+    decode their batches and run the backbone on one thread (DataLoader sets that).
+
+    On 2 cores this ran 1.2-1.3x faster than one process running the backbone on 2 threads
+    while a thread decoded the next batch: intra-op threads wait for each other at every
+    layer, so any time the decoder (or anything else on the machine) takes a core stalls
+    both of them; workers with a thread each never wait on one another. Forked, the workers
+    share the backbone and the dataset's file list without copying or pickling them; they
+    are stopped when `on_exit` closes, and exit on their own if this process dies."""
+    loader = torch.utils.data.DataLoader(
+        _BackboneBatches(backbone, dataset, batch_size),
+        batch_size=None,
+        num_workers=processes,
+        multiprocessing_context="fork",
+    )
+    workers = iter(loader)  # forks now, before extract() starts its progress thread
+    # Stopped when extract() returns or raises, not whenever the iterator is collected: an
+    # error's traceback keeps it alive. DataLoader has no public close(); this is what its
+    # iterator's __del__ calls.
+    on_exit.callback(workers._shutdown_workers)
+
+    def results() -> Iterator[tuple[int, torch.Tensor]]:
+        for images, features in workers:
+            if isinstance(features, BaseException):
+                raise features
+            yield images, features
+
+    return results()
+
+
+def _features_in_this_process(
+    backbone: nn.Module, dataset: torch.utils.data.Dataset, device: torch.device, batch_size: int, num_workers: int
+) -> Iterator[tuple[int, torch.Tensor]]:
     if num_workers > 0:
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=device.type == "cuda"
@@ -183,16 +226,46 @@ def extract(
         batches: Iterator[torch.Tensor] = (pixels for pixels, _ in loader)
     else:
         batches = _decoded_in_background(dataset, batch_size)
-    chunks = []
-    with Ticker(description, total=len(dataset), interval_s=progress_interval_s, say=say) as advance, torch.inference_mode():
+    with torch.inference_mode():
         for pixels in batches:
             # uint8 travels to the device (a quarter of float32's bytes); normalised there.
             images = normalize_batch(pixels.to(device, non_blocking=True))
             images = images.contiguous(memory_format=engine.memory_format(device))
             with _autocast(device):
-                chunks.append(backbone(images).float().cpu())
-            advance(len(pixels))
-    return torch.cat(chunks)  # outside inference mode: an ordinary tensor
+                yield len(pixels), backbone(images).float().cpu()
+
+
+def extract(
+    backbone: nn.Module,
+    dataset: torch.utils.data.Dataset,
+    *,
+    device: torch.device,
+    batch_size: int,
+    num_workers: int,
+    processes: int = 1,
+    description: str = "feature cache",
+    progress_interval_s: float | None = None,
+    say=None,
+) -> torch.Tensor:
+    """Backbone features of every item of `dataset`, in order, float32 on the CPU.
+    `dataset` yields uint8 [H, W, 3] pixels (_view_pixels); `backbone` should come from
+    inference_backbone(). With `processes` > 1 (CPU only: extraction_processes()), that many
+    worker processes each decode and run the backbone on their own batches of `batch_size`
+    / `processes` images. Otherwise this process runs the backbone and decoding overlaps it:
+    in `num_workers` DataLoader processes, or with 0 in one thread. A progress line goes to
+    stderr at least every progress_interval_s (default DOGBREED_PROGRESS_SECONDS or 30 s)."""
+    chunks = []
+    with ExitStack() as on_exit:
+        if processes > 1 and device.type == "cpu" and len(dataset) > batch_size:
+            per_worker = max(1, batch_size // processes)
+            batches = _features_in_processes(backbone, dataset, processes, per_worker, on_exit)
+        else:
+            batches = _features_in_this_process(backbone, dataset, device, batch_size, num_workers)
+        with Ticker(description, total=len(dataset), interval_s=progress_interval_s, say=say) as advance:
+            for images, features in batches:
+                chunks.append(features)
+                advance(images)
+    return torch.cat(chunks)
 
 
 def _load_view(path: Path, samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -203,12 +276,45 @@ def _load_view(path: Path, samples: list[Sample]) -> tuple[torch.Tensor, torch.T
 
 
 def extraction_batch_size(device: torch.device) -> int:
-    """Images per backbone call. On CPU 8 per thread: 8 to 32 per thread measured alike on
-    this project's 2-core CPU (bench_feature_cache.py), and a batch's decoding overlaps the
-    previous batch's forward pass, so smaller batches start the overlap sooner."""
+    """Images per step of extraction. On CPU 4 per thread, i.e. 4 per backbone call in each
+    worker process (extract()): on this project's 2-core CPU, over 1,200 photos, 2 workers
+    ran 133 images/s at 2 per call, 143-145 at 3 to 6 and 104 at 8 (a cliff, the same in
+    every round), so 4 keeps clear of it."""
     if device.type == "cpu":
-        return 8 * torch.get_num_threads()
+        return 4 * torch.get_num_threads()
     return 64
+
+
+def _view_name(split: str, view: int | str) -> str:
+    return f"{split}.{view if view == MIRROR else f'view{view}'}"
+
+
+def _extract_views(
+    folder: Path,
+    key: CacheKey,
+    root: Path,
+    splits: dict[str, tuple[list[Sample], int]],
+    views: list[tuple[str, int | str]],
+    fast_backbone: nn.Module,
+    **how,
+) -> int:
+    """Extract the (split, view) files `views` in one pass and write each; the images done.
+    One pass, not one per file: workers start and warm up once, and the small valid and test
+    splits fill whole batches instead of each ending on a short one."""
+    datasets = []
+    for split, view in views:
+        item_seed = view * _VIEW_SEED_STRIDE if isinstance(view, int) and view > 0 else None
+        datasets.append(ImageDataset(root, splits[split][0], _view_pixels(view, key), item_seed))
+    description = f"feature cache: extracting {', '.join(_view_name(s, v) for s, v in views)}"
+    features = extract(fast_backbone, torch.utils.data.ConcatDataset(datasets), description=description, **how)
+    start = 0
+    for (split, view), dataset in zip(views, datasets, strict=True):
+        samples = dataset.samples
+        labels = torch.tensor([s.index for s in samples], dtype=torch.int64)
+        blob = {"features": features[start : start + len(samples)].clone(), "labels": labels, "paths": [s.path for s in samples]}
+        atomic_write(view_file(folder, split, view), lambda handle, blob=blob: torch.save(blob, handle))
+        start += len(samples)
+    return start
 
 
 def load_or_extract(
@@ -221,10 +327,12 @@ def load_or_extract(
     device: torch.device,
     batch_size: int,
     num_workers: int,
+    processes: int = 1,
     mirrored: Collection[str] = (),
 ) -> tuple[dict[str, SplitFeatures], CacheReport]:
     """Features of each split ({split: (samples, number of views)}), from the cache or
-    computed now and added to it; the `mirrored` splits also get their mirror view.
+    computed now (extract(): `processes`, `num_workers`) and added to it; the `mirrored`
+    splits also get their mirror view.
     Safe with several processes sharing `cache_dir`."""
     folder = key.folder(cache_dir)
     wanted: list[tuple[str, int | str]] = [(split, view) for split, (_, views) in splits.items() for view in range(views)]
@@ -232,31 +340,16 @@ def load_or_extract(
     extracted_files = extracted_images = 0
     started = time.perf_counter()
     if not all(view_file(folder, s, v).is_file() for s, v in wanted):
-        fast_backbone = None  # compiled on first need: another trial may have done the work
         with _locked(folder):
             atomic_write_json(folder / "key.json", {"format": CACHE_FORMAT, **asdict(key)})
-            for split, view in wanted:
-                path = view_file(folder, split, view)
-                if path.is_file():
-                    continue  # another trial made it while we waited for the lock
-                samples = splits[split][0]
-                item_seed = view * _VIEW_SEED_STRIDE if isinstance(view, int) and view > 0 else None
-                dataset = ImageDataset(root, samples, _view_pixels(view, key), item_seed)
-                if fast_backbone is None:
-                    fast_backbone = inference_backbone(backbone, device)
-                features = extract(
-                    fast_backbone,
-                    dataset,
-                    device=device,
-                    batch_size=batch_size,
-                    num_workers=num_workers,
-                    description=f"feature cache: extracting {split}.{view if view == MIRROR else f'view{view}'}",
-                )
-                labels = torch.tensor([s.index for s in samples], dtype=torch.int64)
-                blob = {"features": features, "labels": labels, "paths": [s.path for s in samples]}
-                atomic_write(path, lambda handle, blob=blob: torch.save(blob, handle))
-                extracted_files += 1
-                extracted_images += len(samples)
+            # Another trial may have made some while we waited for the lock.
+            missing = [(split, view) for split, view in wanted if not view_file(folder, split, view).is_file()]
+            if missing:
+                extracted_images = _extract_views(
+                    folder, key, root, splits, missing, inference_backbone(backbone, device),
+                    device=device, batch_size=batch_size, num_workers=num_workers, processes=processes,
+                )  # fmt: skip
+                extracted_files = len(missing)
     out = {}
     for split, (samples, views) in splits.items():
         loaded = [_load_view(view_file(folder, split, v), samples) for v in range(views)]

@@ -1,0 +1,98 @@
+"""The CPU inference backbone: BatchNorm folded and conv + activation fused into one oneDNN
+call must compute what the model computes, for every architecture train.py offers, and any
+rewrite that would not is dropped rather than used."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+ARCHS = ["mobilenet_v2", "mobilenet_v3_small", "resnet18", "efficientnet_b0"]
+
+
+def _backbone(breedkit, arch: str) -> nn.Module:
+    """A randomly initialised backbone whose BatchNorms carry real-looking statistics, so
+    folding them is not the identity it would be at init (mean 0, var 1, weight 1, bias 0)."""
+    from breedkit import models
+
+    torch.manual_seed(0)
+    backbone, _ = models.split_backbone_head(models.build_model(arch, 10, "none"), arch)
+    for module in backbone.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    return backbone.eval()
+
+
+def _post_op_convs(module: nn.Module) -> int:
+    from breedkit.fast_backbone import ConvWithPostOp
+
+    return sum(isinstance(m, ConvWithPostOp) for m in module.modules())
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_the_rewritten_backbone_computes_the_same_features(breedkit, arch):
+    from breedkit import fast_backbone
+
+    backbone = _backbone(breedkit, arch)
+    x = torch.randn(3, 3, 96, 96, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        expected = backbone(x)
+        fast = fast_backbone.cpu_inference_backbone(backbone, torch.channels_last)
+        got = fast(x.contiguous(memory_format=torch.channels_last))
+    assert _post_op_convs(fast) > 0, "no activation was fused: the rewrite found nothing to do"
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4), float((got - expected).abs().max())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in backbone.modules())  # the model itself untouched
+
+
+def test_mobilenet_v2_fuses_every_relu6(breedkit):
+    """35 = the stem, the first block's depthwise conv, two per each of the 16 expanding
+    blocks, and the last 1x1 conv: every ReLU6 in the network."""
+    from breedkit import fast_backbone
+
+    backbone = _backbone(breedkit, "mobilenet_v2")
+    assert sum(isinstance(m, nn.ReLU6) for m in backbone.modules()) == 35
+    fast = fast_backbone.cpu_inference_backbone(backbone, torch.channels_last)
+    assert _post_op_convs(fast) == 35
+    assert not any(isinstance(m, nn.ReLU6) for m in fast.modules())
+
+
+def test_a_fusion_that_changes_the_numbers_is_dropped(breedkit, monkeypatch, capsys):
+    """If a post-op ever computed something else (here: ReLU6 given as a clamp to 0.5),
+    the check on a small input catches it and the BN-folded module runs, unfused."""
+    from breedkit import fast_backbone
+
+    monkeypatch.setitem(fast_backbone._POST_OPS, nn.ReLU6, lambda m: ("hardtanh", [0.0, 0.5]))
+    backbone = _backbone(breedkit, "mobilenet_v2")
+    fast = fast_backbone.cpu_inference_backbone(backbone, torch.channels_last)
+    assert _post_op_convs(fast) == 0
+    assert "convolutions without fused activations (ValueError: outputs differ" in capsys.readouterr().err
+    x = torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        assert torch.allclose(fast(x), backbone(x), rtol=1e-4, atol=1e-4)
+
+
+class _DataDependent(nn.Module):
+    """fx cannot trace a branch on a tensor's value."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        y = self.bn(self.conv(x))
+        return y if y.sum() > 0 else -y
+
+
+def test_an_untraceable_backbone_runs_as_it_is(breedkit, capsys):
+    from breedkit import fast_backbone
+
+    backbone = _DataDependent().eval()
+    fast = fast_backbone.cpu_inference_backbone(backbone, torch.channels_last)
+    assert fast is backbone
+    assert "unfused backbone" in capsys.readouterr().err
