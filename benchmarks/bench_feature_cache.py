@@ -1,7 +1,7 @@
 """Per-epoch time of training the head with and without the feature cache, and how close
 feature extraction comes to this machine's FLOP-bound limit.
 
-    python benchmarks/bench_feature_cache.py [--epochs 2] [--cached-epochs 20] [--threads N] [--rounds 3]
+    python benchmarks/bench_feature_cache.py [--epochs 2] [--cached-epochs 20] [--threads N] [--rounds 3] [--sample DIR]
 
 Both ways train the same head (mobilenet_v2, vendored ImageNet weights, frozen backbone) on the
 same data (examples/dogs: 80 training photos, 8 per breed), with the code train.py runs
@@ -14,11 +14,18 @@ limit: float32 matmul GFLOP/s measured now with torch, divided by mobilenet_v2's
 counting a multiply-add as one). "backbone only" runs the backbone on ready tensors, so the
 gap between it and extraction is decoding and resizing.
 
-Extraction is timed the new way (feature_cache.load_or_extract, #18) and the way it ran
-before #18 (legacy_extract below: TorchScript compile, per-image ToTensor + Normalize, decoding
-in line), alternating for --rounds rounds in this one process, each from the backbone to the
-features of all 100 photos; the medians are compared. The machine may be shared: the load
-average is printed with the figures, and the limit is measured in between the same way.
+Extraction is timed three ways, over all photos of --sample (default: the 1,200-photo shared
+Stanford Dogs sample when it is there; fixed costs hide the rate on 100), each from the
+backbone to the features, the order rotating for --rounds rounds in this one run; medians:
+  workers       feature_cache.load_or_extract as train.py calls it: one forked worker per
+                torch thread, each decoding and running the backbone on one thread
+  one process   the same with processes=1: this process runs the backbone on all threads
+                while one thread decodes the next batch
+  before #18    legacy_extract below: TorchScript compile, per-image ToTensor + Normalize,
+                decoding in line
+The backbone is BN-folded with conv + activation fused (fast_backbone.py) in the first two.
+The machine may be shared: the load average is printed with the figures, and the limit is
+measured before and after the same way.
 """
 
 from __future__ import annotations
@@ -35,6 +42,9 @@ REPO = Path(__file__).resolve().parents[1]
 SOURCE_DIR = REPO / "src" / "dogbreed" / "source_dir"
 WEIGHTS = REPO / "examples" / "weights" / "mobilenet_v2-imagenet1k-from-int8.fp16.pth"
 DOGS = REPO / "examples" / "dogs"
+# Extraction is timed at a size where per-split start-up does not dominate: the 1,200-photo
+# Stanford Dogs sample (120 breeds x 10) beside the project, or the vendored 100 without it.
+SHARED_SAMPLE = REPO.parent / "shared" / "data" / "dog-samples" / "stanford-dogs-224"
 MACS_PER_IMAGE = 0.30e9  # mobilenet_v2 at 224x224 (torchvision: MobileNet_V2_Weights, _ops=0.301)
 
 sys.path.insert(0, str(SOURCE_DIR))
@@ -87,32 +97,37 @@ def legacy_extract(backbone, channel, samples, batch: int):
     return torch.cat(chunks)
 
 
+WAYS = ("workers", "one process", "before #18")
+
+
 def compare_extraction(network, channel, index, key, workdir: Path, rounds: int):
-    """(new, old) images/s per round, and the largest feature difference. The order
-    alternates (old first in even rounds), so neither way always runs on a warmer machine."""
+    """{way: images/s per round} and the largest feature difference from the way before #18.
+    The order of the ways rotates each round, so none always runs on a warmer machine."""
     import torch
     from breedkit import feature_cache
 
     device = torch.device("cpu")
     samples = [s for split in index.splits.values() for s in split]
     wanted = {split: (split_samples, 1) for split, split_samples in index.splits.items()}
-    new, old, diff = [], [], 0.0
+    rates, diff = {way: [] for way in WAYS}, 0.0
     for round_ in range(rounds):
-        for way in ("old", "new") if round_ % 2 == 0 else ("new", "old"):
+        features = {}
+        for way in WAYS[round_ % 3 :] + WAYS[: round_ % 3]:
             backbone = network()[1]
-            if way == "old":
-                started = time.perf_counter()
-                legacy = legacy_extract(backbone, channel, samples, 4 * torch.get_num_threads())
-                old.append(len(samples) / (time.perf_counter() - started))
+            started = time.perf_counter()
+            if way == "before #18":
+                features[way] = legacy_extract(backbone, channel, samples, 4 * torch.get_num_threads())
+                rates[way].append(len(samples) / (time.perf_counter() - started))
                 continue
-            features, report = feature_cache.load_or_extract(
-                workdir / f"cache-{round_}", key, channel, wanted, backbone, device=device,
+            got, report = feature_cache.load_or_extract(
+                workdir / f"cache-{round_}-{way}", key, channel, wanted, backbone, device=device,
                 batch_size=feature_cache.extraction_batch_size(device), num_workers=0,
+                processes=feature_cache.extraction_processes(device) if way == "workers" else 1,
             )  # fmt: skip
-            new.append(report.extracted_images / report.extract_seconds)
-            ours = torch.cat([features[split].views[0] for split in index.splits])
-        diff = max(diff, float((ours - legacy).abs().max()))
-    return new, old, diff
+            rates[way].append(report.extracted_images / report.extract_seconds)
+            features[way] = torch.cat([got[split].views[0] for split in index.splits])
+        diff = max(diff, *(float((features[w] - features["before #18"]).abs().max()) for w in WAYS[:2]))
+    return rates, diff
 
 
 def time_epochs(source, epochs: int, optimizer, grad_norms, world, device, recorder) -> float:
@@ -142,7 +157,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="uncached epochs to time")
     parser.add_argument("--cached-epochs", type=int, default=20, help="cached epochs to time")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
-    parser.add_argument("--rounds", type=int, default=3, help="extraction rounds, new and old alternating")
+    parser.add_argument("--rounds", type=int, default=3, help="extraction rounds, the three ways rotating")
+    parser.add_argument(
+        "--sample", type=Path, default=SHARED_SAMPLE if SHARED_SAMPLE.is_dir() else DOGS,
+        help="breed folders of 10 photos to extract (default: the shared 1,200-photo sample if present, else examples/dogs)",
+    )  # fmt: skip
     opts = parser.parse_args()
 
     import torch
@@ -158,10 +177,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-feature-cache-") as tmp:
         channel = build_channel(DOGS, Path(tmp) / "data")
         index = data.load_index(channel)
+        sample_channel = build_channel(opts.sample, Path(tmp) / "sample")
+        sample_index = data.load_index(sample_channel)
 
-        def network():
+        def network(classes: int = len(index.classes)):
             engine.seed_everything(0)
-            model = models.build_model("mobilenet_v2", len(index.classes), str(WEIGHTS))
+            model = models.build_model("mobilenet_v2", classes, str(WEIGHTS))
             models.freeze(model, "mobilenet_v2", "backbone")
             model.to(memory_format=engine.memory_format(device))  # as train.py does
             backbone, head = models.split_backbone_head(model, "mobilenet_v2")
@@ -171,8 +192,12 @@ def main() -> None:
 
         load_before = os.getloadavg()
         gflops_before = matmul_gflops()
-        key = feature_cache.CacheKey(index.identity, "mobilenet_v2", models.weights_identity(str(WEIGHTS)), 256, 224)
-        new_rates, old_rates, feature_diff = compare_extraction(network, channel, index, key, Path(tmp), opts.rounds)
+        weights_id = models.weights_identity(str(WEIGHTS))
+        sample_key = feature_cache.CacheKey(sample_index.identity, "mobilenet_v2", weights_id, 256, 224)
+        rates, feature_diff = compare_extraction(
+            lambda: network(len(sample_index.classes)), sample_channel, sample_index, sample_key, Path(tmp), opts.rounds
+        )
+        key = feature_cache.CacheKey(index.identity, "mobilenet_v2", weights_id, 256, 224)
         gflops = (gflops_before + matmul_gflops()) / 2
         model, backbone, head, optimizer, norms = network()
         no_records = Recorder(None)
@@ -199,7 +224,8 @@ def main() -> None:
         fast_backbone = feature_cache.inference_backbone(backbone, device)
         backbone_rate = backbone_only_images_per_sec(fast_backbone, feature_cache.extraction_batch_size(device))
 
-    extract_rate, old_rate = statistics.median(new_rates), statistics.median(old_rates)
+    median = {way: statistics.median(rates[way]) for way in WAYS}
+    photos = sum(len(split) for split in sample_index.splits.values())
     limit = gflops * 1e9 / (2 * MACS_PER_IMAGE)
     load_after = os.getloadavg()
     rows = [
@@ -212,17 +238,18 @@ def main() -> None:
         ("cached epoch (head on cached features)", f"{cached_epoch * 1e3:10.2f} ms"),
         ("per-epoch speed-up (goal >= 20x)", f"{uncached_epoch / cached_epoch:10.0f} x"),
         ("one-off extraction (100 images, all splits)", f"{report.extract_seconds:10.2f} s"),
-        ("extraction rounds, new (images/s)", " ".join(f"{r:.1f}" for r in new_rates)),
-        ("extraction rounds, before #18 (images/s)", " ".join(f"{r:.1f}" for r in old_rates)),
-        ("extraction, new: median", f"{extract_rate:10.1f} images/s"),
-        ("extraction, before #18: median", f"{old_rate:10.1f} images/s"),
-        ("extraction speed-up, medians", f"{extract_rate / old_rate:10.2f} x"),
-        ("largest feature difference, new vs before", f"{feature_diff:10.1e}"),
-        ("backbone only, ready tensors", f"{backbone_rate:10.1f} images/s"),
+        (f"extraction sample ({photos:,} photos)", f"{opts.sample}"),
+        *((f"extraction rounds, {way} (images/s)", " ".join(f"{r:.1f}" for r in rates[way])) for way in WAYS),
+        *((f"extraction, {way}: median", f"{median[way]:10.1f} images/s") for way in WAYS),
+        ("extraction speed-up, workers vs one process", f"{median['workers'] / median['one process']:10.2f} x"),
+        ("extraction speed-up, workers vs before #18", f"{median['workers'] / median['before #18']:10.2f} x"),
+        ("largest feature difference vs before #18", f"{feature_diff:10.1e}"),
+        ("backbone only, ready tensors, this process", f"{backbone_rate:10.1f} images/s"),
         ("matmul float32, measured now", f"{gflops:10.1f} GFLOP/s"),
         ("FLOP-bound limit (0.60 GFLOP/image)", f"{limit:10.1f} images/s"),
-        ("extraction / limit, new (goal >= 50 %)", f"{100 * extract_rate / limit:10.0f} %"),
-        ("extraction / limit, before #18", f"{100 * old_rate / limit:10.0f} %"),
+        ("extraction / limit, workers (goal >= 50 %)", f"{100 * median['workers'] / limit:10.0f} %"),
+        ("extraction / limit, one process", f"{100 * median['one process'] / limit:10.0f} %"),
+        ("extraction / limit, before #18", f"{100 * median['before #18'] / limit:10.0f} %"),
         ("backbone only / limit", f"{100 * backbone_rate / limit:10.0f} %"),
     ]
     width = max(len(name) for name, _ in rows)
