@@ -295,3 +295,27 @@ def test_a_photo_that_fails_to_decode_in_a_worker_fails_with_its_own_error(breed
     assert "\n" not in str(raised.value) and "Traceback" not in str(raised.value)
     assert not feature_cache.view_file(key.folder(tmp_path / "cache"), "train", 0).exists()
     assert multiprocessing.active_children() == []
+
+
+class _PhotoError(Exception):
+    """An exception pickle can write but not read back (a required argument besides args)."""
+
+    def __init__(self, path, reason):
+        super().__init__(f"{path}: {reason}")
+
+
+def test_a_worker_error_pickle_cannot_carry_arrives_as_its_text(breedkit):
+    from breedkit import feature_cache
+
+    class Photos(torch.utils.data.Dataset):
+        def __len__(self):
+            return 12
+
+        def __getitem__(self, i):
+            if i == 9:
+                raise _PhotoError("dogs/9.jpg", "truncated")
+            return torch.zeros(32, 32, 3, dtype=torch.uint8), 0
+
+    backbone = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    with pytest.raises(RuntimeError, match=r"^_PhotoError: dogs/9\.jpg: truncated$"):
+        feature_cache.extract(backbone, Photos(), device=torch.device("cpu"), batch_size=4, num_workers=0, processes=2)

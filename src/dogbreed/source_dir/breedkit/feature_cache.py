@@ -24,6 +24,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import pickle
 import sys
 import time
 from collections import deque
@@ -140,11 +141,10 @@ def extraction_processes(device: torch.device) -> int:
 
 def _decoded_in_background(dataset: torch.utils.data.Dataset, batch_size: int, ahead: int = 2) -> Iterator[torch.Tensor]:
     """uint8 pixel batches of `dataset` in order, decoded by one thread while the caller runs
-    the backbone on the previous batch (Pillow releases the GIL while it decodes and resizes).
-    On 2 shared cores it beat decoding in line, and matched worker processes within the
-    noise without their start-up. A decoding error
-    is raised here, at its batch. One thread only: per-item seeds (augmented views) set
-    torch's global RNG, which a second decoder would race for."""
+    the backbone on the previous batch (Pillow releases the GIL while it decodes and resizes):
+    the one-process way, for a process with one torch thread (trials sharing the cores) or
+    off Linux. A decoding error is raised here, at its batch. One thread only: per-item seeds
+    (augmented views) set torch's global RNG, which a second decoder would race for."""
 
     def decode(start: int) -> torch.Tensor:
         return torch.stack([dataset[i][0] for i in range(start, min(start + batch_size, len(dataset)))])
@@ -180,6 +180,10 @@ class _BackboneBatches(torch.utils.data.Dataset):
                 images = normalize_batch(pixels).contiguous(memory_format=torch.channels_last)
                 return len(pixels), self.backbone(images)
         except Exception as exc:  # noqa: BLE001 - handed to the caller, which raises it
+            try:
+                pickle.loads(pickle.dumps(exc))  # it travels back through a pipe
+            except Exception:  # noqa: BLE001 - an exception pickle cannot carry: its text can
+                exc = RuntimeError(f"{type(exc).__name__}: {exc}")
             return 0, exc
 
 
@@ -189,8 +193,8 @@ def _features_in_processes(
     """(images, features) per batch, in order, from `processes` forked workers that each
     decode their batches and run the backbone on one thread (DataLoader sets that).
 
-    On 2 cores this ran 1.2-1.3x faster than one process running the backbone on 2 threads
-    while a thread decoded the next batch: intra-op threads wait for each other at every
+    On 2 cores this ran 1.5x faster than one process running the backbone on 2 threads
+    while a thread decoded the next batch (bench_feature_cache.py, 1,200 photos): intra-op threads wait for each other at every
     layer, so any time the decoder (or anything else on the machine) takes a core stalls
     both of them; workers with a thread each never wait on one another. Forked, the workers
     share the backbone and the dataset's file list without copying or pickling them; they
