@@ -139,6 +139,18 @@ def extraction_processes(device: torch.device) -> int:
     return torch.get_num_threads()
 
 
+def _pixel_batch(dataset: torch.utils.data.Dataset, start: int, size: int) -> torch.Tensor:
+    """uint8 pixels [B, H, W, 3] of items start .. start + size - 1 (fewer at the end)."""
+    return torch.stack([dataset[i][0] for i in range(start, min(start + size, len(dataset)))])
+
+
+def _backbone_input(pixels: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A pixel batch as the backbone takes it: on `device` (uint8 travels, a quarter of
+    float32's bytes), normalised there, in the device's memory format."""
+    images = normalize_batch(pixels.to(device, non_blocking=True))
+    return images.contiguous(memory_format=engine.memory_format(device))
+
+
 def _decoded_in_background(dataset: torch.utils.data.Dataset, batch_size: int, ahead: int = 2) -> Iterator[torch.Tensor]:
     """uint8 pixel batches of `dataset` in order, decoded by one thread while the caller runs
     the backbone on the previous batch (Pillow releases the GIL while it decodes and resizes):
@@ -146,15 +158,12 @@ def _decoded_in_background(dataset: torch.utils.data.Dataset, batch_size: int, a
     off Linux. A decoding error is raised here, at its batch. One thread only: per-item seeds
     (augmented views) set torch's global RNG, which a second decoder would race for."""
 
-    def decode(start: int) -> torch.Tensor:
-        return torch.stack([dataset[i][0] for i in range(start, min(start + batch_size, len(dataset)))])
-
     starts = range(0, len(dataset), batch_size)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feature-cache-decode") as pool:
-        pending = deque(pool.submit(decode, start) for start in starts[:ahead])
+        pending = deque(pool.submit(_pixel_batch, dataset, start, batch_size) for start in starts[:ahead])
         for start in starts[ahead:]:
             batch = pending.popleft().result()
-            pending.append(pool.submit(decode, start))
+            pending.append(pool.submit(_pixel_batch, dataset, start, batch_size))
             yield batch
         while pending:
             yield pending.popleft().result()
@@ -173,12 +182,10 @@ class _BackboneBatches(torch.utils.data.Dataset):
         return -(-len(self.dataset) // self.batch_size)
 
     def __getitem__(self, k: int) -> tuple[int, torch.Tensor | BaseException]:
-        start = k * self.batch_size
         try:
-            pixels = torch.stack([self.dataset[i][0] for i in range(start, min(start + self.batch_size, len(self.dataset)))])
+            pixels = _pixel_batch(self.dataset, k * self.batch_size, self.batch_size)
             with torch.inference_mode():
-                images = normalize_batch(pixels).contiguous(memory_format=torch.channels_last)
-                return len(pixels), self.backbone(images)
+                return len(pixels), self.backbone(_backbone_input(pixels, torch.device("cpu")))
         except Exception as exc:  # noqa: BLE001 - handed to the caller, which raises it
             try:
                 pickle.loads(pickle.dumps(exc))  # it travels back through a pipe
@@ -232,9 +239,7 @@ def _features_in_this_process(
         batches = _decoded_in_background(dataset, batch_size)
     with torch.inference_mode():
         for pixels in batches:
-            # uint8 travels to the device (a quarter of float32's bytes); normalised there.
-            images = normalize_batch(pixels.to(device, non_blocking=True))
-            images = images.contiguous(memory_format=engine.memory_format(device))
+            images = _backbone_input(pixels, device)
             with _autocast(device):
                 yield len(pixels), backbone(images).float().cpu()
 
