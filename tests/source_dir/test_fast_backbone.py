@@ -1,5 +1,5 @@
-"""The CPU inference backbone: BatchNorm folded and conv + activation fused into one oneDNN
-call must compute what the model computes, for every architecture train.py offers, and any
+"""The CPU inference backbone: BatchNorm folded, conv + activation fused into one oneDNN
+call and every other convolution on oneDNN must compute what the model computes, for every architecture train.py offers, and any
 rewrite that would not is dropped rather than used."""
 
 from __future__ import annotations
@@ -27,10 +27,17 @@ def _backbone(breedkit, arch: str) -> nn.Module:
     return backbone.eval()
 
 
-def _post_op_convs(module: nn.Module) -> int:
+def _post_op_convs(module: nn.Module, post_op: str | None = None) -> int:
+    """How many ConvWithPostOp `module` holds (with `post_op`, if given)."""
     from breedkit.fast_backbone import ConvWithPostOp
 
-    return sum(isinstance(m, ConvWithPostOp) for m in module.modules())
+    return sum(isinstance(m, ConvWithPostOp) and post_op in (None, m.post_op) for m in module.modules())
+
+
+def _plain_conv_calls(graph: torch.fx.GraphModule) -> int:
+    """Convolutions the rewritten graph still hands to torch's own dispatch."""
+    modules = dict(graph.named_modules())
+    return sum(n.op == "call_module" and isinstance(modules[n.target], nn.Conv2d) for n in graph.graph.nodes)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -49,16 +56,30 @@ def test_the_rewritten_backbone_computes_the_same_features(breedkit, arch):
     assert any(isinstance(m, nn.BatchNorm2d) for m in backbone.modules())  # the model itself untouched
 
 
-def test_mobilenet_v2_fuses_every_relu6(breedkit):
+def test_mobilenet_v2_fuses_every_relu6_and_runs_every_conv_on_onednn(breedkit):
     """35 = the stem, the first block's depthwise conv, two per each of the 16 expanding
-    blocks, and the last 1x1 conv: every ReLU6 in the network."""
+    blocks, and the last 1x1 conv: every ReLU6 in the network. The other 17 convolutions
+    (each block's linear 1x1 projection) run on oneDNN with no post-op, so none is left to
+    torch's dispatch, which sends a single-threaded 1x1 conv at batch < 16 to im2col."""
     from breedkit import fast_backbone
 
     backbone = _backbone(breedkit, "mobilenet_v2")
     assert sum(isinstance(m, nn.ReLU6) for m in backbone.modules()) == 35
+    assert sum(isinstance(m, nn.Conv2d) for m in backbone.modules()) == 52
     fast = fast_backbone.cpu_inference_backbone(backbone, torch.channels_last)
-    assert _post_op_convs(fast) == 35
+    assert _post_op_convs(fast, "hardtanh") == 35
+    assert _post_op_convs(fast, "none") == 17
+    assert _plain_conv_calls(fast) == 0
     assert not any(isinstance(m, nn.ReLU6) for m in fast.modules())
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_no_convolution_is_left_to_torchs_dispatch(breedkit, arch):
+    from breedkit import fast_backbone
+
+    fast = fast_backbone.cpu_inference_backbone(_backbone(breedkit, arch), torch.channels_last)
+    assert _plain_conv_calls(fast) == 0
+    assert _post_op_convs(fast, "none") > 0
 
 
 def test_a_fusion_that_changes_the_numbers_is_dropped(breedkit, monkeypatch, capsys):
@@ -70,7 +91,7 @@ def test_a_fusion_that_changes_the_numbers_is_dropped(breedkit, monkeypatch, cap
     backbone = _backbone(breedkit, "mobilenet_v2")
     fast = fast_backbone.cpu_inference_backbone(backbone, torch.channels_last)
     assert _post_op_convs(fast) == 0
-    assert "convolutions without fused activations (ValueError: outputs differ" in capsys.readouterr().err
+    assert "convolutions as torch runs them, unfused (ValueError: outputs differ" in capsys.readouterr().err
     x = torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         assert torch.allclose(fast(x), backbone(x), rtol=1e-4, atol=1e-4)

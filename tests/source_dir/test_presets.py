@@ -71,3 +71,23 @@ def test_presets_normalise_with_imagenet_statistics(breedkit, dogs_dir):
     a = train_transform(crop=96)(rgb)
     torch.manual_seed(0)
     assert a.shape == (3, 96, 96) and torch.equal(a, train_transform(crop=96)(rgb))  # seeded
+
+
+def test_normalize_batch_gives_the_presets_own_bits(breedkit, dogs_dir):
+    """The batched normalisation extraction uses must equal ToTensor then Normalize per image
+    bit for bit, channel by channel, on photos whose height and width differ (a transposed or
+    misaligned statistics row would swap channels or pixels)."""
+    from breedkit.presets import IMAGENET_MEAN, IMAGENET_STD, normalize_batch, to_uint8_hwc
+    from torchvision import transforms
+
+    per_image = transforms.Compose([transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    photos = sorted(dogs_dir.glob("*/*.jpg"))[:3]
+    images = []
+    for photo in photos:
+        with Image.open(photo) as image:
+            images.append(image.convert("RGB").resize((40, 24)))
+    got = normalize_batch(torch.stack([to_uint8_hwc(image) for image in images]))
+    expected = torch.stack([per_image(image) for image in images])
+    assert got.shape == (3, 3, 24, 40)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(got, expected)

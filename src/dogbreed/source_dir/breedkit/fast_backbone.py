@@ -1,16 +1,22 @@
 """The frozen backbone rewritten for fast inference on CPU, computing the same function.
 
-Two graph rewrites, both on a torch.fx copy (the model's own parameters are untouched):
+Three graph rewrites, all on a torch.fx copy (the model's own parameters are untouched):
 1. each BatchNorm is folded into the convolution before it (torch.fx's own `fuse`);
 2. a convolution whose only use is an activation oneDNN can apply as a post-op (ReLU,
    ReLU6/Hardtanh, SiLU, Hardswish, Hardsigmoid) becomes one oneDNN call that does both
    (`torch.ops.mkldnn._convolution_pointwise`, what TorchInductor's CPU freezing pass emits).
    The activation then runs on each tile while it is still in cache instead of as a second
    pass over memory: mobilenet_v2's 35 ReLU6s cost ~10% of its forward pass on this project's
-   2-core CPU, and the rewrite ran it 1.14x faster on one thread (side by side, batch 8).
-   The fused convolution keeps its weights in oneDNN's layout per input shape (2-3% more).
-   torch.compile with freezing reached the same speed as plain eager here after a 14 s
-   compile, so these rewrites are all of it that pays on a CPU, without the compiler.
+   2-core CPU, and the rewrite ran it 1.14x faster on one thread (side by side, batch 8);
+3. every other convolution becomes the same oneDNN call with no post-op. Left to torch, a
+   1x1 convolution on one thread with fewer than 16 images goes to its im2col + matmul
+   path instead ("THNN is faster when single-threaded", aten's ConvUtils), which is what
+   extraction's single-threaded workers run at batch 4: mobilenet_v2's 17 linear
+   bottleneck projections took 35% of its forward pass there, and on oneDNN the whole
+   backbone ran 1.05-1.10x faster (94 -> 99-103 images/s, one thread, batch 4).
+Each rewritten convolution keeps its weights in oneDNN's layout per input shape (2-3% more).
+torch.compile with freezing reached the same speed as plain eager here after a 14 s
+compile, so these rewrites are all of it that pays on a CPU, without the compiler.
 
 Every rewrite is checked on a small input against the module it came from and dropped, with
 a line on stderr, if it cannot trace, is missing from this build, or disagrees beyond float
@@ -39,7 +45,8 @@ _TOLERANCE = 1e-4  # the rewrites reorder float sums: ~1e-5 seen on real feature
 
 
 class ConvWithPostOp(nn.Module):
-    """`activation(conv(x))` as one oneDNN convolution with a post-op (inference only)."""
+    """`activation(conv(x))` as one oneDNN convolution with a post-op, or `conv(x)` on oneDNN
+    with post_op "none" (inference only)."""
 
     def __init__(self, conv: nn.Conv2d, post_op: str, scalars: list[float]) -> None:
         super().__init__()
@@ -99,6 +106,23 @@ def fuse_conv_activations(graph: fx.GraphModule) -> int:
     return fused
 
 
+def convolutions_on_onednn(graph: fx.GraphModule) -> int:
+    """Rewrite `graph` in place: each convolution not already fused with its activation runs
+    on oneDNN too (a ConvWithPostOp with post-op "none"; module docstring, rewrite 3).
+    Returns how many were rewritten."""
+    modules = dict(graph.named_modules())
+    rewritten = 0
+    for node in graph.graph.nodes:
+        if node.op == "call_module" and _fusable(modules[node.target]):
+            name = f"{node.target.replace('.', '_')}_on_onednn"
+            graph.add_submodule(name, ConvWithPostOp(modules[node.target], "none", []))
+            node.target = name
+            rewritten += 1
+    graph.delete_all_unused_submodules()
+    graph.recompile()
+    return rewritten
+
+
 def _same_function(original: nn.Module, rewritten: nn.Module, memory_format: torch.memory_format) -> bool:
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     x = x.contiguous(memory_format=memory_format)
@@ -111,8 +135,9 @@ def _say(message: str) -> None:
 
 
 def cpu_inference_backbone(backbone: nn.Module, memory_format: torch.memory_format) -> nn.Module:
-    """`backbone` (in eval mode) with BN folded and conv+activation fused, laid out in
-    `memory_format`; each step kept only where it checks out (module docstring)."""
+    """`backbone` (in eval mode) with BN folded, conv+activation fused and every convolution
+    on oneDNN, laid out in `memory_format`; each step kept only where it checks out (module
+    docstring)."""
     backbone = backbone.eval()
     try:
         from torch.fx.experimental.optimization import fuse
@@ -125,9 +150,10 @@ def cpu_inference_backbone(backbone: nn.Module, memory_format: torch.memory_form
         return folded
     try:
         fused = copy.deepcopy(folded)
-        if fuse_conv_activations(fused) and not _same_function(folded, fused, memory_format):
+        rewrites = fuse_conv_activations(fused) + convolutions_on_onednn(fused)
+        if rewrites and not _same_function(folded, fused, memory_format):
             raise ValueError(f"outputs differ by more than {_TOLERANCE}")
     except Exception as exc:  # noqa: BLE001 - same as above: the folded module is still right
-        _say(f"convolutions without fused activations ({type(exc).__name__}: {exc})")
+        _say(f"convolutions as torch runs them, unfused ({type(exc).__name__}: {exc})")
         return folded
     return fused
