@@ -31,6 +31,7 @@ measured before and after the same way.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import sys
@@ -172,6 +173,7 @@ def main() -> None:
 
     from tests.source_dir.datasets import build_channel
 
+    gc.freeze()  # as train.py does after its imports, when it runs as a job
     torch.set_num_threads(opts.threads)
     device, world = torch.device("cpu"), World()
     with tempfile.TemporaryDirectory(prefix="bench-feature-cache-") as tmp:

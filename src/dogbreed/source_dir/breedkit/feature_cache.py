@@ -122,9 +122,10 @@ def _autocast(device: torch.device):
 
 def inference_backbone(backbone: nn.Module, device: torch.device) -> nn.Module:
     """The frozen backbone made fast for extraction, computing the same function. On CPU:
-    BatchNorm folded, conv + activation fused, channels_last on oneDNN (fast_backbone.py);
-    that ran as fast as TorchScript's optimize_for_inference and torch.compile on this
-    project's 2-core CPU without their 5-14 s compiles. Off the CPU (CUDA keeps its float16
+    BatchNorm folded, conv + activation fused, every conv on oneDNN in channels_last, the
+    high-resolution early layers run image by image (fast_backbone.py). TorchScript's
+    optimize_for_inference and torch.compile ran no faster on this project's 2-core CPU,
+    after 5-14 s compiles. Off the CPU (CUDA keeps its float16
     autocast) the eager module runs."""
     if device.type == "cpu":
         return cpu_inference_backbone(backbone, engine.memory_format(device))
