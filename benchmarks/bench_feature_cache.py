@@ -25,7 +25,9 @@ backbone to the features, the order rotating for --rounds rounds in this one run
                 decoding in line
 The backbone is BN-folded with conv + activation fused (fast_backbone.py) in the first two.
 The machine may be shared: the load average is printed with the figures, and the limit is
-measured before and after the same way.
+measured before and after the same way, and again (1 s) just before each timed extraction,
+which gives each round its own share of the limit; their median is the steadier figure when
+the machine's speed drifts during the run.
 """
 
 from __future__ import annotations
@@ -101,19 +103,26 @@ def legacy_extract(backbone, channel, samples, batch: int):
 WAYS = ("workers", "one process", "before #18")
 
 
+def limit_images_per_sec(gflops: float) -> float:
+    return gflops * 1e9 / (2 * MACS_PER_IMAGE)
+
+
 def compare_extraction(network, channel, index, key, workdir: Path, rounds: int):
-    """{way: images/s per round} and the largest feature difference from the way before #18.
-    The order of the ways rotates each round, so none always runs on a warmer machine."""
+    """{way: images/s per round}, {way: the FLOP-bound limit measured just before each of
+    those runs} and the largest feature difference from the way before #18. The order of the
+    ways rotates each round, so none always runs on a warmer machine; the limit is measured
+    beside each run because a shared machine's speed drifts by 20% and more within minutes."""
     import torch
     from breedkit import feature_cache
 
     device = torch.device("cpu")
     samples = [s for split in index.splits.values() for s in split]
     wanted = {split: (split_samples, 1) for split, split_samples in index.splits.items()}
-    rates, diff = {way: [] for way in WAYS}, 0.0
+    rates, limits, diff = {way: [] for way in WAYS}, {way: [] for way in WAYS}, 0.0
     for round_ in range(rounds):
         features = {}
         for way in WAYS[round_ % 3 :] + WAYS[: round_ % 3]:
+            limits[way].append(limit_images_per_sec(matmul_gflops(1.0)))
             backbone = network()[1]
             started = time.perf_counter()
             if way == "before #18":
@@ -128,7 +137,7 @@ def compare_extraction(network, channel, index, key, workdir: Path, rounds: int)
             rates[way].append(report.extracted_images / report.extract_seconds)
             features[way] = torch.cat([got[split].views[0] for split in index.splits])
         diff = max(diff, *(float((features[w] - features["before #18"]).abs().max()) for w in WAYS[:2]))
-    return rates, diff
+    return rates, limits, diff
 
 
 def time_epochs(source, epochs: int, optimizer, grad_norms, world, device, recorder) -> float:
@@ -196,7 +205,7 @@ def main() -> None:
         gflops_before = matmul_gflops()
         weights_id = models.weights_identity(str(WEIGHTS))
         sample_key = feature_cache.CacheKey(sample_index.identity, "mobilenet_v2", weights_id, 256, 224)
-        rates, feature_diff = compare_extraction(
+        rates, limits, feature_diff = compare_extraction(
             lambda: network(len(sample_index.classes)), sample_channel, sample_index, sample_key, Path(tmp), opts.rounds
         )
         key = feature_cache.CacheKey(index.identity, "mobilenet_v2", weights_id, 256, 224)
@@ -227,8 +236,9 @@ def main() -> None:
         backbone_rate = backbone_only_images_per_sec(fast_backbone, feature_cache.extraction_batch_size(device))
 
     median = {way: statistics.median(rates[way]) for way in WAYS}
+    shares = {way: [100 * r / lim for r, lim in zip(rates[way], limits[way], strict=True)] for way in WAYS}
     photos = sum(len(split) for split in sample_index.splits.values())
-    limit = gflops * 1e9 / (2 * MACS_PER_IMAGE)
+    limit = limit_images_per_sec(gflops)
     load_after = os.getloadavg()
     rows = [
         ("torch threads", f"{opts.threads}"),
@@ -253,6 +263,9 @@ def main() -> None:
         ("extraction / limit, one process", f"{100 * median['one process'] / limit:10.0f} %"),
         ("extraction / limit, before #18", f"{100 * median['before #18'] / limit:10.0f} %"),
         ("backbone only / limit", f"{100 * backbone_rate / limit:10.0f} %"),
+        ("limit measured beside each round (images/s)", " ".join(f"{v:.0f}" for v in limits["workers"])),
+        *((f"extraction / limit beside it, {way} (%)", " ".join(f"{v:.1f}" for v in shares[way])) for way in WAYS),
+        *((f"extraction / limit beside it, {way}: median", f"{statistics.median(shares[way]):10.1f} %") for way in WAYS),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
