@@ -289,7 +289,9 @@ def extraction_batch_size(device: torch.device) -> int:
     """Images per step of extraction. On CPU 4 per thread, i.e. 4 per backbone call in each
     worker process (extract()): on this project's 2-core CPU, over 1,200 photos, 2 workers
     ran 133 images/s at 2 per call, 143-145 at 3 to 6 and 104 at 8 (a cliff, the same in
-    every round), so 4 keeps clear of it."""
+    every round: the early layers' activations outgrew the cache). Since those layers run
+    image by image (fast_backbone.ImageByImage) the cliff is gone, but one thread still ran
+    the backbone faster at 4 per call than at 8 (95 against 86-89 images/s)."""
     if device.type == "cpu":
         return 4 * torch.get_num_threads()
     return 64
