@@ -146,12 +146,11 @@ def _cuts(graph: fx.Graph) -> list[fx.Node]:
     """The nodes after which their own output is the only value the rest of the graph reads."""
     nodes = list(graph.nodes)
     position = {node: i for i, node in enumerate(nodes)}
-    last_read = [max((position[user] for user in node.users), default=i) for i, node in enumerate(nodes)]
-    cuts = []
+    cuts, furthest_read = [], 0  # the last position any node before the current one is read at
     for i, node in enumerate(nodes):
-        if node.op in ("call_module", "call_function", "call_method"):
-            if all(last_read[j] <= i for j in range(i)) and 0 < len(node.users):
-                cuts.append(node)
+        if furthest_read <= i and node.users and node.op in ("call_module", "call_function", "call_method"):
+            cuts.append(node)
+        furthest_read = max([furthest_read, *(position[user] for user in node.users)])
     return cuts
 
 
