@@ -185,3 +185,15 @@ def test_an_untraceable_backbone_runs_as_it_is(breedkit, capsys):
     fast = fast_backbone.cpu_inference_backbone(backbone, torch.channels_last)
     assert fast is backbone
     assert "unfused backbone" in capsys.readouterr().err
+
+
+def test_building_the_backbone_leaves_no_thread_running(breedkit):
+    """Extraction forks its workers right after: a thread left running (fx's interpreter starts
+    tqdm's monitor) would make the fork unsafe, and forked tuning trials refuse to start."""
+    import threading
+
+    from breedkit import fast_backbone
+
+    before = set(threading.enumerate())
+    fast_backbone.cpu_inference_backbone(_backbone(breedkit, "mobilenet_v2"), torch.channels_last)
+    assert set(threading.enumerate()) <= before

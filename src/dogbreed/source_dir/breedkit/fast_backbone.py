@@ -170,19 +170,27 @@ def _split_at(graph: fx.GraphModule, cut: fx.Node) -> ImageByImage:
     return ImageByImage(fx.GraphModule(graph, first), fx.GraphModule(graph, second))
 
 
+def _outputs_at(graph: fx.GraphModule, nodes: list[fx.Node], x: torch.Tensor) -> list:
+    """What each of `nodes` computes when `graph` runs on `x` (one run of a copy whose output
+    is those values; fx's ShapeProp would do it too, but its interpreter starts tqdm's monitor
+    thread, and a thread left running makes every later fork of the process unsafe)."""
+    copy_of: dict[fx.Node, fx.Node] = {}
+    probe = fx.Graph()
+    for node in graph.graph.nodes:
+        if node.op != "output":
+            copy_of[node] = probe.node_copy(node, copy_of.__getitem__)
+    probe.output(tuple(copy_of[node] for node in nodes))
+    with torch.inference_mode():
+        return list(fx.GraphModule(graph, probe)(x))
+
+
 def split_early_layers(graph: fx.GraphModule, probe: torch.Tensor, stride: int = 8) -> nn.Module:
     """`graph` as an ImageByImage cut where its feature map first gets `stride` times narrower
     than `probe` (an input it is run on to see the shapes), or `graph` itself when it has no
     such cut before its end."""
-    from torch.fx.passes.shape_prop import ShapeProp
-
-    with torch.inference_mode():
-        ShapeProp(graph).propagate(probe)
-    width = probe.shape[-1]
-    for node in _cuts(graph.graph):
-        meta = node.meta.get("tensor_meta")
-        shape = getattr(meta, "shape", None)
-        if shape is not None and len(shape) == 4 and shape[-1] * stride <= width:
+    cuts = _cuts(graph.graph)
+    for node, value in zip(cuts, _outputs_at(graph, cuts, probe), strict=True):
+        if isinstance(value, torch.Tensor) and value.dim() == 4 and value.shape[-1] * stride <= probe.shape[-1]:
             return _split_at(graph, node) if node.next.op != "output" else graph
     return graph
 
