@@ -23,7 +23,7 @@ backbone to the features, the order rotating for --rounds rounds in this one run
                 while one thread decodes the next batch
   before #18    legacy_extract below: TorchScript compile, per-image ToTensor + Normalize,
                 decoding in line
-The backbone is BN-folded with conv + activation fused (fast_backbone.py) in the first two.
+The backbone is the one fast_backbone.py rewrites for the CPU in the first two.
 The machine may be shared: the load average is printed with the figures, and the limit is
 measured before and after the same way, and again (1 s) just before each timed extraction,
 which gives each round its own share of the limit; their median is the steadier figure when
