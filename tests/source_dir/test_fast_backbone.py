@@ -1,6 +1,7 @@
 """The CPU inference backbone: BatchNorm folded, conv + activation fused into one oneDNN
-call and every other convolution on oneDNN must compute what the model computes, for every architecture train.py offers, and any
-rewrite that would not is dropped rather than used."""
+call, every other convolution on oneDNN and the early layers run image by image must compute
+what the model computes, for every architecture train.py offers, and any rewrite that would
+not is dropped rather than used."""
 
 from __future__ import annotations
 

@@ -24,9 +24,10 @@ batch 4, beyond what two workers share of this CPU's 32 MB L3. Split so, the bac
 torch.compile with freezing reached the same speed as plain eager here after a 14 s
 compile, so these rewrites are all of it that pays on a CPU, without the compiler.
 
-Every rewrite is checked on a small input against the module it came from and dropped, with
-a line on stderr, if it cannot trace, is missing from this build, or disagrees beyond float
-tolerance: a slower backbone is acceptable, a different one is not.
+Every rewrite is checked on a small input against the BN-folded module and dropped, with a
+line on stderr, if it cannot trace, is missing from this build, or disagrees beyond float
+tolerance (1e-4 of the largest feature): a slower backbone is acceptable, a different one
+is not.
 """
 
 from __future__ import annotations
