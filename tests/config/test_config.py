@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,45 @@ def test_the_shipped_local_config_finds_its_files_from_any_folder(tmp_path, monk
     assert config.workspace == str(REPO / ".dogbreed")
     require_path(config, "data.source")
     require_path(config, "model.weights")
+
+
+def test_a_partial_edit_of_a_built_in_range_changes_that_key_and_keeps_the_search():
+    built_in = load_config().tune.ranges
+    edited = load_config([], ["tune.ranges.lr.min=0.0001"]).tune.ranges
+    assert list(edited) == list(built_in)  # nothing dropped from the search
+    assert edited["lr"].min == 0.0001
+    assert edited["lr"].model_dump(exclude={"min"}) == built_in["lr"].model_dump(exclude={"min"})
+    assert {name: spec for name, spec in edited.items() if name != "lr"} == {
+        name: spec for name, spec in built_in.items() if name != "lr"
+    }
+
+
+def test_a_partial_edit_is_checked_against_the_built_in_range(tmp_path):
+    path = write(tmp_path, "tune:\n  ranges:\n    lr: {min: 0.01}\n")
+    with pytest.raises(
+        ConfigError, match=rf"^{re.escape(str(path))}: tune.ranges.lr: 'min' \(0.01\) must be below 'max' \(0.001\)"
+    ):
+        load_config([path])
+
+
+def test_a_range_given_whole_is_the_whole_search(tmp_path):
+    path = write(tmp_path, "tune:\n  ranges:\n    lr: {type: continuous, min: 0.0001, max: 0.001}\n")
+    ranges = load_config([path]).tune.ranges
+    assert list(ranges) == ["lr"] and ranges["lr"].scaling == "Auto"
+
+
+def test_a_new_range_without_its_type_names_the_layer_and_what_type_takes(tmp_path):
+    path = write(tmp_path, "tune:\n  ranges:\n    weight_decay: {min: 0.0, max: 0.1}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config([path])
+    message = str(err.value)
+    assert message.startswith(f"{path}: tune.ranges.weight_decay.type: required key is missing: ")
+    assert "continuous" in message and "categorical" in message and "built-in defaults" not in message
+    with pytest.raises(ConfigError, match=r"^--set tune.ranges.weight_decay.max: tune.ranges.weight_decay.type: required"):
+        load_config([], ["tune.ranges.weight_decay.max=0.1"])
+
+
+def test_a_typo_inside_a_range_gets_a_did_you_mean(tmp_path):
+    path = write(tmp_path, "tune:\n  ranges:\n    lr: {type: continuous, min: 0.0001, max: 0.001, scale: Linear}\n")
+    with pytest.raises(ConfigError, match=r"tune.ranges.lr.scale: unknown key \(did you mean 'scaling'\?\)"):
+        load_config([path])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from dogbreed.config.schema import Config
+from dogbreed.config.schema import Config, TuneConfig
 from dogbreed.errors import ConfigError
 from dogbreed.regular_files import FileRefusedError, read_regular
 
@@ -196,21 +197,37 @@ def require_path(config: Config, dotted: str) -> None:
     raise ConfigError(f"{config.origin(dotted)}: {value} not found ({how}); fix the path")
 
 
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The schema model whose fields are the keys valid at `loc` (stepping through the
+    models' own fields and the values of dict fields such as tune.ranges), else None."""
+    current: Any = model
+    parts = list(loc)
+    while parts:
+        field = getattr(current, "model_fields", {}).get(parts.pop(0))
+        annotation = getattr(field, "annotation", None)
+        if typing.get_origin(annotation) is dict and parts:
+            parts.pop(0)  # the dict's own key (a range's name)
+            annotation = typing.get_args(annotation)[1]
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        current = annotation
+    return current
+
+
 def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """The field names valid at `loc` (for 'did you mean')."""
-    current: Any = model
-    for part in loc[:-1]:
-        if isinstance(part, int) or current is None:
-            return []
-        field = getattr(current, "model_fields", {}).get(part)
-        annotation = getattr(field, "annotation", None)
-        current = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-        if current is None:
-            return []
-    return list(getattr(current, "model_fields", {}))
+    at = _model_at(model, loc[:-1])
+    return list(at.model_fields) if at is not None else []
 
 
-def _describe(error: Mapping[str, Any], keys: list[str]) -> str:
+def _missing_hint(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    """What the missing key at `loc` takes (its schema description), for the error line."""
+    at = _model_at(model, loc[:-1])
+    field = at.model_fields.get(str(loc[-1])) if at is not None else None
+    return f": {field.description.rstrip('.')}" if field is not None and field.description else ""
+
+
+def _describe(error: Mapping[str, Any], keys: list[str], hint: str = "") -> str:
     kind, loc, value = error["type"], error["loc"], error.get("input")
     if kind == "extra_forbidden":
         close = difflib.get_close_matches(str(loc[-1]), keys, n=1)
@@ -218,7 +235,7 @@ def _describe(error: Mapping[str, Any], keys: list[str]) -> str:
         return f"unknown key ({hint})"
     message = error["msg"].removeprefix("Value error, ")
     if kind == "missing":
-        return "required key is missing"
+        return f"required key is missing{hint}"
     if isinstance(value, (str, int, float, bool)) or value is None:
         return f"{message}; got {_shown(value)}"
     return message
@@ -232,6 +249,7 @@ class Origins:
 
     def add(self, tree: Mapping[str, Any], origin: str) -> None:
         for key in _leaves(tree):
+            self._by_key.pop(key, None)  # re-inserted: the dict's order is the order keys were last set
             self._by_key[key] = origin
 
     def all(self) -> list[str]:
@@ -243,11 +261,31 @@ class Origins:
             origin = self._by_key.get(".".join(parts[:end]))
             if origin:
                 return origin
-        # A key below one a layer set (e.g. a whole mapping given at once).
-        for key, origin in self._by_key.items():
-            if key.startswith(dotted + "."):
-                return origin
+        # No layer set the key or a value above it: the layer that last set a key below it
+        # (a whole mapping given at once), or else beside it (a range given without its
+        # `type`, which no default fills in) is the one to fix.
+        for end in range(len(parts), 0, -1):
+            prefix = ".".join(parts[:end]) + "."
+            below = [origin for key, origin in self._by_key.items() if key.startswith(prefix)]
+            if below:
+                return below[-1]
         return DEFAULTS
+
+
+def _under_built_in_ranges(merged: dict[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
+    """`merged` with the built-in tune.ranges put under it when `layer` edits one of them
+    in part (`--set tune.ranges.lr.min=1e-4`: keys without the range's `type`) and no layer
+    below gave any ranges. Then only that key changes and the rest of the search stays; a
+    range given whole, with its `type`, still stands for itself (a file listing only `lr`
+    searches only lr)."""
+    edits = _get(layer, "tune.ranges")
+    if not isinstance(edits, Mapping) or _get(merged, "tune.ranges") is not None:
+        return merged
+    built_in = TuneConfig().ranges
+    if not any(name in built_in and isinstance(edit, Mapping) and "type" not in edit for name, edit in edits.items()):
+        return merged
+    ranges = {name: spec.model_dump(exclude_none=True) for name, spec in built_in.items()}
+    return _merge(merged, {"tune": {"ranges": ranges}})
 
 
 def load_config(
@@ -262,12 +300,12 @@ def load_config(
         path = Path(file)
         layer = _relative_to_file(read_yaml(path), path)
         origins.add(layer, str(path))
-        merged = _merge(merged, layer)
+        merged = _merge(_under_built_in_ranges(merged, layer), layer)
     for item in sets:
         key, value = parse_set(item)
         layer = _nest(key, value)
         origins.add(layer, f"--set {key}")
-        merged = _merge(merged, layer)
+        merged = _merge(_under_built_in_ranges(merged, layer), layer)
     for key, value in (overrides or {}).items():
         if value is None:
             continue
@@ -283,7 +321,8 @@ def load_config(
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         origin = origins.of(dotted)
         where = origin if origin == f"--set {dotted}" else f"{origin}: {dotted}"
-        raise ConfigError(f"{where}: {_describe(first, keys)}{more}") from None
+        hint = _missing_hint(Config, tuple(first["loc"])) if first["type"] == "missing" else ""
+        raise ConfigError(f"{where}: {_describe(first, keys, hint)}{more}") from None
     except VALUE_FAULTS as exc:  # after ValidationError, itself a ValueError
         # A validator that overflowed instead of raising a ValidationError: name what we can.
         raise ConfigError(f"{', '.join(sorted(set(origins.all())))}: a value cannot be used ({_fault(exc)})") from None
