@@ -315,3 +315,17 @@ def test_a_second_ingest_into_the_same_folder_at_once_is_refused(tmp_path):
     assert done.returncode == 1
     assert f"another ingest is writing to {dest}" in error_line(done.stderr)
     assert not any(dest.iterdir())  # it wrote nothing
+
+
+def test_a_destination_that_cannot_be_a_folder_is_one_line_naming_it(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    dest = blocker / "ds"
+    done = dogbreed_cli("ingest", str(DOGS), "--dest", str(dest), "--set", f"workspace={tmp_path / 'ws'}", "--json")
+    assert done.returncode == 1
+    line = error_line(done.stderr)
+    assert (
+        line
+        == f"error: {dest}: cannot create or open the destination folder (Not a directory); choose a --dest (or data.uri) you can write to"
+    )
+    assert blocker.read_text() == "not a folder"

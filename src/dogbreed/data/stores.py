@@ -157,9 +157,15 @@ class LocalStore:
     @contextmanager
     def lock(self) -> Iterator[None]:
         """One ingest at a time per folder: two would interleave files and manifests."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        # The folder itself is locked, so the dataset holds no lock file of ours.
-        fd = os.open(self.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            # The folder itself is locked, so the dataset holds no lock file of ours.
+            fd = os.open(self.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError as exc:
+            raise DogbreedError(
+                f"{self.root}: cannot create or open the destination folder ({exc.strerror or exc}); "
+                "choose a --dest (or data.uri) you can write to"
+            ) from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
