@@ -56,7 +56,7 @@ def describe(aws: Any, job: str) -> dict[str, Any]:
     except ClientError as exc:
         if _is_not_found(exc):
             raise NotFoundError(
-                f"SageMaker training job {job} not found in {aws.region}; list jobs with `dogbreed status`"
+                f"SageMaker training job {job} not found in {aws.region}; list jobs with `dogbreed status --all`"
             ) from None
         raise DogbreedError(f"DescribeTrainingJob {job}: {exc}") from None
 

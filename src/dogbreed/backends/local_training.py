@@ -208,6 +208,14 @@ class LocalTraining:
         """The records train.py's recorder wrote into the job folder; nothing to fetch."""
         path = self._records_path(job)
         if not path.is_file():
+            failure = job.meta.get("failure")
+            if job.state == "Failed" and failure:
+                # It failed before its first epoch: why, not where records would have been.
+                log = job.meta.get("log_uri")
+                raise DogbreedError(
+                    f"training job {job.name} failed before it recorded anything, so there is nothing to report: "
+                    f"{failure}" + (f"; full log: {log}" if log else "")
+                )
             raise DogbreedError(
                 f"training job {job.name} has no records at {path} (not started yet, or trained before records existed)"
             )

@@ -1,10 +1,15 @@
-"""List what is live: endpoints, running jobs; their age, expiry and cost per hour.
+"""List what is live: endpoints, running jobs; their age, expiry and cost per hour
+(`--all`: the jobs that ended too).
 
 Each resource of the configured backend is checked against reality (and the ledger
 corrected); resources of the other backend are listed from the ledger as unchecked.
 """
 
 from __future__ import annotations
+
+from typing import Annotated
+
+import typer
 
 from dogbreed.cli.options import BackendOpt, ConfigOpt, JsonOpt, SetOpt, VerboseOpt
 from dogbreed.cli.session import Session
@@ -32,7 +37,7 @@ def _render(answer: dict):
         from rich.table import Table
 
         if not answer["resources"]:
-            console.print("Nothing is running.")
+            console.print("Nothing is running." if not answer.get("all") else "Nothing is running, and no job has run.")
             return
         # A URL or ARN is the widest cell by far: in a terminal narrower than WIDE_ENOUGH (or a
         # CI log's 80 columns) it goes below the table, so that no name is cut to "dogbree…".
@@ -47,7 +52,7 @@ def _render(answer: dict):
                 overflow="fold" if column == "where" else "ellipsis",
             )
         for r in answer["resources"]:
-            state = r["state"] if r.get("checked") else f"{r['state']} (unchecked)"
+            state = r["state"] if r.get("checked") or r.get("ended") else f"{r['state']} (unchecked)"
             table.add_row(
                 r["kind"],
                 r["name"],
@@ -63,7 +68,11 @@ def _render(answer: dict):
             for r in answer["resources"]:
                 if _where(r):
                     console.print(f"{r['name']}: {_where(r)}", highlight=False, soft_wrap=False, overflow="fold")
-        total = sum(r["est_cost_per_hour"] for r in answer["resources"] if r["state"] not in ("gone", "deleted"))
+        live = [r for r in answer["resources"] if not r.get("ended") and r["state"] not in ("gone", "deleted")]
+        if not live:
+            console.print("Nothing is running.")
+            return
+        total = sum(r["est_cost_per_hour"] for r in live)
         console.print(f"Estimated total: ${total:.2f}/hour", highlight=False)
 
     return render
@@ -73,6 +82,7 @@ def command(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     backend: BackendOpt = None,
+    all_: Annotated[bool, typer.Option("--all", help="Also list the jobs that ended (what `report NAME` takes).")] = False,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -80,5 +90,6 @@ def command(
     from dogbreed.workflows.status import status
 
     backend_ = session.backend()
-    result = status(session.config, session.workspace.ledger, {backend_.name: backend_})
-    session.emit(result.to_json(), _render(result.to_json()))
+    result = status(session.config, session.workspace.ledger, {backend_.name: backend_}, ended=all_)
+    answer = result.to_json()
+    session.emit(answer, _render({**answer, "all": all_}))

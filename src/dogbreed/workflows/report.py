@@ -31,7 +31,7 @@ from dogbreed.report.verdict import Verdict, verdict
 from dogbreed.workspace import Workspace
 
 REPORT_FILE = "report.html"
-LIST_JOBS = "list jobs with `dogbreed status`"
+LIST_JOBS = "list jobs with `dogbreed status --all`"
 
 BackendFor = Callable[[str], Backend]  # a backend by name: the one each job ran on
 

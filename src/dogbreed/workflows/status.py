@@ -9,6 +9,9 @@ backends are listed from the ledger, unchecked (`checked: false`), so a forgotte
 SageMaker endpoint still shows up, with its price, on a machine set up for local work.
 A backend that can list what it runs (SageMaker, by this project's tags) adds what the
 ledger does not know, e.g. resources created from another machine (`in_ledger: false`).
+With `ended=True` (`status --all`) the jobs that ended are listed too, after the live rows,
+from the ledger as they ended (`ended: true`, nothing to check and nothing billing): what
+`report NAME` and `train --from-tuning NAME` take.
 """
 
 from __future__ import annotations
@@ -73,7 +76,9 @@ def _observe(record: Resource, backend: Backend | None, ledger: Ledger) -> tuple
     return state, {"checked": True}
 
 
-def status(config: Config, ledger: Ledger, backends: Mapping[str, Backend], at: datetime | None = None) -> StatusResult:
+def status(
+    config: Config, ledger: Ledger, backends: Mapping[str, Backend], at: datetime | None = None, ended: bool = False
+) -> StatusResult:
     moment = at or now()
     result = StatusResult()
     records = [r for r in ledger.list("endpoint") if r.live]
@@ -100,4 +105,27 @@ def status(config: Config, ledger: Ledger, backends: Mapping[str, Backend], at: 
         for row in list_resources() if list_resources else []:
             if (row["kind"], row["name"], row["backend"]) not in known and row["state"] not in ("gone", "deleted"):
                 result.resources.append({**row, "checked": True, "in_ledger": False})
+    if ended:
+        result.resources += _ended_jobs(ledger, known, moment)
     return result
+
+
+def _ended_jobs(ledger: Ledger, live: set[tuple[str, str, str]], moment: datetime) -> list[dict[str, Any]]:
+    """The ledger's jobs that are not in progress (status --all), oldest first."""
+    records = [r for kind in JOB_KINDS for r in ledger.list(kind) if (r.kind, r.name, r.backend) not in live]
+    return [
+        {
+            "kind": record.kind,
+            "name": record.name,
+            "backend": record.backend,
+            "created_at": record.created_at.isoformat(),
+            "expires_at": None,
+            "state": record.state,
+            "est_cost_per_hour": 0.0,
+            "age_s": _seconds(moment, record.created_at),
+            "expires_in_s": None,
+            "ended": True,
+        }
+        for record in sorted(records, key=lambda r: r.created_at)
+        if record.state not in ACTIVE_JOB_STATES
+    ]
