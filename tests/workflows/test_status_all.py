@@ -1,5 +1,6 @@
-"""`dogbreed status --all`: the jobs that ended beside what is live, and `report` on a job
-that failed before it recorded anything."""
+"""`dogbreed status --all`: the jobs that ended beside what is live; and the errors that
+point to it (`report` and `train --from-tuning` given a job that is not there, or `report`
+on a job that failed before it recorded anything)."""
 
 from __future__ import annotations
 
@@ -54,3 +55,14 @@ def test_report_on_a_job_that_failed_before_its_first_record_says_why(tmp_path):
     )
     missing = dogbreed_cli("report", "nope", "--set", f"workspace={ws}")
     assert error_line(missing.stderr).endswith("list jobs with `dogbreed status --all`")
+
+
+def test_train_from_a_tuning_job_that_is_not_there_says_which_case(tmp_path):
+    ws = tmp_path / "empty-ws"
+    latest = dogbreed_cli("train", "--from-tuning", "latest", "--set", f"workspace={ws}")
+    assert error_line(latest.stderr) == "error: no tuning job in the ledger; run `dogbreed tune` first"
+    named = dogbreed_cli("train", "--from-tuning", "serch-1", "--set", f"workspace={_workspace(tmp_path)}")
+    assert error_line(named.stderr) == (
+        "error: tuning job 'serch-1' not found in the ledger; list jobs with `dogbreed status --all`, "
+        "or run `dogbreed tune` first"
+    )

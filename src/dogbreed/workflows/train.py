@@ -44,7 +44,11 @@ def best_params(ledger: Ledger, tuning: str) -> dict[str, Any]:
     """The best trial's train.* params of a tuning job ('latest' or a name)."""
     job = ledger.latest("tuning-job") if tuning == "latest" else ledger.get("tuning-job", tuning)
     if job is None:
-        raise NotFoundError(f"tuning job {tuning!r} not found in the ledger; run `dogbreed tune` first")
+        if tuning == "latest":
+            raise NotFoundError("no tuning job in the ledger; run `dogbreed tune` first")
+        raise NotFoundError(
+            f"tuning job {tuning!r} not found in the ledger; list jobs with `dogbreed status --all`, or run `dogbreed tune` first"
+        )
     best = job.meta.get("best") or {}
     if not best.get("params"):
         raise DogbreedError(f"tuning job {job.name} has no completed trial to take parameters from")
