@@ -163,3 +163,69 @@ def test_npy_csv_and_jsonlines_answers_carry_the_same_probabilities(handler):
     line = json.loads(module.output_fn(prediction, "application/jsonlines")[0])
     np.testing.assert_allclose(line["probabilities"], array[0], atol=1e-6)
     assert line["top"][0]["index"] == int(array[0].argmax()) and 0 <= line["dog_probability"] <= 1
+
+
+def _npy_claiming(shape: tuple[int, ...], body: bytes) -> bytes:
+    import io
+
+    import numpy as np
+
+    out = io.BytesIO()
+    np.lib.format.write_array_header_1_0(out, {"descr": "|u1", "fortran_order": False, "shape": shape})
+    return out.getvalue() + body
+
+
+def test_an_npy_header_that_claims_more_than_the_body_holds_is_400_before_any_allocation(handler):
+    module, _ = handler
+    lying = _npy_claiming((99999, 99999, 3), bytes(12))  # numpy would allocate 28 GB for this
+    with pytest.raises(
+        module.BadRequest, match=r"declares uint8 \(99999, 99999, 3\) \(29,999,400,003 bytes\) but 12 bytes follow"
+    ):
+        module.input_fn(lying, "application/x-npy")
+    honest = _npy_claiming((2, 2, 3), bytes(12))
+    assert module.input_fn(honest, "application/x-npy").images[0].shape == (2, 2, 3)
+
+
+def test_a_strip_of_an_image_is_answered_from_its_centre_without_blowing_up(handler):
+    import io
+
+    import numpy as np
+
+    module, model = handler
+    assert repr(model.transform.transforms[0].transforms[0]) == "BoundedAspect(max_ratio=16)"
+    out = io.BytesIO()
+    np.save(out, np.full((1, 100_000, 3), 128, dtype=np.uint8))  # 300 KB: 256 x 25.6M pixels once resized
+    text, _ = module.output_fn(module.predict_fn(module.input_fn(out.getvalue(), "application/x-npy"), model), None)
+    assert len(json.loads(text)["predictions"]) == 1
+
+
+def test_a_boolean_top_k_is_named_as_sent(handler):
+    module, _ = handler
+    body = json.dumps({"image": base64.b64encode(BEAGLE.read_bytes()).decode(), "top_k": True})
+    with pytest.raises(module.BadRequest, match=r'"top_k" must be a whole number of at least 1, got True'):
+        module.input_fn(body, "application/json")
+
+
+@pytest.mark.parametrize(
+    ("accept", "answered"),
+    [
+        ("application/json;q=0, text/csv", "text/csv"),  # q=0: not acceptable (RFC 9110)
+        ("application/json;q=0, */*", "application/jsonlines"),  # the wildcard's next served type
+        ("text/csv;q=0.5, application/jsonlines", "application/jsonlines"),  # the higher q wins
+        ("text/csv;q=0.5, application/x-npy;q=0.5", "text/csv"),  # equal q: the first
+        ("application/json;q=junk", "application/json"),  # an unreadable q counts as 1
+    ],
+)
+def test_accept_quality_values_choose_the_answer(handler, accept, answered):
+    module, model = handler
+    prediction = module.predict_fn(module.input_fn(BEAGLE.read_bytes(), "image/jpeg"), model)
+    assert module.output_fn(prediction, accept)[1] == answered
+
+
+def test_accept_that_refuses_everything_served_is_406(handler):
+    module, model = handler
+    prediction = module.predict_fn(module.input_fn(BEAGLE.read_bytes(), "image/jpeg"), model)
+    with pytest.raises(module.NotAcceptable):
+        module.output_fn(prediction, "application/json;q=0")
+    with pytest.raises(module.NotAcceptable):
+        module.output_fn(prediction, "*/*;q=0")

@@ -91,3 +91,33 @@ def test_normalize_batch_gives_the_presets_own_bits(breedkit, dogs_dir):
     assert got.shape == (3, 3, 24, 40)
     assert got.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("size", [(224, 224), (500, 375), (375, 500), (1600, 100), (100, 1600)])
+def test_the_eval_preset_is_torchvisions_own_for_any_photo_within_16_to_1(breedkit, dogs_dir, size):
+    from breedkit.presets import eval_transform
+    from torchvision import transforms
+
+    photo = Image.open(sorted(dogs_dir.rglob("*.jpg"))[0]).convert("RGB").resize(size)
+    plain = transforms.Compose(
+        [
+            transforms.Resize(256, antialias=True),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ]
+    )
+    assert torch.equal(eval_transform()(photo), plain(photo))
+
+
+@pytest.mark.parametrize(("size", "kept"), [((100_000, 1), (16, 1)), ((1, 40_000), (1, 16)), ((3300, 200), (3200, 200))])
+def test_a_strip_is_cut_to_its_centre_before_the_resize(breedkit, size, kept):
+    from breedkit.presets import BoundedAspect, eval_geometry
+
+    strip = Image.new("RGB", size)
+    width, height = size
+    strip.putpixel((width // 2, height // 2), (255, 0, 0))  # the centre, which the cut must keep centred
+    cut = BoundedAspect()(strip)
+    assert cut.size == kept
+    assert cut.getpixel((kept[0] // 2, kept[1] // 2)) == (255, 0, 0)
+    assert eval_geometry()(strip).size == (224, 224)

@@ -47,6 +47,7 @@ import binascii
 import csv
 import io
 import json
+import math
 import os
 from pathlib import Path
 
@@ -211,11 +212,10 @@ def _media_type(header: str | None) -> tuple[str, dict[str, str]]:
 
 
 def _top_k(value: object, where: str) -> int:
-    if isinstance(value, bool):
-        value = None  # True is an int to Python, not a count to anyone else
     try:
-        k = int(value) if not isinstance(value, float) or value.is_integer() else None
-    except (TypeError, ValueError):
+        # True is an int to Python, not a count to anyone else.
+        k = None if isinstance(value, bool) else int(value) if not isinstance(value, float) or value.is_integer() else None
+    except (TypeError, ValueError, OverflowError):
         k = None
     if k is None or k < 1:
         raise BadRequest(f"{where} must be a whole number of at least 1, got {value!r}")
@@ -254,9 +254,28 @@ def _from_json(body: str | bytes) -> InferenceRequest:
     )
 
 
+def _npy_header(body: bytes) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype an .npy body declares, checked against the bytes that follow: numpy
+    allocates what the header claims before it reads the data, so a 100-byte body claiming
+    99999x99999x3 would ask for 28 GB."""
+    stream = io.BytesIO(body)
+    version = np.lib.format.read_magic(stream)
+    read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    if version not in read_header:
+        raise ValueError(f".npy format version {version[0]}.{version[1]} (send version 1.0 or 2.0)")
+    shape, _, dtype = read_header[version](stream)
+    expected = math.prod(shape) * dtype.itemsize
+    if dtype.hasobject or expected != len(body) - stream.tell():
+        raise ValueError(
+            f"its header declares {dtype} {shape} ({expected:,} bytes) but {len(body) - stream.tell():,} bytes follow"
+        )
+    return shape, dtype
+
+
 def _from_npy(body: bytes) -> InferenceRequest:
     """An .npy image array: integers 0-255 as H×W×3 / N×H×W×3, or float N×3×H×W normalised."""
     try:
+        _npy_header(body)
         array = np.load(io.BytesIO(body), allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise BadRequest(f"the body is not a readable .npy array ({exc}); send numpy.save output") from None
@@ -387,14 +406,33 @@ def predict_fn(input_data: InferenceRequest, model: BreedClassifier) -> Predicti
     return Prediction(probabilities, model.labels, input_data.top_k, dog_probability)
 
 
+def _quality(params: dict[str, str]) -> float:
+    """An Accept entry's q (RFC 9110: 0 = not acceptable; missing or unreadable = 1)."""
+    try:
+        q = float(params.get("q", 1))
+    except ValueError:
+        return 1.0
+    return q if 0 <= q <= 1 else 1.0
+
+
 def _negotiate(accept: str | None) -> tuple[str, dict[str, str]]:
-    """The answer's type and the parameters of the Accept entry that chose it."""
+    """The answer's type and the parameters of the Accept entry that chose it: the entry with
+    the highest q this model serves (the first of equals), never a type an entry refuses with
+    q=0 (`application/json;q=0, */*` is answered in JSON Lines, CSV or .npy)."""
     if not accept or not accept.strip():
         return JSON_TYPE, {}
-    for entry in accept.split(","):
-        media, params = _media_type(entry)
-        if media in ANSWER_TYPES:
-            return ANSWER_TYPES[media], params
+    entries = [_media_type(entry) for entry in accept.split(",")]
+    refused = {media for media, params in entries if _quality(params) == 0}
+    ranked = sorted((entry for entry in entries if _quality(entry[1]) > 0), key=lambda entry: -_quality(entry[1]))
+    for media, params in ranked:
+        if media in ANSWER_TYPES and media not in refused:
+            if ANSWER_TYPES[media] not in refused:
+                return ANSWER_TYPES[media], params
+            # A wildcard whose first type is refused: the next type it covers that is not.
+            family = media.partition("/")[0]
+            for served in (JSON_TYPE, JSONLINES_TYPE, CSV_TYPE, NPY_TYPE):
+                if served not in refused and family in ("*", served.partition("/")[0]):
+                    return served, params
     served = ", ".join((JSON_TYPE, JSONLINES_TYPE, CSV_TYPE, NPY_TYPE))
     raise NotAcceptable(f"Accept {accept} cannot be served; this model answers {served}")
 

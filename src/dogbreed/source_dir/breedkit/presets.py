@@ -19,6 +19,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 DEFAULT_RESIZE = 256
 DEFAULT_CROP = 224
+# Long side : short side beyond which the evaluation preset cuts an image's centre out first
+# (BoundedAspect); a panorama is 3-6:1.
+MAX_ASPECT = 16
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -56,9 +59,35 @@ def train_geometry(crop: int = DEFAULT_CROP) -> transforms.Compose:
     return transforms.Compose([transforms.RandomResizedCrop(crop, antialias=True), transforms.RandomHorizontalFlip()])
 
 
+class BoundedAspect:
+    """The centre of an image cut along its long side to at most `max_ratio` times its short
+    side, before the evaluation preset resizes the short side: the centre crop keeps less than
+    that anyway. Without it a 1x10,000 strip (a 114-byte PNG) is resized to 256x2,560,000
+    first, 2.6 GB, and a 1x100,000 array ran a server out of memory. A no-op for any image
+    within the ratio (every photo), so those keep torchvision's preset bit for bit."""
+
+    def __init__(self, max_ratio: int = MAX_ASPECT) -> None:
+        self.max_ratio = max_ratio
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        width, height = image.size
+        longest = min(width, height) * self.max_ratio
+        if max(width, height) <= longest:
+            return image
+        if width > height:
+            left = (width - longest) // 2
+            return image.crop((left, 0, left + longest, height))
+        top = (height - longest) // 2
+        return image.crop((0, top, width, top + longest))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(max_ratio={self.max_ratio})"
+
+
 def eval_geometry(resize: int = DEFAULT_RESIZE, crop: int = DEFAULT_CROP) -> transforms.Compose:
-    """The evaluation preset's Pillow stage: resize the short side, then crop the centre."""
-    return transforms.Compose([transforms.Resize(resize, antialias=True), transforms.CenterCrop(crop)])
+    """The evaluation preset's Pillow stage: resize the short side, then crop the centre
+    (extreme strips cut to BoundedAspect's ratio first)."""
+    return transforms.Compose([BoundedAspect(), transforms.Resize(resize, antialias=True), transforms.CenterCrop(crop)])
 
 
 def train_transform(crop: int = DEFAULT_CROP) -> transforms.Compose:
