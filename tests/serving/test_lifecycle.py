@@ -275,3 +275,43 @@ def test_kill_9_of_deploy_while_the_model_loads_leaves_nothing_the_ledger_does_n
     assert teardown.returncode == 0, teardown.stderr
     assert json.loads(teardown.stdout)["deleted"] == ["stubby"]
     wait_until(lambda: not is_alive(server), "the server to stop")
+
+
+def test_two_deploys_of_one_name_at_once_leave_one_server_and_the_ledger_names_it(tmp_path, stub_model_dir):
+    backend = backend_for(tmp_path, ttl="10m")
+    outcomes: list = []
+
+    def run() -> None:
+        try:
+            outcomes.append(deploy(backend, stub_model_dir))
+        except DogbreedError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Before the lock, both succeeded and the loser's server ran on unrecorded.
+    record = backend.workspace.ledger.get("endpoint", "stubby", "local")
+    assert servers_under(tmp_path) == [record.meta["pid"]]
+    refused = [o for o in outcomes if isinstance(o, DogbreedError)]
+    assert all("a deploy of endpoint stubby is already running (pid " in str(o) for o in refused)
+    backend.delete_endpoint("stubby")
+
+
+def test_a_deploy_while_another_holds_the_name_is_refused_and_starts_nothing(tmp_path, stub_model_dir):
+    from dogbreed.job_lock import JobLock
+
+    backend = backend_for(tmp_path, ttl="10m")
+    lock = JobLock(backend.workspace.root / "locks" / "deploy-local-stubby.lock", "a deploy of endpoint stubby")
+    with lock.hold():
+        with pytest.raises(DogbreedError) as raised:
+            deploy(backend, stub_model_dir)
+    assert str(raised.value) == (
+        f"a deploy of endpoint stubby is already running (pid {os.getpid()}); "
+        "wait for it to end, then deploy again (`dogbreed status` shows the endpoint)"
+    )
+    assert servers_under(tmp_path) == [] and backend.workspace.ledger.get("endpoint", "stubby", "local") is None
+    assert deploy(backend, stub_model_dir).state == "in-service"  # the lock went with its holder
+    backend.delete_endpoint("stubby")

@@ -6,10 +6,15 @@ writer of the endpoint's ledger row. Intent first: the row is written (state cre
 what the backend needs to find and stop it: pid and port, or the ARN) as soon as the
 backend says the endpoint exists, before the model loads, then confirmed. A deploy killed
 in between leaves an endpoint that `status` lists and `teardown` finds.
+
+One deploy of a name at a time per workspace (a JobLock beside the ledger, held from reading
+what serves now to recording what replaced it): two run at once would each replace what
+they saw, and the loser's server would run on with no ledger row that `teardown` can find.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -17,7 +22,8 @@ from typing import Any
 from dogbreed.backends.base import Backend, DeployRequest, EndpointInfo
 from dogbreed.config import Config
 from dogbreed.config.schema import parse_duration
-from dogbreed.errors import NotFoundError
+from dogbreed.errors import BusyError, NotFoundError
+from dogbreed.job_lock import JobLock
 from dogbreed.ledger import Ledger, Resource, now
 from dogbreed.workflows.train import sync as sync_training
 
@@ -78,21 +84,30 @@ def deploy(
     request = build_request(config, ledger, model, trust_code=trust_code)
     if dry_run:
         return DeployResult(plan=backend.plan_deploy(replace(request, serving=_serving(ledger, backend.name, request))))
-    previous = ledger.get("endpoint", request.endpoint_name, backend.name)
-    recorded: list[EndpointInfo] = []
-
-    def created(info: EndpointInfo) -> None:
-        _record(ledger, backend, request, info)
-        recorded.append(info)
-
+    name = request.endpoint_name
+    lock = JobLock(ledger.path.parent / "locks" / f"deploy-{backend.name}-{name}.lock", f"a deploy of endpoint {name}")
     try:
-        info = backend.deploy(request, wait=wait, on_created=created)
-    except BaseException:
-        if recorded:
-            _settle_failed(ledger, backend, request.endpoint_name, previous)
-        raise
-    _record(ledger, backend, request, info)
-    return DeployResult(endpoint=info)
+        fd = lock.acquire()  # os.open's descriptors are not inherited: the server never holds it
+    except BusyError as exc:
+        raise BusyError(f"{exc}; wait for it to end, then deploy again (`dogbreed status` shows the endpoint)") from None
+    try:
+        previous = ledger.get("endpoint", name, backend.name)
+        recorded: list[EndpointInfo] = []
+
+        def created(info: EndpointInfo) -> None:
+            _record(ledger, backend, request, info)
+            recorded.append(info)
+
+        try:
+            info = backend.deploy(request, wait=wait, on_created=created)
+        except BaseException:
+            if recorded:
+                _settle_failed(ledger, backend, name, previous)
+            raise
+        _record(ledger, backend, request, info)
+        return DeployResult(endpoint=info)
+    finally:
+        os.close(fd)
 
 
 def _serving(ledger: Ledger, backend_name: str, request: DeployRequest) -> dict[str, str] | None:
