@@ -18,14 +18,15 @@ from dogbreed.backends.base import TransformOutcome, TransformRequest
 from dogbreed.errors import UsageError
 from dogbreed.serving.batch import BatchImage, InProcessScorer
 from dogbreed.serving.scores_file import ScoresFile
-from dogbreed.serving.upload import IMAGE_SUFFIXES
+from dogbreed.serving.upload import IMAGE_SUFFIXES, fit
 
 BACKEND = "local"
+MB = 2**20
 
 
-def prefix_images(store: Any, max_bytes: int) -> list[BatchImage]:
+def prefix_images(store: Any, max_bytes: int, max_payload: int) -> list[BatchImage]:
     """The image objects under an S3 store's prefix, keyed by their size (a rewritten object
-    of another size is scored again)."""
+    of another size is scored again); read as local photos are, shrunk to max_payload."""
     found = []
     for path, size in sorted(store.listing().items()):
         if "." + path.rpartition(".")[2].lower() not in IMAGE_SUFFIXES:
@@ -34,7 +35,7 @@ def prefix_images(store: Any, max_bytes: int) -> list[BatchImage]:
             BatchImage(
                 image=f"{store.uri}/{path}",
                 key=f"size={size}",
-                read=lambda path=path: store.read_object(path, max_bytes, "data.max_image_bytes"),
+                read=lambda path=path: fit(store.read_object(path, max_bytes, "data.max_image_bytes"), max_payload).body,
             )
         )
     return found
@@ -48,7 +49,8 @@ class LocalTransform:
         for prefix in request.prefixes:
             if not prefix.startswith("s3://"):
                 raise UsageError(f"{prefix}: expected an s3:// prefix")
-            found = prefix_images(self.dataset_store(prefix), request.config.data.max_image_bytes)
+            payload = request.config.transform.max_payload_mb * MB
+            found = prefix_images(self.dataset_store(prefix), request.config.data.max_image_bytes, payload)
             if not found:
                 self.reporter.warn(f"{prefix}: no image objects ({', '.join(sorted(IMAGE_SUFFIXES))})")
             images += found

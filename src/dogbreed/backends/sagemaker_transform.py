@@ -2,10 +2,12 @@
 
 The SageMakerBackend's transform half (it provides the SDK session, the recorder, uploads and
 Describe*). Steps, each a recorded request, so `--dry-run` shows the very ones a real run sends:
-1. local images are checked here (data/images.py: a corrupt, empty or oversized photo would
-   fail the whole job, so it is an error row instead) and uploaded under the job's input
-   prefix through the S3 dataset store (parallel, skipping what is there); an s3:// prefix
-   is used as it is;
+1. local images become the body `predict` would send (serving/upload.py: one over
+   transform.max_payload_mb, or over the handler's pixels, is shrunk as predict shrinks it),
+   which is checked here (data/images.py: a corrupt or empty photo would fail the whole job,
+   so it is an error row instead, as is one that cannot be shrunk) and uploaded under the
+   job's input prefix through the S3 dataset store (parallel, skipping what is there); an
+   s3:// prefix is used as it is;
 2. CreateModel from model.tar.gz, as deploy builds it (same container, same handler; a
    local archive's code/ vouched for as deploy's is, before anything is sent);
 3. CreateTransformJob (aws/transform.py), tagged for this project;
@@ -16,6 +18,8 @@ Describe*). Steps, each a recorded request, so `--dry-run` shows the very ones a
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,13 +31,13 @@ from dogbreed.aws.staging import StagedObject, model_archive
 from dogbreed.aws.tags import resource_tags
 from dogbreed.aws.watch import follow_transform_job
 from dogbreed.backends.base import TransformOutcome, TransformRequest
-from dogbreed.data.images import ImageLimits, check_image
+from dogbreed.data.images import ImageLimits, check_image_bytes
 from dogbreed.data.plan import PlannedFile
 from dogbreed.data.s3store import S3Store
 from dogbreed.errors import DogbreedError, UsageError
 from dogbreed.serving.batch import first_prediction, is_dog
 from dogbreed.serving.scores_file import ScoresFile
-from dogbreed.serving.upload import IMAGE_SUFFIXES
+from dogbreed.serving.upload import IMAGE_SUFFIXES, prepare
 
 MB = 2**20
 
@@ -78,37 +82,50 @@ class SageMakerTransform:
         # Numbered, so two photos called 1.jpg in different folders stay apart.
         return f"{position:06d}-{path.name}"
 
-    def _checked_uploads(self, request: TransformRequest, todo: list[Any]) -> tuple[list[PlannedFile], dict[str, Any], list]:
+    def _checked_uploads(
+        self, request: TransformRequest, todo: list[Any], scratch: Path
+    ) -> tuple[list[PlannedFile], dict[str, Any], list]:
         """(files to upload, {upload name: image}, error rows) for the local images not yet
-        in the scores file (`todo`)."""
-        limits = ImageLimits(
-            min_side=1, max_pixels=request.config.data.max_pixels, max_bytes=request.config.transform.max_payload_mb * MB
-        )
+        in the scores file (`todo`); shrunk bodies are written under `scratch` to upload."""
+        limits = ImageLimits(min_side=1, max_pixels=request.config.data.max_pixels)
         files, names, errors = [], {}, []
         wanted = {id(item) for item in todo}
         numbered = [(position, item) for position, item in enumerate(request.images) if id(item) in wanted]
         with self.reporter.task(f"Checking {len(numbered)} images before the upload", total=len(numbered)) as advance:
             for position, item in numbered:
-                self._check_one(position, item, limits, files, names, errors)
+                row = self._check_one(request, position, item, limits, scratch, files, names)
+                if row is not None:
+                    errors.append(row)
                 advance(1)
         return files, names, errors
 
-    def _check_one(self, position: int, item: Any, limits: ImageLimits, files: list, names: dict, errors: list) -> None:
-        """One image: an error row, or a file to upload (appended to the lists given)."""
+    def _check_one(
+        self, request: TransformRequest, position: int, item: Any, limits: ImageLimits, scratch: Path, files: list, names: dict
+    ) -> dict[str, str] | None:
+        """One image: its error row, or None with a file to upload appended to `files`."""
         if item.path is None:
             try:
                 item.read()  # raises the reason this argument is no image
             except (DogbreedError, OSError) as exc:
-                errors.append({"image": item.image, "key": item.key, "error": str(exc)})
-            return
-        checked = check_image(item.path, limits)
+                return {"image": item.image, "key": item.key, "error": str(exc)}
+            return None
+        config = request.config
+        try:
+            # The body predict would send for this photo: the same shrinking, the same bytes.
+            upload = prepare(item.path, config.transform.max_payload_mb * MB, config.data.max_image_bytes)
+        except (DogbreedError, OSError, ValueError) as exc:
+            return {"image": item.image, "key": item.key, "error": getattr(exc, "problem", None) or str(exc)}
+        checked = check_image_bytes(upload.body, item.image, limits)
         if checked.problem is not None:
-            hint = " (transform.max_payload_mb)" if "too large" in checked.problem else ""
-            errors.append({"image": item.image, "key": item.key, "error": checked.problem + hint})
-            return
+            return {"image": item.image, "key": item.key, "error": checked.problem}
         name = self._upload_name(position, item.path)
-        files.append(PlannedFile(path=name, split="", folder="", source=item.path, size=checked.size, sha256=checked.sha256))
+        source = item.path
+        if upload.shrunk:  # a JPEG made here: the job reads it, not the original
+            source = scratch / name
+            source.write_bytes(upload.body)
+        files.append(PlannedFile(path=name, split="", folder="", source=source, size=checked.size, sha256=checked.sha256))
         names[name] = item
+        return None
 
     # --- the requests
 
@@ -206,16 +223,24 @@ class SageMakerTransform:
         scores = ScoresFile(request.output, request.format, request.top_k, restart=request.restart)
         done = scores.done()
         todo, skipped, earlier = scores.pending(request.images)
-        files, names, errors = self._checked_uploads(request, todo)
-        with scores:
-            scores.write_all(errors)  # refused here: the job never sees them
-        if request.images and not files and existing is None:
-            self.reporter.info(f"{request.output}: nothing left to score")
-            nothing = self._outcome(request, None, output=str(request.output), skipped=skipped, errors=earlier + _errors(errors))
-            nothing.state = "Completed"  # no job was needed
-            return nothing
-        if existing is None:
-            self._start_transform(request, files)
+        workdir = self.workspace.root / "transform"
+        workdir.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f"{request.name}-", dir=workdir))
+        try:  # shrunk photos live in scratch until they are uploaded
+            files, names, errors = self._checked_uploads(request, todo, scratch)
+            with scores:
+                scores.write_all(errors)  # refused here: the job never sees them
+            if request.images and not files and existing is None:
+                self.reporter.info(f"{request.output}: nothing left to score")
+                nothing = self._outcome(
+                    request, None, output=str(request.output), skipped=skipped, errors=earlier + _errors(errors)
+                )
+                nothing.state = "Completed"  # no job was needed
+                return nothing
+            if existing is None:
+                self._start_transform(request, files)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
         started = self._outcome(request, self._describe("describe_transform_job", TransformJobName=request.name))
         if existing is None:
             self.reporter.info(

@@ -65,6 +65,7 @@ def command(
         concurrency=session.config.deploy.workers,
         reporter=session.reporter,
         dog_threshold=session.config.deploy.dog_threshold,
+        max_file_bytes=session.config.data.max_image_bytes,
     )
     session.emit(result.to_json(), _render(result.to_json()))
     if result.errors:

@@ -412,7 +412,11 @@ class TransformConfig(Strict):
     instance_type: str = Field("ml.m5.large", description="Instance type of SageMaker Batch Transform jobs.")
     instance_count: int = Field(1, ge=1, le=100, description="Instances of a Batch Transform job.")
     max_payload_mb: int = Field(
-        6, ge=1, le=100, description="Largest image a Batch Transform job sends to the model (MaxPayloadInMB)."
+        6,
+        ge=1,
+        le=100,
+        description="Largest request transform sends the model, locally or as a Batch Transform job's MaxPayloadInMB; "
+        "larger photos are downscaled to fit.",
     )
     max_concurrent_transforms: int | None = Field(
         None, ge=1, le=1000, description="Parallel requests per instance of a Batch Transform job; unset: SageMaker's choice."

@@ -1,16 +1,24 @@
-"""Image files -> invocation bodies that fit the 6 MB payload limit (client side, no torch).
+"""Image files -> invocation bodies that fit a payload limit (client side, no torch).
 
-Files under the limit go as they are, with a content type read from their first bytes (a
-misnamed .jpg that is a PNG still says image/png). Larger ones are shrunk here with Pillow:
-turned upright by their EXIF orientation (which re-encoding would drop), then re-encoded as
-JPEG at smaller sizes until one fits. The model looks at 224 pixels, so a few thousand
-pixels a side loses nothing it would have used.
+The one place a local photo becomes the request sent for it: `predict` sends this body to an
+endpoint (limit: the endpoint's 6 MB), and `transform` hands the same body to the handler
+in-process or uploads it for a SageMaker job (limit: transform.max_payload_mb). With equal
+limits both send the same bytes for the same photo, so both get the same answer.
+
+Files within the limit, and within the pixels the handler takes, go as they are, with a
+content type read from their first bytes (a misnamed .jpg that is a PNG still says
+image/png). Larger ones are shrunk here with Pillow: turned upright by their EXIF orientation
+(which re-encoding would drop), then re-encoded as JPEG at smaller sizes until one fits. The
+model looks at 224 pixels, so a few thousand pixels a side loses nothing it would have used.
+What cannot be read or shrunk (junk, a decompression bomb) is a ValueError: its error row.
 """
 
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from dogbreed.regular_files import read_regular
@@ -21,18 +29,20 @@ _START_SIDE = 4096
 _MIN_SIDE = 256
 # The largest file predict reads to shrink: far above any photo, far below memory trouble.
 # Checked by stat before a byte is read (a 3 GiB sparse .jpg once took 3.2 GB of memory).
+# The default of data.max_image_bytes, which the CLI passes.
 MAX_FILE_BYTES = 64 * 2**20
+# The most pixels the handler decodes (inference.py's MAX_IMAGE_PIXELS, which is Pillow's
+# bomb threshold; not imported, since inference.py imports torch). A photo over it would be
+# refused ("downscale it before sending"), so it is shrunk here like one over the byte limit.
+MAX_PIXELS = 89_478_485
 
 
 @dataclass(frozen=True)
 class Upload:
     body: bytes
     content_type: str
-    original_bytes: int  # the file's size; differs from len(body) when it was shrunk
-
-    @property
-    def shrunk(self) -> bool:
-        return self.original_bytes != len(self.body)
+    original_bytes: int  # the file's size
+    shrunk: bool = False  # re-encoded to fit: body is a JPEG, not the file's bytes
 
 
 def sniff_content_type(head: bytes) -> str:
@@ -43,10 +53,37 @@ def sniff_content_type(head: bytes) -> str:
     return "application/x-image"  # the server works out the format itself
 
 
+@cache
+def _quiet_pillow() -> None:
+    """Once, when Pillow is first needed (it is imported only then, to keep predict light)."""
+    from PIL import Image
+
+    # Over MAX_PIXELS a photo is shrunk, and past Pillow's limit it is that photo's error row:
+    # Pillow's own two-line DecompressionBombWarning on stderr would only repeat it.
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+def _too_many_pixels(data: bytes) -> bool:
+    """Whether the header claims more pixels than the handler takes (nothing is decoded).
+    What Pillow cannot open goes as it is: the handler's error for it is the one to show."""
+    from PIL import Image
+
+    _quiet_pillow()
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
+            width, height = opened.size
+    except Image.DecompressionBombError:
+        return True  # past Pillow's limit: shrink_to_fit says why it cannot be sent
+    except (OSError, SyntaxError, ValueError):
+        return False
+    return width * height > MAX_PIXELS
+
+
 def shrink_to_fit(data: bytes, limit: int = MAX_PAYLOAD_BYTES) -> bytes:
     """Re-encode as JPEG, halving the size budget until it fits. ValueError if it never does."""
     from PIL import Image, ImageOps
 
+    _quiet_pillow()
     with Image.open(io.BytesIO(data)) as opened:
         opened.draft("RGB", (_START_SIDE, _START_SIDE))  # JPEG: decode at a reduced scale, fast
         image = ImageOps.exif_transpose(opened).convert("RGB")
@@ -62,17 +99,24 @@ def shrink_to_fit(data: bytes, limit: int = MAX_PAYLOAD_BYTES) -> bytes:
     raise ValueError(f"could not shrink the image under {limit:,} bytes")
 
 
-def prepare(path: Path, limit: int = MAX_PAYLOAD_BYTES, max_file_bytes: int = MAX_FILE_BYTES) -> Upload:
-    """The body to send for one image file. FileRefusedError for what is not a regular file
-    within max_file_bytes (checked before reading), ValueError if unshrinkable."""
-    data = read_regular(path, max_file_bytes, "predict's limit of")
-    if len(data) <= limit:
+def fit(data: bytes, limit: int = MAX_PAYLOAD_BYTES) -> Upload:
+    """The body to send for an image's bytes: as they are when they fit, else shrunk.
+    ValueError for what must be shrunk and cannot be."""
+    too_big = len(data) > limit
+    if not too_big and not _too_many_pixels(data):
         return Upload(data, sniff_content_type(data[:16]), len(data))
     from PIL import Image
 
     try:
-        return Upload(shrink_to_fit(data, limit), "image/jpeg", len(data))
+        return Upload(shrink_to_fit(data, limit), "image/jpeg", len(data), shrunk=True)
     except (OSError, SyntaxError, Image.DecompressionBombError) as exc:  # "cannot identify image file" is an OSError
-        raise ValueError(
-            f"{len(data):,} bytes, over the {limit:,}-byte limit, and not an image Pillow can shrink ({exc})"
-        ) from None
+        why = f"{len(data):,} bytes, over the {limit:,}-byte limit" if too_big else f"over {MAX_PIXELS:,} pixels"
+        raise ValueError(f"{why}, and not an image Pillow can shrink ({exc})") from None
+
+
+def prepare(
+    path: Path, limit: int = MAX_PAYLOAD_BYTES, max_file_bytes: int = MAX_FILE_BYTES, limit_name: str = "data.max_image_bytes"
+) -> Upload:
+    """The body to send for one image file (see fit). FileRefusedError for what is not a
+    regular file within max_file_bytes (checked before reading), ValueError if unshrinkable."""
+    return fit(read_regular(path, max_file_bytes, limit_name), limit)

@@ -2,8 +2,9 @@
 
 Backend-agnostic: everything goes through backend.invoke. Files, folders (searched
 recursively for image files) and globs are expanded here; each image is one request, sent
-as raw bytes (shrunk client-side when over 6 MB) from a bounded thread pool, with k in the
-Accept header so the same request works on every server. A bad file gets its own error row
+as raw bytes (serving/upload.py: shrunk client-side when over 6 MB or too many pixels, the
+same body `transform` scores) from a bounded thread pool, with k in the Accept header so the
+same request works on every server. A bad file gets its own error row
 and the others go on; an endpoint that does not answer at all stops the run with one line.
 """
 
@@ -24,7 +25,8 @@ from dogbreed.progress import NullReporter, Reporter
 from dogbreed.regular_files import FileRefusedError, check_regular
 from dogbreed.serving.batch import is_dog
 from dogbreed.serving.errors import EndpointUnavailableError
-from dogbreed.serving.upload import IMAGE_SUFFIXES, prepare
+from dogbreed.serving.limits import MAX_PAYLOAD_BYTES
+from dogbreed.serving.upload import IMAGE_SUFFIXES, MAX_FILE_BYTES, prepare
 
 _GLOB_CHARS = set("*?[")
 
@@ -119,7 +121,10 @@ def predict(
     concurrency: int = 4,
     reporter: Reporter | None = None,
     dog_threshold: float = 0.5,
+    max_file_bytes: int = MAX_FILE_BYTES,
+    max_payload: int = MAX_PAYLOAD_BYTES,
 ) -> PredictResult:
+    """max_file_bytes: data.max_image_bytes; max_payload: the endpoint's limit per request."""
     reporter = reporter or NullReporter()
     name = pick_endpoint(ledger, backend.name, endpoint)
     info = backend.describe_endpoint(name)
@@ -133,7 +138,7 @@ def predict(
     accept = f"application/json; top_k={top_k}"
 
     def one(path: Path) -> dict[str, Any]:
-        upload = prepare(path)
+        upload = prepare(path, max_payload, max_file_bytes)
         answer = _first_prediction(backend.invoke(name, upload.body, upload.content_type, accept))
         return {**answer, "is_dog": is_dog(answer["dog_probability"], dog_threshold)}
 

@@ -22,15 +22,16 @@ from dogbreed.backends.base import Backend, TransformOutcome, TransformRequest
 from dogbreed.config import Config
 from dogbreed.errors import DogbreedError, UsageError
 from dogbreed.ledger import Ledger
-from dogbreed.regular_files import read_regular
 from dogbreed.resource_names import check_name, unique_name
 from dogbreed.serving.batch import BatchImage
 from dogbreed.serving.scores_file import format_of
+from dogbreed.serving.upload import prepare
 from dogbreed.workflows.deploy import resolve_model
 from dogbreed.workflows.predict import expand_images
 from dogbreed.workflows.train import sync as sync_training
 
 KIND = "transform-job"
+MB = 2**20  # transform.max_payload_mb is in MiB, as SageMaker's MaxPayloadInMB (6 of them: predict's limit)
 
 
 @dataclass
@@ -53,10 +54,12 @@ def _refused(error: str):
     return read
 
 
-def local_images(sources: Sequence[str], max_bytes: int) -> list[BatchImage]:
+def local_images(sources: Sequence[str], max_bytes: int, max_payload: int) -> list[BatchImage]:
     """The images of local sources, each keyed by its size and modification time; an
     argument that is no image (missing, a FIFO, an empty folder) is an image whose reading
-    fails, so it gets its error row like any other."""
+    fails, so it gets its error row like any other. Reading one gives the body `predict`
+    would send for it (serving/upload.py: shrunk to max_payload bytes and the handler's
+    pixels when larger), so both score the same bytes; what cannot be shrunk fails its read."""
     paths, errors = expand_images(sources)
     found = []
     for path in paths:
@@ -66,7 +69,7 @@ def local_images(sources: Sequence[str], max_bytes: int) -> list[BatchImage]:
         except OSError as exc:
             found.append(BatchImage(str(path), "", _refused(exc.strerror or str(exc)), path))
             continue
-        read = lambda path=path: read_regular(path, max_bytes, "data.max_image_bytes")  # noqa: E731
+        read = lambda path=path: prepare(path, max_payload, max_bytes).body  # noqa: E731
         found.append(BatchImage(str(path), key, read, path))
     found += [BatchImage(row["image"], "", _refused(row["error"])) for row in errors]
     return found
@@ -97,7 +100,7 @@ def build_request(
         output=output,
         format=format_of(output, fmt),
         top_k=top_k or config.deploy.top_k,
-        images=tuple(local_images(local, config.data.max_image_bytes)) if local else (),
+        images=tuple(local_images(local, config.data.max_image_bytes, config.transform.max_payload_mb * MB)) if local else (),
         prefixes=prefixes,
         restart=restart,
         training_job=training_job,

@@ -243,3 +243,35 @@ def test_the_jobs_model_answers_top_k_whatever_deploy_response_says(tmp_path, ph
     ).plan
     environment = plan["requests"]["CreateModel"]["PrimaryContainer"]["Environment"]
     assert (environment["DOGBREED_RESPONSE"], environment["DOGBREED_TOP_K"]) == ("top_k", "2")
+
+
+def test_a_photo_over_max_payload_is_uploaded_as_predict_would_send_it(tmp_path, s3, sagemaker_client, predict_dir):
+    """Shrunk, as predict shrinks it (serving/upload.py), not refused: the job reads the very
+    body predict sends; only what cannot be shrunk is an error row."""
+    from PIL import Image
+
+    from dogbreed.serving.upload import prepare
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    noise = Image.merge("RGB", [Image.effect_noise((700, 700), 100 + band) for band in range(3)])
+    noise.save(folder / "noise.png", compress_level=0)  # 1.47 MB: over a 1 MB limit
+    (folder / "junk.jpg").write_bytes(b"\0" * (2**20 + 1))
+    shutil.copy(predict_dir / "Beagle_01141.jpg", folder / "beagle.jpg")
+    config = sm_config(tmp_path, "transform.max_payload_mb=1")
+    backend = make_backend(config)
+    output = tmp_path / "scores.jsonl"
+    outcome = transform(config, backend, backend.workspace.ledger, [str(folder)], output, model=MODEL_URI, name=NAME).outcome
+    prefix = f"dogbreed/transform/{NAME}/input/"
+    uploaded = {
+        obj["Key"][len(prefix) :]: s3.get_object(Bucket=BUCKET, Key=obj["Key"])["Body"].read()
+        for obj in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]
+    }
+    assert sorted(uploaded) == ["000000-beagle.jpg", "000002-noise.png"]
+    for name, body in uploaded.items():
+        assert body == prepare(folder / name.split("-", 1)[1], 2**20, config.data.max_image_bytes).body, name
+    assert uploaded["000002-noise.png"][:3] == b"\xff\xd8\xff" and len(uploaded["000002-noise.png"]) <= 2**20
+    assert uploaded["000000-beagle.jpg"] == (folder / "beagle.jpg").read_bytes()
+    errors = {Path(row["image"]).name: row["error"] for row in outcome.errors}
+    assert "not an image Pillow can shrink" in errors["junk.jpg"]
+    assert not list((backend.workspace.root / "transform").iterdir())  # the shrunk copies are gone
