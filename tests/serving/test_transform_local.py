@@ -225,3 +225,33 @@ def test_the_cli_killed_with_sigkill_resumes_with_the_same_command(tmp_path, mod
     rows = [json.loads(line) for line in output.read_text().splitlines()]
     assert sorted(Path(row["image"]).name for row in rows) == sorted(p.name for p in folder.iterdir())
     assert all("top" in row for row in rows)
+
+
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_writes(tmp_path, model_dir, predict_dir):
+    from dogbreed.errors import BusyError
+    from dogbreed.serving.scores_file import writing
+
+    folder = _photos(tmp_path, predict_dir, ["Beagle_01141.jpg"])
+    output = tmp_path / "scores.csv"
+    _run(tmp_path, [folder], output, model_dir, top_k=2)
+    before = output.read_bytes()
+    with writing(output):  # what a running transform holds
+        with pytest.raises(BusyError, match=rf"^{output} is being written by another transform; wait for it"):
+            _run(tmp_path, [folder], output, model_dir, top_k=2, restart=True)
+    assert output.read_bytes() == before  # not even --restart touched it
+    # Without the lock both read the file before either wrote: every image got two rows.
+    assert _run(tmp_path, [folder], output, model_dir, top_k=2).skipped == 1
+
+
+def test_a_run_that_writes_nothing_leaves_no_file_it_created(tmp_path):
+    from dogbreed.serving.scores_file import writing
+
+    output = tmp_path / "out" / "scores.jsonl"
+    with pytest.raises(RuntimeError):
+        with writing(output):
+            raise RuntimeError("the model would not load")
+    assert not output.exists()
+    output.write_text("")  # the user's own (empty) file stays
+    with writing(output):
+        pass
+    assert output.exists()

@@ -12,19 +12,27 @@ half-written last line is cut off when the file is opened again). Opening an exi
 reads it: images whose row carries the same key are done and skipped, so a rerun with the
 same output resumes; a changed file (new size or time) is scored again and its new row,
 appended later, is the one that counts (`read_rows` keeps the last row per image).
+
+One run writes a scores file at a time (`writing`: the kernel's flock on the file itself,
+held for the whole run): two at once each read the file before the other wrote, scored
+every image and appended it, so each image had two rows. `--restart` empties the file in
+place, so the inode the lock is on stays the file.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
+import fcntl
 import io
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dogbreed.errors import UsageError
+from dogbreed.errors import BusyError, UsageError
 
 FORMATS = ("csv", "jsonl")
 _SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
@@ -114,6 +122,30 @@ def read_rows(path: Path, fmt: str) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Hold the scores file for one run (module docstring), or BusyError at once. A file this
+    creates and the run leaves empty is removed again."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existed = path.exists()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BusyError(
+                f"{path} is being written by another transform; wait for it to end, or choose another --output"
+            ) from None
+        except OSError as exc:  # a filesystem without flock (some network mounts): unguarded, as before
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+        yield
+    finally:
+        if not existed and os.fstat(fd).st_size == 0:
+            path.unlink(missing_ok=True)
+        os.close(fd)
+
+
 class ScoresFile:
     """Append-only writer of one scores file (see the module docstring)."""
 
@@ -121,8 +153,8 @@ class ScoresFile:
         self.path = path
         self.fmt = fmt
         self.top_k = top_k
-        if restart:
-            path.unlink(missing_ok=True)
+        if restart and path.exists():
+            os.truncate(path, 0)  # in place: `writing` holds its lock on this inode
         self._check_header()
         self.existing = read_rows(path, fmt)
         self._handle: Any = None

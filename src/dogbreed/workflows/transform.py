@@ -24,7 +24,7 @@ from dogbreed.errors import DogbreedError, UsageError
 from dogbreed.ledger import Ledger
 from dogbreed.resource_names import check_name, unique_name
 from dogbreed.serving.batch import BatchImage
-from dogbreed.serving.scores_file import format_of
+from dogbreed.serving.scores_file import format_of, writing
 from dogbreed.serving.upload import prepare
 from dogbreed.workflows.deploy import resolve_model
 from dogbreed.workflows.predict import expand_images
@@ -168,7 +168,8 @@ def transform(
         recorded.append(outcome)
 
     try:
-        outcome = backend.transform(request, wait=wait, on_created=created)
+        with writing(request.output):
+            outcome = backend.transform(request, wait=wait, on_created=created)
     except BaseException:
         if recorded:  # what the job is now, if it can be seen (Ctrl-C stopped it, or it failed)
             try:
