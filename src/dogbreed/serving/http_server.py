@@ -11,6 +11,12 @@ Each connection gets a thread (ThreadingHTTPServer, keep-alive); invocations run
 so a client still sending sees the 413 rather than a connection reset. Accepted sockets get
 TCP_NODELAY: without it, Nagle's algorithm holding the body behind the headers until the
 client's delayed ACK costs ~40 ms per request. `drain()` is the graceful stop.
+
+A body has `body_timeout_s` (default: the 60 s invocation limit) to arrive in full, counted
+from its first read, however slowly it trickles in; one that does not is answered 408 and
+the connection closed (a client that announced 5 MB and sent 3 bytes otherwise held a
+thread and got a bare close). A client that hangs up mid-request or mid-answer is one line
+in the log, not a traceback: nothing went wrong on our side.
 """
 
 from __future__ import annotations
@@ -47,6 +53,17 @@ class TooLarge(HttpProblem):
         super().__init__(413, "payload_too_large", detail)
 
 
+class BodyTimeout(HttpProblem):
+    def __init__(self, limit_s: float, got: int, size: int | None) -> None:
+        what = f"{got:,} of {size:,} bytes" if size is not None else f"{got:,} bytes of a chunked body"
+        super().__init__(
+            408,
+            "request_timeout",
+            f"the body did not arrive within {limit_s:g} s ({what} came); "
+            "send the whole body at once, with a Content-Length that matches it",
+        )
+
+
 def _too_large_detail(size: int | None) -> str:
     what = f"{size:,} bytes" if size is not None else "the body"
     return f"{what} is over the {MAX_PAYLOAD_BYTES:,}-byte limit of an invocation; send a smaller image"
@@ -63,10 +80,13 @@ class EndpointServer(ThreadingHTTPServer):
         workers: int = 4,
         timeout_s: float = INVOCATION_TIMEOUT_S,
         log_file: str | None = None,
+        body_timeout_s: float | None = None,
     ) -> None:
         super().__init__(address, InvocationHandler)
         self.name = name
         self.timeout_s = timeout_s
+        # A body that has not arrived when the invocation's time is up can no longer be answered in time.
+        self.body_timeout_s = timeout_s if body_timeout_s is None else body_timeout_s
         self.log_file = log_file
         self.model: ModelHandler | None = None
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="invoke")
@@ -143,7 +163,7 @@ class InvocationHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: one connection serves many requests
     server_version = "dogbreed-endpoint"
     sys_version = ""
-    timeout = INVOCATION_TIMEOUT_S  # socket timeout: idle keep-alive and slow senders
+    timeout = INVOCATION_TIMEOUT_S  # socket timeout: idle keep-alive and slow headers (bodies: body_timeout_s)
 
     def setup(self) -> None:
         super().setup()
@@ -157,6 +177,17 @@ class InvocationHandler(BaseHTTPRequestHandler):
 
     def log_request(self, code="-", size="-") -> None:
         pass  # do_* log once per request with the timing instead
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            # The client hung up (a timeout of its own, Ctrl-C): there is no one left to answer,
+            # and nothing wrong here, so one line instead of handle_error's traceback.
+            self.close_connection = True
+            command = getattr(self, "command", None) or "-"
+            path = getattr(self, "path", None) or "-"
+            log.info("%s client disconnected during %s %s", self.address_string(), command, path)
 
     def log_message(self, format: str, *args) -> None:
         log.info("%s %s", self.address_string(), format % args)
@@ -258,15 +289,53 @@ class InvocationHandler(BaseHTTPRequestHandler):
             raise HttpProblem(411, "length_required", "send a Content-Length header (or a chunked body)")
         if size > MAX_PAYLOAD_BYTES:
             raise TooLarge(_too_large_detail(size))
-        body = self.rfile.read(size)
+        body = self._read_exactly(size, self._body_deadline(), size)
         if len(body) < size:
             raise HttpProblem(400, "bad_request", f"the body ended after {len(body):,} of {size:,} bytes")
         return body
 
+    def _body_deadline(self) -> float:
+        return time.monotonic() + self.server.body_timeout_s
+
+    def _await(self, deadline: float, got: int, size: int | None) -> None:
+        """Give the next read only the body's time left: a per-read timeout alone lets a client
+        that sends a byte now and then hold the connection for ever."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise BodyTimeout(self.server.body_timeout_s, got, size)
+        self.connection.settimeout(left)
+
+    def _read_exactly(self, count: int, deadline: float, size: int | None, got: int = 0) -> bytes:
+        """count bytes of the body, fewer if the client closes; BodyTimeout past the deadline."""
+        parts, seen = [], 0
+        try:
+            while seen < count:
+                self._await(deadline, got + seen, size)
+                part = self.rfile.read1(min(count - seen, 1 << 20))
+                if not part:
+                    break
+                parts.append(part)
+                seen += len(part)
+        except TimeoutError:
+            raise BodyTimeout(self.server.body_timeout_s, got + seen, size) from None
+        finally:
+            self.connection.settimeout(self.timeout)  # back to the idle limit, for the answer and keep-alive
+        return b"".join(parts)
+
+    def _readline_by(self, deadline: float, got: int, limit: int) -> bytes:
+        try:
+            self._await(deadline, got, None)
+            return self.rfile.readline(limit)
+        except TimeoutError:
+            raise BodyTimeout(self.server.body_timeout_s, got, None) from None
+        finally:
+            self.connection.settimeout(self.timeout)
+
     def _read_chunked(self) -> bytes:
         chunks, total = [], 0
+        deadline = self._body_deadline()
         while True:
-            line = self.rfile.readline(1024)
+            line = self._readline_by(deadline, total, 1024)
             try:
                 size = int(line.split(b";", 1)[0].strip(), 16)
             except ValueError:
@@ -278,19 +347,19 @@ class InvocationHandler(BaseHTTPRequestHandler):
             total += size
             if total > MAX_PAYLOAD_BYTES:
                 raise TooLarge(_too_large_detail(None))
-            chunk = self.rfile.read(size)
-            if len(chunk) < size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
+            chunk = self._read_exactly(size, deadline, None, total - size)
+            if len(chunk) < size or self._readline_by(deadline, total, 3) not in (b"\r\n", b"\n"):
                 raise HttpProblem(400, "bad_request", "a chunk ended early or lacks its CRLF")
             chunks.append(chunk)
-        self._skip_trailers()
+        self._skip_trailers(deadline, total)
         return b"".join(chunks)
 
-    def _skip_trailers(self) -> None:
+    def _skip_trailers(self, deadline: float, got: int) -> None:
         """Trailer fields are nothing we use, but a client may send them: read and drop at
         most MAX_TRAILER_BYTES, then refuse (unbounded, they kept a worker reading forever)."""
         seen = 0
         while True:
-            line = self.rfile.readline(MAX_TRAILER_BYTES + 1 - seen)
+            line = self._readline_by(deadline, got, MAX_TRAILER_BYTES + 1 - seen)
             if line in (b"\r\n", b"\n", b""):
                 return
             seen += len(line)

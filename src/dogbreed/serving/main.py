@@ -63,6 +63,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port.")
     parser.add_argument("--workers", type=int, default=4, help="Invocations run at once.")
     parser.add_argument("--timeout", type=float, default=INVOCATION_TIMEOUT_S, help="Seconds per invocation.")
+    parser.add_argument(
+        "--body-timeout", type=float, default=None, help="Seconds a request's body has to arrive (default: --timeout)."
+    )
     parser.add_argument("--expires-at", type=datetime.fromisoformat, default=None, help="Exit at this time (ISO 8601).")
     parser.add_argument("--state-file", type=Path, default=None, help="Where to write pid, port and url once bound.")
     parser.add_argument("--ledger", type=Path, default=None, help="Ledger to mark the endpoint gone in on exit.")
@@ -109,7 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         server = EndpointServer(
-            (args.host, args.port), args.name, workers=args.workers, timeout_s=args.timeout, log_file=args.log_file
+            (args.host, args.port),
+            args.name,
+            workers=args.workers,
+            timeout_s=args.timeout,
+            log_file=args.log_file,
+            body_timeout_s=args.body_timeout,
         )
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
