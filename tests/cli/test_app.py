@@ -84,6 +84,31 @@ def test_unexpected_errors_are_one_line_and_verbose_shows_the_traceback(monkeypa
     assert "Traceback" in capsys.readouterr().err
 
 
+def test_a_stray_eof_error_is_unexpected_not_aborted(monkeypatch, capsys):
+    # typer wraps an EOFError escaping a command in Abort: it was reported as Ctrl-C (130).
+    def truncated(*args, **kwargs):
+        raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+
+    monkeypatch.setattr("dogbreed.config.load_config", truncated)
+    assert run(["config", "show"]) == 1
+    err = capsys.readouterr().err
+    assert "error: unexpected EOFError: Compressed file ended" in err and "aborted" not in err
+
+
+def test_end_of_input_at_a_prompt_is_still_aborted(monkeypatch, capsys):
+    import io
+
+    import typer
+
+    def ask(*args, **kwargs):
+        typer.confirm("go on?", default=False)
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # Ctrl-D: input() raises EOFError
+    monkeypatch.setattr("dogbreed.config.load_config", ask)
+    assert run(["config", "show"]) == 130
+    assert "error: aborted" in capsys.readouterr().err
+
+
 def test_a_config_file_in_another_folder_names_its_missing_path(tmp_path):
     folder = tmp_path / "other" / "dir"
     folder.mkdir(parents=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 from pathlib import Path
 
@@ -186,6 +187,13 @@ def test_records_are_read_from_the_tar_in_memory_whatever_the_member_path():
     blob = _tar({"../../etc/records.jsonl": b'{"type": "meta"}\n'})
     assert sagemaker_job.records_from_tar(blob) == b'{"type": "meta"}\n'
     assert sagemaker_job.records_from_tar(_tar({"metrics.json": b"{}"})) is None
+
+
+def test_a_truncated_output_tar_is_a_read_error_not_eof():
+    # os.urandom: data that does not compress, so the cut lands inside the member.
+    blob = _tar({"records.jsonl": os.urandom(200_000)})
+    with pytest.raises(tarfile.ReadError, match="truncated or corrupt: EOFError"):
+        sagemaker_job.records_from_tar(blob[:100_000])
 
 
 def test_files_from_tar_takes_the_report_files_by_name_wherever_they_sit():

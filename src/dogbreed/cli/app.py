@@ -130,7 +130,12 @@ def run(argv: list[str] | None = None) -> int:
         return code if isinstance(code, int) else 0
     except typer.Exit as exc:
         return exc.exit_code
-    except typer.Abort:
+    except typer.Abort as exc:
+        # typer turns any EOFError that escapes a command into Abort (raised from it), as if
+        # Ctrl-D had answered a prompt; a prompt's own Abort is raised from None. A stray one is
+        # a bug or a damaged file somewhere, not the user stopping us: not "aborted", exit 130.
+        if isinstance(exc.__cause__, EOFError):
+            return _unexpected(exc.__cause__, verbose)
         return _fail("aborted", 130, verbose)
     except TyperException as exc:
         # Usage errors: wrong option, missing argument, bad choice.
@@ -143,8 +148,12 @@ def run(argv: list[str] | None = None) -> int:
     except DogbreedError as exc:
         return _fail(str(exc), exc.exit_code, verbose)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
-        detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        return _fail(f"unexpected {detail} (run again with -v for the traceback)", 1, verbose)
+        return _unexpected(exc, verbose)
+
+
+def _unexpected(exc: BaseException, verbose: bool) -> int:
+    detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return _fail(f"unexpected {detail} (run again with -v for the traceback)", 1, verbose)
 
 
 def main() -> None:

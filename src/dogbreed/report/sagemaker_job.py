@@ -12,8 +12,10 @@ DescribeTrainingJob says where things are:
 
 from __future__ import annotations
 
+import gzip
 import io
 import tarfile
+import zlib
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -83,17 +85,22 @@ def profiler_summary(name: str, summary: dict[str, Any]) -> RuleResult:
 
 def files_from_tar(blob: bytes, names: tuple[str, ...] = OUTPUT_FILES) -> dict[str, bytes]:
     """The report's files (by base name) from output.tar.gz, read in memory (nothing is
-    extracted, so member names cannot write outside our folder); the first of each name wins."""
+    extracted, so member names cannot write outside our folder); the first of each name wins.
+    A damaged one is a tarfile.ReadError, as a malformed one is: gzip's EOFError (a download
+    cut short) would otherwise reach the CLI, which click reports as Ctrl-D, "aborted"."""
     found: dict[str, bytes] = {}
-    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:*") as archive:
-        for member in archive:
-            name = PurePosixPath(member.name).name
-            if member.isfile() and name in names and name not in found:
-                if member.size > MAX_RECORDS_BYTES:
-                    raise DogbreedError(f"{name} in output.tar.gz is {member.size} bytes; refusing to read it")
-                handle = archive.extractfile(member)
-                if handle is not None:
-                    found[name] = handle.read()
+    try:
+        with tarfile.open(fileobj=io.BytesIO(blob), mode="r:*") as archive:
+            for member in archive:
+                name = PurePosixPath(member.name).name
+                if member.isfile() and name in names and name not in found:
+                    if member.size > MAX_RECORDS_BYTES:
+                        raise DogbreedError(f"{name} in output.tar.gz is {member.size} bytes; refusing to read it")
+                    handle = archive.extractfile(member)
+                    if handle is not None:
+                        found[name] = handle.read()
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise tarfile.ReadError(f"truncated or corrupt: {type(exc).__name__}: {exc}") from None
     return found
 
 

@@ -12,10 +12,15 @@ to vouch for it with --trust-code.
 Byte-code in a model's code/ counts as a difference: Python would load a __pycache__/*.pyc
 instead of the source it claims to match. The server never writes any there (ModelHandler
 imports with sys.dont_write_bytecode), so serving a model dir in place keeps it clean.
+
+A gzip archive is decompressed by gzip.GzipFile, read to its end, not by tarfile's stream
+mode: that one takes a file cut short for a shorter archive, silently, so a truncated
+model.tar.gz passed (or had its code/ "missing") and would have been uploaded as it was.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import posixpath
@@ -28,6 +33,7 @@ from typing import BinaryIO
 from dogbreed.errors import DogbreedError, UsageError
 from dogbreed.jobspec import INFERENCE_ENTRY, SOURCE_DIR
 from dogbreed.regular_files import FileRefusedError, open_regular
+from dogbreed.serving.model_archive import DAMAGED, damaged
 
 CODE_DIR = "code"
 PACKAGE = "breedkit"
@@ -107,17 +113,35 @@ def archive_code(stream: BinaryIO, where: str) -> dict[str, str]:
     later entry of the same name replaces an earlier one, as it would on disk)."""
     found: dict[str, str] = {}
     try:
-        with tarfile.open(fileobj=stream, mode="r|*") as archive:
+        unzipped = _gunzipped(stream)
+        with tarfile.open(fileobj=unzipped or stream, mode="r|" if unzipped else "r|*") as archive:
             for member in archive:
                 name = posixpath.normpath(member.name.lstrip("/"))
                 if not name.startswith(f"{CODE_DIR}/") or member.isdir():
                     continue
                 found[name[len(CODE_DIR) + 1 :]] = _member_digest(archive, member)
-    except (tarfile.TarError, OSError, EOFError) as exc:
+        # tarfile stops at the end-of-archive blocks; the rest (padding, gzip's CRC and length)
+        # is what tells a complete file from one cut short there.
+        while unzipped is not None and unzipped.read(1 << 20):
+            pass
+    except DAMAGED as exc:  # before OSError: BadGzipFile is one
+        raise damaged(where, exc) from None
+    except (tarfile.TarError, OSError) as exc:
         raise DogbreedError(
             f"model {where} is not a readable model.tar.gz ({exc}); deploy one written by `dogbreed train`"
         ) from None
     return found
+
+
+def _gunzipped(stream: BinaryIO) -> gzip.GzipFile | None:
+    """The stream through GzipFile when it starts as gzip does (and can be rewound after the
+    look); None for anything else, left to tarfile's own detection."""
+    if not stream.seekable():
+        return None
+    start = stream.tell()
+    magic = stream.read(2)
+    stream.seek(start)
+    return gzip.GzipFile(fileobj=stream, mode="rb") if magic == b"\x1f\x8b" else None
 
 
 def code_differences(model_dir: Path) -> list[str]:

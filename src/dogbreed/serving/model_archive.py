@@ -3,11 +3,17 @@
 A model.tar.gz may come from anywhere, so it is extracted with tarfile's "data" filter
 (PEP 706: no absolute paths, no `..`, no links leading out, no devices) plus limits on
 entries and total size against archive bombs. A model dir given as such is used in place.
+
+A truncated or corrupt one (a copy cut short, a download that stopped) fails as gzip fails:
+EOFError, zlib.error, BadGzipFile. EOFError must never reach the CLI as such: click takes it
+for Ctrl-D at a prompt and reports "aborted", exit 130. `damaged()` says what it is instead.
 """
 
 from __future__ import annotations
 
+import gzip
 import tarfile
+import zlib
 from pathlib import Path
 
 from dogbreed.errors import DogbreedError, NotFoundError
@@ -16,6 +22,16 @@ from dogbreed.regular_files import FileRefusedError, check_regular
 REQUIRED = ("model.pth", "classes.json", "hyperparameters.json", "code/inference.py")
 MAX_MEMBERS = 10_000
 MAX_UNPACKED_BYTES = 8 * 2**30
+
+# What gzip raises on a file cut short (EOFError) or with bytes gone wrong (zlib.error, a bad CRC).
+DAMAGED = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def damaged(where: object, exc: BaseException) -> DogbreedError:
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return DogbreedError(
+        f"model {where}: the archive is truncated or corrupt ({detail}); train again or copy the complete model.tar.gz"
+    )
 
 
 def check_model_dir(path: Path) -> Path:
@@ -45,6 +61,8 @@ def extract_archive(source: Path, dest: Path) -> Path:
         with tarfile.open(source, "r:*") as archive:
             members = _safe_members(archive, source)
             archive.extractall(dest, members=members, filter="data")
+    except DAMAGED as exc:  # before OSError: BadGzipFile is one
+        raise damaged(source, exc) from None
     except (tarfile.TarError, OSError) as exc:  # FilterError is a TarError
         raise DogbreedError(f"cannot extract {source}: {exc}; is it a model.tar.gz from `dogbreed train`?") from None
     return dest
@@ -71,6 +89,10 @@ def prepare_model_dir(model_uri: str, extract_to: Path) -> Path:
         check_regular(path)  # a FIFO or /dev/zero given as --model: refused, never read
     except FileRefusedError as exc:
         raise DogbreedError(f"model {path}: {exc.problem}; give a model.tar.gz or a model dir") from None
-    if not tarfile.is_tarfile(path):
+    try:
+        is_tar = tarfile.is_tarfile(path)  # reads the first header: a file cut short there fails here
+    except DAMAGED as exc:
+        raise damaged(path, exc) from None
+    if not is_tar:
         raise DogbreedError(f"model {path} is neither a model dir nor a .tar.gz archive")
     return check_model_dir(extract_archive(path, extract_to))

@@ -105,6 +105,21 @@ def test_a_file_that_is_no_archive_is_one_error_line(tmp_path, s3):
     assert s3_calls == []
 
 
+@pytest.mark.parametrize("keep", [0.5, -20], ids=["half", "all-but-the-gzip-trailer"])
+def test_a_truncated_archive_is_one_error_line_before_any_request(tmp_path, s3, keep):
+    # tarfile's stream mode took a file cut short after its last member for a whole one (and
+    # it was uploaded), one cut inside a member for "not a readable model.tar.gz".
+    whole = _archive(tmp_path, "whole").read_bytes()
+    cut = tmp_path / "model.tar.gz"
+    cut.write_bytes(whole[: int(len(whole) * keep)] if keep > 0 else whole[:keep])
+    backend, request, sagemaker_calls, s3_calls = _deploy(tmp_path, cut, trust_code=True)
+    with pytest.raises(
+        DogbreedError, match=r"model .*model.tar.gz: the archive is truncated or corrupt \((EOFError|BadGzipFile)"
+    ):
+        backend.deploy(request)
+    assert s3_calls == [] and sagemaker_calls == []
+
+
 def test_a_transform_job_holds_a_local_archive_to_the_same_check(tmp_path, s3, sagemaker_client, predict_dir):
     model = _archive(tmp_path, "tampered", _appended)
     backend, _, sagemaker_calls, s3_calls = _deploy(tmp_path, model)
