@@ -136,9 +136,11 @@ def test_json_lines_has_a_line_per_image_with_the_dog_probability(runtime):
         assert line["top"][0]["index"] == int(np.argmax(line["probabilities"]))
 
 
-def test_the_first_servable_accept_entry_wins_and_none_is_406(runtime):
-    content_type, _ = invoke(runtime, BEAGLE.read_bytes(), "image/jpeg", "image/png, text/csv;q=0.5, application/json")
+def test_the_first_servable_accept_entry_of_the_highest_q_wins_and_none_is_406(runtime):
+    content_type, _ = invoke(runtime, BEAGLE.read_bytes(), "image/jpeg", "image/png, text/csv, application/json")
     assert content_type == "text/csv"
+    content_type, _ = invoke(runtime, BEAGLE.read_bytes(), "image/jpeg", "image/png, text/csv;q=0.5, application/json")
+    assert content_type == "application/json"
     with pytest.raises(runtime.exceptions.ModelError) as raised:
         invoke(runtime, BEAGLE.read_bytes(), "image/jpeg", "image/png")
     assert raised.value.response["OriginalStatusCode"] == 406
