@@ -96,3 +96,31 @@ def test_a_train_loss_above_a_uniform_guess_is_a_divergence_even_when_finite():
     assert v.verdict(diverging).kind == v.RISING  # without the class count it cannot tell
     healthy = history([0.9, 1.0], [0.05, 0.04], train_loss=[1.07, 1.02])  # label smoothing keeps it above 1
     assert v.verdict(healthy, num_classes=10).kind != v.DIVERGED
+
+
+def test_an_overconfident_perfect_run_above_a_uniform_guess_is_not_a_divergence():
+    # What a probe saw on 4 breeds: train accuracy 100% at every epoch, test 100%, and a train
+    # loss of 1.685 against ln 4 = 1.386, from label smoothing charging a head that puts ~0 on
+    # the other breeds. It was called "diverged: lower train.lr by 10x".
+    perfect = history([1.0, 1.0], [0.001, 0.0002], train_loss=[1.70, 1.685], train_acc=[1.0, 1.0])
+    assert v.verdict(perfect, num_classes=4).kind != v.DIVERGED
+    # The same loss with the training photos mostly named wrong is one.
+    lost = history([0.3, 0.3], [1.5, 1.6], train_loss=[1.70, 1.685], train_acc=[0.3, 0.3])
+    assert v.verdict(lost, num_classes=4).kind == v.DIVERGED
+
+
+def test_with_no_epoch_the_jobs_state_says_why():
+    failed = v.verdict([], 10, "Failed", "train.py: error: data: the valid split is empty")
+    assert failed.kind == v.NO_DATA
+    assert failed.text == (
+        "the job failed before its first epoch ended (train.py: error: data: the valid split is empty): fix that and train again"
+    )
+    assert "train it again with the same --name to resume it" in v.verdict([], 10, "Stopped").text
+    assert "still in its first epoch" in v.verdict([], 10, "InProgress").text
+    assert v.verdict([], 10, "Completed").text == "no epoch was evaluated: nothing to judge"
+
+
+def test_a_job_that_failed_after_some_epochs_says_so_before_the_verdict_on_them():
+    judged = v.verdict(history([0.5, 0.6, 0.72], [1.2, 1.0, 0.9]), 10, "Failed", "out of memory")
+    assert judged.kind == v.RISING
+    assert judged.text.startswith("the job failed after epoch 3 (out of memory); up to there: valid accuracy still rising")

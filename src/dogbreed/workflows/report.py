@@ -346,7 +346,7 @@ def training_report(
     loaded = load_job(job, out_dir, backend_for)
     run, evaluation = loaded.run, loaded.evaluation
     results = [rules.with_advice(r) for r in rules.evaluate(run) + loaded.debugger]
-    judged = verdict(run.evaluations, run.meta.get("num_classes"))
+    judged = verdict(run.evaluations, run.meta.get("num_classes"), loaded.status or job.state, job.meta.get("failure"))
     with reporter.task("drawing the plots"):
         figures = plots.training_figures(run)
         reliability = None
