@@ -243,3 +243,13 @@ def test_a_typo_inside_a_range_gets_a_did_you_mean(tmp_path):
     path = write(tmp_path, "tune:\n  ranges:\n    lr: {type: continuous, min: 0.0001, max: 0.001, scale: Linear}\n")
     with pytest.raises(ConfigError, match=r"tune.ranges.lr.scale: unknown key \(did you mean 'scaling'\?\)"):
         load_config([path])
+
+
+def test_a_check_across_keys_names_every_layer_that_set_them(tmp_path):
+    # It used to blame whichever tune.* key was set last: "--set tune.max_jobs: tune: Grid ...".
+    with pytest.raises(ConfigError) as err:
+        load_config([], ["tune.strategy=Grid", "tune.max_jobs=3"])
+    assert str(err.value).startswith("--set tune.strategy, --set tune.max_jobs: tune: Grid search takes only integer")
+    path = write(tmp_path, "tune:\n  strategy: Grid\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: tune: Grid search"):
+        load_config([path])

@@ -261,14 +261,18 @@ class Origins:
             origin = self._by_key.get(".".join(parts[:end]))
             if origin:
                 return origin
-        # No layer set the key or a value above it: the layer that last set a key below it
-        # (a whole mapping given at once), or else beside it (a range given without its
-        # `type`, which no default fills in) is the one to fix.
-        for end in range(len(parts), 0, -1):
+        # No layer set the key or a value above it. A mapping's own check (Grid with a
+        # continuous range): every layer that set a key below it, since the check reads them
+        # together and any of them may be the one to fix. Else a missing key: the layer that
+        # last set one beside it (a range given without its `type`).
+        below = list(dict.fromkeys(origin for key, origin in self._by_key.items() if key.startswith(dotted + ".")))
+        if below:
+            return ", ".join(below)
+        for end in range(len(parts) - 1, 0, -1):
             prefix = ".".join(parts[:end]) + "."
-            below = [origin for key, origin in self._by_key.items() if key.startswith(prefix)]
-            if below:
-                return below[-1]
+            beside = [origin for key, origin in self._by_key.items() if key.startswith(prefix)]
+            if beside:
+                return beside[-1]
         return DEFAULTS
 
 
