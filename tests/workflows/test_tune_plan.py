@@ -94,3 +94,13 @@ def test_sagemaker_dry_run_sends_the_same_ranges_as_the_local_plan(tune_env):
     # decodes them and passes --batch-size 16, as the local trial does.
     assert [json.loads(v) for v in batch["Values"]] == [str(v) for v in local["search_space"]["batch_size"]["values"]]
     assert tune_env.ledger.list("tuning-job") == []
+
+
+def test_grid_says_its_grid_sets_the_trial_count_not_max_jobs(tune_env):
+    tune_env.write_config(
+        tune={"strategy": "Grid", "max_jobs": 3, "ranges": {"batch_size": {"type": "categorical", "values": [16, 32]}}}
+    )
+    result = tune_env.cli("tune", "--dry-run", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "Grid search runs every point of its grid: 2 trials (tune.max_jobs 3 does not apply to Grid" in result.stderr
+    assert json.loads(result.stdout)["dry_run"] is True  # stdout stays one JSON document

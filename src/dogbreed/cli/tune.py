@@ -49,6 +49,11 @@ def command(
     ledger = session.workspace.ledger
     runner = session.backend()
     plan = workflow.plan(session.config, ledger, runner, dataset=dataset)
+    if plan.budget != session.config.tune.max_jobs:  # Grid: the grid sets the count, as on SageMaker
+        session.reporter.info(
+            f"Grid search runs every point of its grid: {plan.budget} trials (tune.max_jobs {session.config.tune.max_jobs} "
+            "does not apply to Grid, as on SageMaker)"
+        )
     if dry_run:
         session.emit(workflow.dry_run(runner, plan))
         return

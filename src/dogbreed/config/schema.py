@@ -240,7 +240,9 @@ class TuneConfig(Strict):
     strategy: Literal["Bayesian", "Random", "Grid", "Hyperband"] = Field(
         "Bayesian", description="Search strategy (locally: Bayesian=TPE, Random, Grid, Hyperband=pruning)."
     )
-    max_jobs: int = Field(8, ge=1, le=1000, description="Total number of trials.")
+    max_jobs: int = Field(
+        8, ge=1, le=1000, description="Total number of trials (Grid runs every point of its grid instead, as on SageMaker)."
+    )
     max_parallel_jobs: int = Field(1, ge=1, le=100, description="Trials running at once.")
     early_stopping: Literal["Off", "Auto"] = Field(
         "Off", description="Stop unpromising trials early (median rule); 'Auto' on SageMaker."
