@@ -131,6 +131,67 @@ def test_zip_entry_that_lies_about_its_size_is_refused(sandbox):
     _refused(sandbox, archive, "liar.bin")
 
 
+ENTRY_LIMIT = 200_000  # data.max_image_bytes in these tests: a few MB of zeros is a bomb
+
+
+def _disk_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("fmt", ["zip", "tar.gz"])
+def test_an_entry_over_the_entry_limit_is_never_written_and_the_rest_unpacks(sandbox, fmt):
+    """A 3 MiB entry of zeros (a few KB packed) beside a photo: the photo unpacks, the bomb
+    is a problem row naming it and the setting, and not one byte of it reaches the disk."""
+    photo = photos()[0].read_bytes()
+    zeros = b"\0" * (3 * 2**20)
+    path = sandbox / "archives" / f"bomb.{fmt}"
+    if fmt == "zip":
+        archive = _zip(path, [("A/x.jpg", photo), ("A/big.jpg", zeros), ("B/y.jpg", photo)])
+    else:
+        members = [(_tarinfo("A/x.jpg"), photo), (_tarinfo("A/big.jpg"), zeros), (_tarinfo("B/y.jpg"), photo)]
+        archive = _tar(path, members)
+    assert archive.stat().st_size < 50_000
+    target = sandbox / "work" / "target"
+    refused = extract_archive(archive, target, **LIMITS, max_entry_bytes=ENTRY_LIMIT)
+    assert tree(target) == {"A", "A/x.jpg", "B", "B/y.jpg"}
+    assert _disk_bytes(target) == 2 * len(photo)
+    ((row),) = refused
+    assert row["file"] == "A/big.jpg"
+    assert row["problem"].startswith(f"too large: {len(zeros):,} bytes > data.max_image_bytes {ENTRY_LIMIT:,}")
+
+
+def test_an_entry_exactly_at_the_entry_limit_unpacks(sandbox):
+    archive = _zip(sandbox / "archives" / "edge.zip", [("A/edge.bin", b"\1" * ENTRY_LIMIT)])
+    target = sandbox / "work" / "target"
+    assert extract_archive(archive, target, **LIMITS, max_entry_bytes=ENTRY_LIMIT) == []
+    assert (target / "A" / "edge.bin").stat().st_size == ENTRY_LIMIT
+
+
+def test_a_lying_entry_under_the_entry_limit_is_stopped_at_its_declared_size(sandbox):
+    """Headers say 100 bytes, within the entry limit; the data inflates to 3 MiB of zeros.
+    The archive is refused and nothing of it is left, the good entry before it included."""
+    photo = photos()[0].read_bytes()
+    archive = _zip(sandbox / "archives" / "liar.zip", [("A/x.jpg", photo), ("A/liar.jpg", b"\0" * (3 * 2**20))])
+    raw = bytearray(archive.read_bytes())
+    local = raw.find(b"PK\x03\x04", raw.find(b"A/liar.jpg") - 40)
+    central = raw.find(b"PK\x01\x02", raw.find(b"PK\x01\x02") + 4)  # the second entry's record
+    assert raw[local + 30 : local + 40] == b"A/liar.jpg" and raw[central + 46 : central + 56] == b"A/liar.jpg"
+    struct.pack_into("<I", raw, local + 22, 100)  # local header: uncompressed size
+    struct.pack_into("<I", raw, central + 24, 100)  # central directory: uncompressed size
+    archive.write_bytes(bytes(raw))
+    _refused(sandbox, archive, "liar.jpg", max_entry_bytes=ENTRY_LIMIT)
+    assert not (sandbox / "work" / "target").exists()
+
+
+def test_many_entries_under_the_entry_limit_that_compress_too_well_are_refused(sandbox):
+    """Each entry within the limit, the whole 500 times the archive's size: a bomb by ratio,
+    refused from the headers before anything is written."""
+    archive = _zip(sandbox / "archives" / "ratio.zip", [(f"A/{i}.jpg", b"\0" * 150_000) for i in range(6)])
+    assert archive.stat().st_size * 100 < 6 * 150_000
+    error = _refused(sandbox, archive, "100 times its own", max_entry_bytes=ENTRY_LIMIT)
+    assert "ingest the folder" in str(error)
+
+
 def test_not_an_archive(sandbox):
     archive = sandbox / "archives" / "photo.zip"
     archive.write_bytes(photos()[0].read_bytes())

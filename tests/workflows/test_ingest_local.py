@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from typer.testing import CliRunner
 from dogbreed.cli.app import app, run
 from dogbreed.config import load_config
 from dogbreed.data.manifest import parse_manifest
+from dogbreed.errors import DogbreedError
 from dogbreed.ledger import Ledger
 from dogbreed.workflows.ingest import ingest
 from dogbreed.workspace import Workspace
@@ -329,3 +332,47 @@ def test_a_destination_that_cannot_be_a_folder_is_one_line_naming_it(tmp_path):
         == f"error: {dest}: cannot create or open the destination folder (Not a directory); choose a --dest (or data.uri) you can write to"
     )
     assert blocker.read_text() == "not a folder"
+
+
+def _bomb_zip(tmp_path: Path) -> Path:
+    """A dogImages zip with one more 'photo': 3 MiB of zeros, a few KB packed."""
+    archive = zip_folder(make_dogimages(tmp_path / "build", breeds=2), tmp_path / "dogImages.zip")
+    with zipfile.ZipFile(archive, "a", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("dogImages/train/001.Basset/big.jpg", b"\0" * (3 * 2**20))
+    return archive
+
+
+def test_an_archive_entry_over_max_image_bytes_is_a_problem_never_written(tmp_path):
+    archive = _bomb_zip(tmp_path)
+    sets = ["data.max_image_bytes=200000"]
+    config = load_config(sets=sets, overrides={"workspace": str(tmp_path / "ws")})
+    result = ingest(config, Workspace(tmp_path / "ws"), source=str(archive))
+    assert result.splits == {"train": 12, "valid": 4, "test": 4}  # every real photo
+    ((problem),) = result.problems
+    assert problem["file"] == "dogImages/train/001.Basset/big.jpg"
+    assert "too large" in problem["problem"] and "data.max_image_bytes 200,000" in problem["problem"]
+    downloads = tmp_path / "ws" / "downloads"
+    assert not [p for p in downloads.rglob("big.jpg")]
+    assert max(p.stat().st_size for p in downloads.rglob("*") if p.is_file()) < 200_000
+    # A reuse of the extraction reports it again; --strict fails on it as on any problem.
+    assert ingest(config, Workspace(tmp_path / "ws"), source=str(archive)).problems == [problem]
+    with pytest.raises(DogbreedError, match=r"1 problem\(s\) and --strict; first: dogImages/train/001.Basset/big.jpg"):
+        ingest(config, Workspace(tmp_path / "ws"), source=str(archive), strict=True)
+
+
+@pytest.mark.parametrize("why", ["liar", "total"])
+def test_a_refused_archive_leaves_no_folder_in_downloads(tmp_path, why):
+    archive = _bomb_zip(tmp_path)
+    sets = ["data.max_image_bytes=200000"]
+    if why == "liar":  # big.jpg, the last entry, says 10 bytes in both its headers
+        raw = bytearray(archive.read_bytes())
+        struct.pack_into("<I", raw, raw.rfind(b"PK\x03\x04") + 22, 10)
+        struct.pack_into("<I", raw, raw.rfind(b"PK\x01\x02") + 24, 10)
+        archive.write_bytes(bytes(raw))
+    else:
+        sets.append("data.max_archive_bytes=100000")
+    config = load_config(sets=sets, overrides={"workspace": str(tmp_path / "ws")})
+    with pytest.raises(DogbreedError, match="dogImages.zip"):
+        ingest(config, Workspace(tmp_path / "ws"), source=str(archive))
+    archives = tmp_path / "ws" / "downloads" / "archives"
+    assert not archives.exists() or list(archives.iterdir()) == []

@@ -5,6 +5,15 @@ no symlinks, hardlinks, device files or FIFOs, and the entry count and declared 
 within data.max_archive_files / data.max_archive_bytes. While writing, the bytes actually
 produced are counted again, because a zip entry can lie about its size. Extraction goes
 into a fresh folder that is deleted on any failure, so a refused archive leaves nothing.
+
+No entry is written past the largest file ingest accepts (data.max_image_bytes: an archive
+of photos has no use for a bigger member, and a manifest is far smaller). An entry whose
+header declares more is skipped and comes back as a problem of that file while the rest
+of the archive unpacks: one 6 GB entry of zeros in a 6 MB zip used to be written whole and
+only then refused as a photo. Every other entry is held to its declared size as it
+streams, so none outgrows the limit either; one that tries lied, and refuses the archive. The archive
+as a whole may unpack to at most 100 times its own size (photos barely compress; zeros do
+1000:1) once it is past one largest file, and never past data.max_archive_bytes.
 """
 
 from __future__ import annotations
@@ -26,6 +35,10 @@ from dogbreed.regular_files import FileRefusedError, open_regular
 
 _CHUNK = 1 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_ENTRY_LIMIT = "data.max_image_bytes"  # the setting behind max_entry_bytes, named in problems
+# Photos (JPEG, PNG) barely compress, so an archive of them unpacks to about its own size;
+# a zip of zeros does 1000:1. Past this ratio (and past one largest file) it is a bomb.
+_MAX_RATIO = 100
 
 
 class ArchiveError(DogbreedError):
@@ -168,28 +181,82 @@ def _open_member(archive: object, entry: Entry) -> IO[bytes]:
     return stream
 
 
-def _plan(entries: Iterator[Entry], where: str, max_bytes: int, max_files: int) -> list[Entry]:
+class _Limits:
+    """What one extraction may write: entries, each entry, the whole."""
+
+    def __init__(self, where: str, archive_size: int, max_bytes: int, max_files: int, max_entry_bytes: int | None):
+        self.where, self.max_bytes, self.max_files, self.max_entry_bytes = where, max_bytes, max_files, max_entry_bytes
+        # The ratio guard applies past one largest file, so a zip of one photo never meets it.
+        self.max_ratio_bytes = None if max_entry_bytes is None else max(_MAX_RATIO * archive_size, max_entry_bytes)
+        self.archive_size = archive_size
+
+    def check_total(self, total: int) -> None:
+        if total > self.max_bytes:
+            raise ArchiveError(
+                f"{self.where}: refused: unpacks to more than data.max_archive_bytes={self.max_bytes} bytes; "
+                "raise the limit if you trust this archive"
+            )
+        if self.max_ratio_bytes is not None and total > self.max_ratio_bytes:
+            raise ArchiveError(
+                f"{self.where}: refused: unpacks to more than {_MAX_RATIO} times its own {self.archive_size:,} bytes "
+                "(a zip bomb: photos barely compress); if you trust it, unpack it yourself and ingest the folder"
+            )
+
+    def entry_problem(self, entry: Entry) -> dict[str, str] | None:
+        """The problem row of an entry whose header declares more than one file may hold."""
+        if self.max_entry_bytes is not None and entry.size > self.max_entry_bytes:
+            return {
+                "file": entry.name,
+                "problem": f"too large: {entry.size:,} bytes > {_ENTRY_LIMIT} {self.max_entry_bytes:,}; refused before unpacking",
+            }
+        return None
+
+
+def _plan(entries: Iterator[Entry], limits: _Limits, refused: list[dict[str, str]]) -> list[Entry]:
+    """The entries to write; those too large by their header go to refused instead and
+    count toward no total (they are never written)."""
+    where = limits.where
     planned: list[Entry] = []
-    total = 0
+    count = total = 0
     try:
         for entry in entries:
+            count += 1
+            if count > limits.max_files:
+                raise ArchiveError(
+                    f"{where}: refused: more than data.max_archive_files={limits.max_files} entries; "
+                    "raise the limit if you trust this archive"
+                )
+            problem = None if entry.is_dir else limits.entry_problem(entry)
+            if problem:
+                refused.append(problem)
+                continue
             planned.append(entry)
             total += entry.size
-            if len(planned) > max_files:
-                raise ArchiveError(
-                    f"{where}: refused: more than data.max_archive_files={max_files} entries; "
-                    "raise the limit if you trust this archive"
-                )
-            if total > max_bytes:
-                raise ArchiveError(
-                    f"{where}: refused: unpacks to more than data.max_archive_bytes={max_bytes} bytes; "
-                    "raise the limit if you trust this archive"
-                )
+            limits.check_total(total)
     except _BadEntry as exc:
         raise ArchiveError(f"{where}: refused: {exc}; nothing was extracted") from None
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
         raise ArchiveError(f"{where}: corrupt archive ({exc}); download or create it again") from None
     return planned
+
+
+def _write_entry(archive: object, entry: Entry, dest: Path, limits: _Limits, written: int, advance) -> int:
+    """Stream one entry to dest; the bytes written. Its header's size is at most the entry
+    limit (_plan saw to that), and it is held to that size as it streams: an entry that
+    produces more lied, and the archive is refused before a byte past it is written."""
+    produced = 0
+    with _open_member(archive, entry) as source, open(dest, "wb") as out:
+        while chunk := source.read(_CHUNK):
+            produced += len(chunk)
+            if produced > entry.size:
+                raise ArchiveError(
+                    f"{limits.where}: refused: entry {entry.name!r} unpacks to more than the "
+                    f"{entry.size:,} bytes its header declares (corrupt or hostile); nothing was kept"
+                )
+            limits.check_total(written + produced)
+            out.write(chunk)
+            advance(len(chunk))
+    return produced
 
 
 def extract_archive(
@@ -198,21 +265,26 @@ def extract_archive(
     *,
     max_bytes: int,
     max_files: int,
+    max_entry_bytes: int | None = None,
     reporter: Reporter | None = None,
     kind: str | None = None,
-) -> None:
+) -> list[dict[str, str]]:
     """Unpack into target, which must not exist yet. On any failure target is removed.
-    kind: what archive_kind already said of this file (else it is sniffed here)."""
+    kind: what archive_kind already said of this file (else it is sniffed here).
+    max_entry_bytes (data.max_image_bytes): no entry is written past it; the entries refused
+    for it are returned as problem rows ({file, problem}, file as named in the archive)."""
     reporter = reporter or NullReporter()
     where = archive_path.name
     kind = kind or archive_kind(archive_path)
     if kind is None:
         raise ArchiveError(f"{where}: not a zip or tar archive")
+    limits = _Limits(where, archive_path.stat().st_size, max_bytes, max_files, max_entry_bytes)
+    refused: list[dict[str, str]] = []
     target.mkdir(parents=True, exist_ok=False)
     root = target.resolve()
     try:
         with _open(archive_path, kind) as (archive, entries):
-            planned = _plan(entries, where, max_bytes, max_files)
+            planned = _plan(entries, limits, refused)
             written = 0
             with reporter.task(f"Extracting {where}", total=sum(e.size for e in planned)) as advance:
                 for entry in planned:
@@ -226,22 +298,7 @@ def extract_archive(
                         dest.mkdir(parents=True, exist_ok=True)
                         continue
                     dest.parent.mkdir(parents=True, exist_ok=True)
-                    produced = 0
-                    with _open_member(archive, entry) as source, open(dest, "wb") as out:
-                        while chunk := source.read(_CHUNK):
-                            produced += len(chunk)
-                            written += len(chunk)
-                            if produced > entry.size:
-                                raise ArchiveError(
-                                    f"{where}: refused: entry {entry.name!r} unpacks to more than the "
-                                    f"{entry.size} bytes its header declares"
-                                )
-                            if written > max_bytes:
-                                raise ArchiveError(
-                                    f"{where}: refused: unpacks to more than data.max_archive_bytes={max_bytes} bytes"
-                                )
-                            out.write(chunk)
-                            advance(len(chunk))
+                    written += _write_entry(archive, entry, dest, limits, written, advance)
     except ArchiveError:
         shutil.rmtree(target, ignore_errors=True)
         raise
@@ -251,3 +308,4 @@ def extract_archive(
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise
+    return refused

@@ -7,6 +7,7 @@ is marked done only after its last byte, so an interrupted one is redone, never 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -31,6 +32,8 @@ class LocalSource:
     name: str  # the dataset's name: "dogs" for examples/dogs, "dogImages" for the URL
     kind: str  # folder | archive | url
     folder: Path  # where the photos are on this machine
+    # Archive entries not unpacked (over data.max_image_bytes): problem rows {file, problem}.
+    problems: tuple[dict[str, str], ...] = ()
 
 
 def is_url(source: str) -> bool:
@@ -54,24 +57,43 @@ def _key(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _extract_once(archive: Path, kind: str, work: Path, identity: dict, data: DataConfig, reporter: Reporter) -> Path:
-    """work/extracted, unpacked from archive unless the same archive was unpacked before."""
+def _extract_once(
+    archive: Path, kind: str, work: Path, identity: dict, data: DataConfig, reporter: Reporter
+) -> tuple[Path, tuple[dict[str, str], ...]]:
+    """work/extracted, unpacked from archive unless the same archive was unpacked before under
+    the same limits, and the entries refused while unpacking (kept in the marker, so a reuse
+    reports them again). A failed extraction leaves nothing in work that it made."""
     target, marker = work / "extracted", work / "extracted.done"
+    limits = {"max_entry_bytes": data.max_image_bytes, "max_bytes": data.max_archive_bytes}
     try:
-        if json.loads(marker.read_text()) == identity and target.is_dir():
-            return target
-    except (OSError, ValueError):
+        done = json.loads(marker.read_text())
+        if done["archive"] == identity and done["limits"] == limits and target.is_dir():
+            return target, tuple(done["refused"])
+    except (OSError, ValueError, KeyError, TypeError):
         pass
     marker.unlink(missing_ok=True)
     shutil.rmtree(target, ignore_errors=True)
     staging = work / "extracting"
     shutil.rmtree(staging, ignore_errors=True)
-    extract_archive(
-        archive, staging, max_bytes=data.max_archive_bytes, max_files=data.max_archive_files, reporter=reporter, kind=kind
-    )
+    try:
+        refused = extract_archive(
+            archive,
+            staging,
+            max_bytes=data.max_archive_bytes,
+            max_files=data.max_archive_files,
+            max_entry_bytes=data.max_image_bytes,
+            reporter=reporter,
+            kind=kind,
+        )
+    except BaseException:
+        # extract_archive removed staging; work itself goes too when nothing else is in it
+        # (a local archive's folder), so a refused archive leaves no empty folder behind.
+        with contextlib.suppress(OSError):
+            work.rmdir()
+        raise
     staging.rename(target)
-    marker.write_text(json.dumps(identity))
-    return target
+    marker.write_text(json.dumps({"archive": identity, "limits": limits, "refused": refused}))
+    return target, tuple(refused)
 
 
 def resolve_source(source: str, downloads: Path, data: DataConfig, reporter: Reporter | None = None) -> LocalSource:
@@ -86,8 +108,8 @@ def resolve_source(source: str, downloads: Path, data: DataConfig, reporter: Rep
         kind = archive_kind(fetched.path)
         if kind is None:
             raise UsageError(f"{source}: the download is not a zip or tar archive; point data.source at one")
-        folder = _extract_once(fetched.path, kind, work, {"sha256": fetched.sha256}, data, reporter)
-        return LocalSource(source, name, "url", folder)
+        folder, problems = _extract_once(fetched.path, kind, work, {"sha256": fetched.sha256}, data, reporter)
+        return LocalSource(source, name, "url", folder, problems)
     if "://" in source:
         raise UsageError(f"{source}: unsupported source; give a folder, a .zip/.tar/.tar.gz archive or an http(s) URL")
     path = Path(source).expanduser()
@@ -103,4 +125,5 @@ def resolve_source(source: str, downloads: Path, data: DataConfig, reporter: Rep
     stat = resolved.stat()
     work = downloads / "archives" / _key(str(resolved))
     identity = {"path": str(resolved), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    return LocalSource(source, name, "archive", _extract_once(resolved, kind, work, identity, data, reporter))
+    folder, problems = _extract_once(resolved, kind, work, identity, data, reporter)
+    return LocalSource(source, name, "archive", folder, problems)

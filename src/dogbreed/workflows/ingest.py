@@ -160,6 +160,8 @@ def ingest(
     mark = lap("check", mark)
     split = config.data.split
     plan: Plan = plan_dataset(layout, checks, split.valid, split.test, config.data.seed, where=given)
+    if local.problems:  # archive entries refused while unpacking: problems like any other file's
+        plan = replace(plan, problems=sorted([*local.problems, *plan.problems], key=lambda p: p["file"]))
     if plan.problems:
         first = plan.problems[0]
         if strict:
