@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 from dogbreed.errors import UsageError
 
+# SageMaker's own pattern for job, model and endpoint names: repeated hyphens are allowed.
 _VALID = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 MAX_LEN = {"tuning-job": 32}
 
@@ -35,6 +36,6 @@ def check_name(name: str, max_len: int = 63, what: str = "name") -> str:
     if len(name) > max_len or not _VALID.match(name):
         shown = repr(name) if len(name) <= 80 else f"{name[:40]!r}... ({len(name)} characters)"
         raise InvalidNameError(
-            f"{what}: invalid name {shown}: use letters, digits and single hyphens, at most {max_len} characters"
+            f"{what}: invalid name {shown}: use letters, digits and hyphens (not first or last), at most {max_len} characters"
         )
     return name

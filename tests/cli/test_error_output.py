@@ -95,3 +95,15 @@ def test_bad_job_names_are_usage_errors_naming_the_flag(tmp_path, capsys, comman
     assert "--name" in err and "unexpected" not in err
     assert len(err.strip().splitlines()) == 1 and len(err) < 400
     assert not (tmp_path / "x").exists() and not (workspace / "jobs").exists()
+
+
+def test_the_name_rule_says_what_it_checks():
+    # SageMaker's own pattern allows repeated hyphens; the message used to say "single hyphens".
+    from dogbreed.resource_names import InvalidNameError, check_name
+
+    assert check_name("a--b") == "a--b"
+    for bad in ("-a", "a-", "a_b"):
+        with pytest.raises(InvalidNameError) as caught:
+            check_name(bad, what="--name")
+        message = str(caught.value)
+        assert "single" not in message and "hyphens (not first or last)" in message
