@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any, Optional
 
 import typer
@@ -41,12 +42,40 @@ def _render(answer: dict[str, Any]):
     return render
 
 
+def _log_uri(runner, name: str) -> str | None:
+    """Where the started job's log is (its train.log, or CloudWatch); None if not yet known."""
+    from dogbreed.errors import NotFoundError
+
+    try:
+        return runner.describe_training(name).log_uri
+    except NotFoundError:
+        return None  # SageMaker may not list a job it created a moment ago
+
+
+def _render_started(answer: dict[str, Any]):
+    """--no-wait for a person: what started, where its log is and how to follow it."""
+
+    def render(console) -> None:
+        name = answer["training_job"]
+        log = f"; log: {answer['log_uri']}" if answer.get("log_uri") else ""
+        console.print(f"training job {name} started ({answer['backend']}){log}", highlight=False)
+        console.print(f"follow it with `dogbreed status`; when it ends, `dogbreed report {name}`", highlight=False)
+
+    return render
+
+
 def command(
     from_tuning: Annotated[
         Optional[str], typer.Option("--from-tuning", help="Use the best parameters of this tuning job, or 'latest'.")
     ] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset URI (default: the latest ingested).")] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Job name; reusing a name resumes that job.")] = None,
+    name: Annotated[
+        Optional[str],
+        typer.Option(
+            "--name",
+            help="Job name; reusing a name resumes that job (same settings only), or answers with its model when it completed.",
+        ),
+    ] = None,
     dry_run: DryRunOpt = False,
     wait: WaitOpt = True,
     config: ConfigOpt = None,
@@ -66,6 +95,16 @@ def command(
     if dry_run:
         session.emit({"dry_run": True, **runner.plan_training(plan.request)})
         return
+    done = workflow.already_complete(ledger, runner, plan)
+    if done is not None:
+        session.reporter.info(
+            f"training job {done.name} already completed with these settings; its model is {done.model_uri} "
+            "(give another --name to train again)"
+        )
+        evaluation = workflow.evaluation(ledger, runner, done.name, session.workspace.reports() / done.name)
+        answer = workflow.answer(replace(plan, resumed=False), done, runner.name, evaluation)
+        session.emit(answer, _render(answer))
+        return
     picked = plan.request.name
     plan = workflow.start(ledger, runner, plan)
     if plan.request.name != picked:
@@ -73,9 +112,15 @@ def command(
     elif plan.resumed:
         session.reporter.info(f"resuming training job {plan.request.name} from its last checkpoint")
     if not wait:
-        session.emit(
-            {"training_job": plan.request.name, "state": "InProgress", "backend": runner.name, "model_uri": None, "metrics": {}}
-        )
+        started = {
+            "training_job": plan.request.name,
+            "state": "InProgress",
+            "backend": runner.name,
+            "model_uri": None,
+            "metrics": {},
+            "log_uri": _log_uri(runner, plan.request.name),
+        }
+        session.emit(started, _render_started(started))
         return
     outcome = workflow.wait(ledger, runner, plan.request, _log_sink(session))
     if outcome.state != "Completed":

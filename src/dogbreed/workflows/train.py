@@ -15,7 +15,7 @@ from typing import Any
 from dogbreed.backends.base import Backend, LogSink, TrainingOutcome, TrainingRequest
 from dogbreed.config import Config, require_path
 from dogbreed.config.flags import hyperparameters, with_params
-from dogbreed.errors import BusyError, DogbreedError, NotFoundError
+from dogbreed.errors import BusyError, DogbreedError, NotFoundError, UsageError
 from dogbreed.ledger import Ledger, Resource
 from dogbreed.resource_names import check_name, unique_name
 
@@ -60,6 +60,31 @@ def _fingerprint(hps: dict[str, Any], dataset_uri: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _differences(job: Resource, hps: dict[str, Any], dataset_uri: str) -> str:
+    """'epochs 2, not 3': what the job ran with against what was asked, for the refusal."""
+    before = json.loads(json.dumps(job.meta.get("hyperparameters") or {}, default=str))
+    after = json.loads(json.dumps(hps, default=str))
+    changed = [f"{key} {before.get(key)}, not {after.get(key)}" for key in after if before.get(key) != after.get(key)]
+    if job.meta.get("dataset_uri") != dataset_uri:
+        changed.append(f"dataset {job.meta.get('dataset_uri')}, not {dataset_uri}")
+    shown = "; ".join(changed[:3]) + (f"; and {len(changed) - 3} more" if len(changed) > 3 else "")
+    return f" ({shown})" if shown else ""
+
+
+def _check_same_settings(job: Resource, hps: dict[str, Any], dataset_uri: str) -> None:
+    """Refuse a --name that a job with other settings holds, before its folder or ledger row is
+    touched: running it would overwrite that job's request and log and mark it Failed (its
+    checkpoints refuse other arguments only once the job is already started)."""
+    known = job.meta.get("fingerprint")
+    if known is None or known == _fingerprint(hps, dataset_uri):
+        return  # same settings, or a row from before fingerprints: the job's checkpoints decide
+    what = "get its model" if job.state == "Completed" else "resume it"
+    raise UsageError(
+        f"training job {job.name} exists with other settings{_differences(job, hps, dataset_uri)}; "
+        f"give another --name, or run with the same settings to {what}"
+    )
+
+
 def plan(
     config: Config,
     ledger: Ledger,
@@ -82,7 +107,10 @@ def plan(
     fingerprint = _fingerprint(hps, dataset_uri)
     resumed = False
     if name:
-        resumed = ledger.get("training-job", name, config.backend) is not None
+        previous = ledger.get("training-job", name, config.backend)
+        if previous is not None:
+            _check_same_settings(previous, hps, dataset_uri)
+        resumed = previous is not None
     else:
         # Ctrl-C, a kill or a crash leaves a job whose checkpoints make `train` again resume it.
         # Only where a job keeps its name and checkpoints (the local backend's job folders).
@@ -100,6 +128,21 @@ def plan(
         parent=parent or (f"tuning:{from_tuning}" if from_tuning else None),
     )
     return TrainPlan(request=request, resumed=resumed, tuned_params=tuned, named=bool(name_given))
+
+
+def already_complete(ledger: Ledger, backend: Backend, train_plan: TrainPlan) -> TrainingOutcome | None:
+    """The outcome of the job named with --name when it already ran to completion with these
+    settings (plan refused other settings): `train` again answers with its model instead of
+    training it again and repacking a model that `deploy` may be serving. None otherwise."""
+    request = train_plan.request
+    job = ledger.get("training-job", request.name, backend.name) if train_plan.named else None
+    if job is None or job.state != "Completed" or not job.meta.get("model_uri"):
+        return None
+    try:
+        outcome = backend.describe_training(request.name)
+    except NotFoundError:
+        return None  # its folder is gone: training it again is all there is to do
+    return outcome if outcome.state == "Completed" and outcome.model_uri else None
 
 
 def record_outcome(ledger: Ledger, backend: Backend, name: str, outcome: TrainingOutcome) -> None:

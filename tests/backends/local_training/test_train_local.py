@@ -213,3 +213,59 @@ def test_a_job_the_ledger_calls_completed_without_its_model_is_synced(project):
     model = ledger.get("model", job, "local")
     assert model is not None and model.uri == recorded[0].model_uri
     assert sync(ledger, LocalBackend(loaded, Workspace(Path(loaded.workspace)))) == []  # once
+
+
+def _snapshot(job_dir: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file of a job folder: its bytes and modification time (a repacked model changes both)."""
+    return {
+        str(path.relative_to(job_dir)): (path.read_bytes(), path.stat().st_mtime_ns)
+        for path in sorted(job_dir.rglob("*"))
+        if path.is_file() and path.name != ".lock"
+    }
+
+
+def test_a_completed_jobs_name_is_refused_with_other_settings_and_answers_with_its_model_with_the_same(project):
+    root, config = project
+    one_epoch = ["--set", "train.epochs=1"]
+    first = dogbreed_cli("train", "-c", str(config), "--name", "sig-3", "--json", *one_epoch)
+    assert first.returncode == 0, first.stderr
+    job_dir = root / ".dogbreed" / "jobs" / "sig-3"
+    ledger = _ledger(root)
+    job = ledger.get("training-job", "sig-3", "local")
+    assert job.state == "Completed", job
+    files, rows = _snapshot(job_dir), (job, ledger.get("model", "sig-3", "local"))
+
+    refused = dogbreed_cli("train", "-c", str(config), "--name", "sig-3", "--set", "train.epochs=2")
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.strip().splitlines() == [
+        "error: training job sig-3 exists with other settings (epochs 1, not 2); "
+        "give another --name, or run with the same settings to get its model"
+    ]
+    assert _snapshot(job_dir) == files
+    assert (ledger.get("training-job", "sig-3", "local"), ledger.get("model", "sig-3", "local")) == rows
+
+    again = dogbreed_cli("train", "-c", str(config), "--name", "sig-3", "--json", *one_epoch)
+    assert again.returncode == 0, again.stderr
+    answer = json.loads(again.stdout)
+    assert answer["state"] == "Completed" and answer["model_uri"] == str(job_dir / "model.tar.gz")
+    assert answer["resumed"] is False and "already completed" in again.stderr
+    assert _snapshot(job_dir) == files  # not trained again, not repacked
+    assert (ledger.get("training-job", "sig-3", "local"), ledger.get("model", "sig-3", "local")) == rows
+
+
+def test_no_wait_without_json_is_a_line_for_people(project):
+    root, config = project
+    started = dogbreed_cli("train", "-c", str(config), "--name", "bg-1", "--no-wait", "--set", "train.epochs=1")
+    assert started.returncode == 0, started.stderr
+    assert not started.stdout.lstrip().startswith("{")  # was the JSON answer, as with --json
+    job_dir = root / ".dogbreed" / "jobs" / "bg-1"
+    assert started.stdout.splitlines() == [
+        f"training job bg-1 started (local); log: {job_dir / 'train.log'}",
+        "follow it with `dogbreed status`; when it ends, `dogbreed report bg-1`",
+    ]
+    status = job_dir / "status.json"
+    deadline = time.monotonic() + 300  # not a check of speed: the job must end before its folder goes
+    while time.monotonic() < deadline:
+        if status.exists() and json.loads(status.read_text()).get("state") in ("Completed", "Failed"):
+            break
+        time.sleep(0.5)
