@@ -30,9 +30,26 @@ class TrainPlan:
     named: bool = False  # the user gave --name: never swapped for another
 
 
+def _check_local_dataset(dataset: str) -> None:
+    """A --dataset folder that train.py would refuse (missing, or no dataset: neither
+    manifest.json nor train/), refused before any job exists: a job would be recorded, started
+    and left Failed for it."""
+    if "://" in dataset:
+        return  # s3:// is the backend's to check (and a local backend refuses it itself)
+    folder = Path(dataset).expanduser()
+    if not folder.is_dir():
+        raise NotFoundError(f"--dataset {dataset}: no such folder; run `dogbreed ingest SOURCE` first, or fix the path")
+    if not (folder / "manifest.json").is_file() and not (folder / "train").is_dir():
+        raise NotFoundError(
+            f"--dataset {dataset}: no dataset there (neither manifest.json nor a train/ folder); "
+            f"ingest it first: dogbreed ingest {dataset}"
+        )
+
+
 def resolve_dataset(config: Config, ledger: Ledger, dataset: str | None) -> tuple[str, str | None]:
     """(dataset URI, manifest sha256): the one given, else the latest ingested."""
     if dataset:
+        _check_local_dataset(dataset)
         return dataset, None
     latest = ledger.latest("dataset", backend=config.backend) or ledger.latest("dataset")
     if latest is None or not latest.uri:

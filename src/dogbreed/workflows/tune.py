@@ -65,6 +65,8 @@ def _pinned(config: Config, runs_here: bool) -> Config:
 
 
 def plan(config: Config, ledger: Ledger, backend: Backend, *, dataset: str | None = None) -> TunePlan:
+    if config.tune.name:
+        check_name(config.tune.name, MAX_LEN["tuning-job"], what="--name")  # first: a name is a folder
     require_path(config, "model.weights")  # names the file and key that set a missing one
     config = _pinned(config, backend.runs_here)
     space = build_space(config)  # a range neither backend could search fails here, exit 2
@@ -75,7 +77,6 @@ def plan(config: Config, ledger: Ledger, backend: Backend, *, dataset: str | Non
     search_key = fingerprint(config, dataset_uri)
     name, previous = config.tune.name, None
     if name:
-        check_name(name, MAX_LEN["tuning-job"], what="--name")
         previous = ledger.get("tuning-job", name, config.backend)
         if previous and previous.meta.get("fingerprint") not in (None, search_key):
             raise UsageError(
