@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -218,3 +219,19 @@ def test_package_metadata_is_publishable():
 )
 def test_the_traceback_flag_is_read_from_the_command_line(argv, expected):
     assert wants_traceback(argv) is expected
+
+
+def test_a_machine_with_no_aws_setup_gets_what_to_set_not_unexpected(tmp_path):
+    from tests.conftest import error_line
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env.update(HOME=str(tmp_path), AWS_EC2_METADATA_DISABLED="true")  # no IMDS lookups: 127.0.0.1 only
+    args = ("status", "--backend", "sagemaker", "--set", "sagemaker.region=us-east-1", "--set", f"workspace={tmp_path / 'ws'}")
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "dogbreed"), *args], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1
+    line = error_line(done.stderr)
+    assert line.startswith("error: AWS: Unable to locate credentials; set sagemaker.profile") and "unexpected" not in line
+    profile = dogbreed_cli(*args, "--set", "sagemaker.profile=nope", env={"HOME": str(tmp_path)})
+    assert "AWS: The config profile (nope) could not be found; set sagemaker.profile" in error_line(profile.stderr)

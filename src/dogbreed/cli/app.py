@@ -148,7 +148,22 @@ def run(argv: list[str] | None = None) -> int:
     except DogbreedError as exc:
         return _fail(str(exc), exc.exit_code, verbose)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if _is_aws_setup_error(exc):
+            return _fail(f"AWS: {exc}; {AWS_SETUP_HINT}", 1, verbose)
         return _unexpected(exc, verbose)
+
+
+# botocore's errors for a machine not set up for AWS, by name: the CLI never imports botocore
+# (only backends talk to AWS), and any command that reaches AWS may be the first to meet one.
+_AWS_SETUP_ERRORS = ("NoCredentialsError", "PartialCredentialsError", "ProfileNotFound", "NoRegionError")
+AWS_SETUP_HINT = (
+    "set sagemaker.profile (a profile in ~/.aws/config), or the AWS_* environment variables, "
+    "and sagemaker.region; `aws configure` writes them"
+)
+
+
+def _is_aws_setup_error(exc: BaseException) -> bool:
+    return type(exc).__name__ in _AWS_SETUP_ERRORS and type(exc).__module__.startswith("botocore")
 
 
 def _unexpected(exc: BaseException, verbose: bool) -> int:
