@@ -86,20 +86,8 @@ def status(
     known = {(r.kind, r.name, r.backend) for r in records}
     for record in sorted(records, key=lambda r: r.created_at):
         state, extra = _observe(record, backends.get(record.backend), ledger)
-        result.resources.append(
-            {
-                "kind": record.kind,
-                "name": record.name,
-                "backend": record.backend,
-                "created_at": record.created_at.isoformat(),
-                "expires_at": record.expires_at.isoformat() if record.expires_at else None,
-                "state": state,
-                "est_cost_per_hour": hourly_cost(config, record, extra.get("instance_type")),
-                "age_s": _seconds(moment, record.created_at),
-                "expires_in_s": _seconds(record.expires_at, moment),
-                **{k: v for k, v in extra.items() if k != "instance_type" or v},
-            }
-        )
+        cost = hourly_cost(config, record, extra.get("instance_type"))
+        result.resources.append(_row(record, state, cost, moment, {k: v for k, v in extra.items() if k != "instance_type" or v}))
     for backend in backends.values():
         list_resources = getattr(backend, "list_resources", None)
         for row in list_resources() if list_resources else []:
@@ -110,22 +98,28 @@ def status(
     return result
 
 
+def _row(record: Resource, state: str, cost: float, moment: datetime, extra: Mapping[str, Any]) -> dict[str, Any]:
+    """One resource as status lists it."""
+    return {
+        "kind": record.kind,
+        "name": record.name,
+        "backend": record.backend,
+        "created_at": record.created_at.isoformat(),
+        "expires_at": record.expires_at.isoformat() if record.expires_at else None,
+        "state": state,
+        "est_cost_per_hour": cost,
+        "age_s": _seconds(moment, record.created_at),
+        "expires_in_s": _seconds(record.expires_at, moment),
+        **extra,
+    }
+
+
 def _ended_jobs(ledger: Ledger, live: set[tuple[str, str, str]], moment: datetime) -> list[dict[str, Any]]:
-    """The ledger's jobs that are not in progress (status --all), oldest first."""
+    """The ledger's jobs that are not in progress (status --all), oldest first: as recorded,
+    nothing to check and nothing billing."""
     records = [r for kind in JOB_KINDS for r in ledger.list(kind) if (r.kind, r.name, r.backend) not in live]
     return [
-        {
-            "kind": record.kind,
-            "name": record.name,
-            "backend": record.backend,
-            "created_at": record.created_at.isoformat(),
-            "expires_at": None,
-            "state": record.state,
-            "est_cost_per_hour": 0.0,
-            "age_s": _seconds(moment, record.created_at),
-            "expires_in_s": None,
-            "ended": True,
-        }
+        _row(record, record.state, 0.0, moment, {"ended": True})
         for record in sorted(records, key=lambda r: r.created_at)
         if record.state not in ACTIVE_JOB_STATES
     ]
