@@ -23,6 +23,18 @@ from dogbreed.errors import BusyError
 RETRY_SECONDS = 0.1
 
 
+def lock_now(fd: int) -> bool:
+    """Take the kernel's exclusive lock on the open file `fd` without waiting: False when
+    another process holds it. Every lock of ours that refuses rather than waits takes it so:
+    jobs and deploys here, a dataset folder (data/stores.py), a scores file
+    (serving/scores_file.py)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 class JobLock:
     """The lock of one job: `path` is its lock file, `what` names the job in messages."""
 
@@ -35,19 +47,16 @@ class JobLock:
         the holder. A few tries: a status probe (held()) holds the lock for a moment."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        for attempt in range(attempts):
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if attempt < attempts - 1:
-                    time.sleep(RETRY_SECONDS)
-                    continue
-                os.close(fd)
-                raise BusyError(f"{self.what} is already running ({self.holder_text()})") from None
-            except BaseException:
-                os.close(fd)
-                raise
+        try:
+            for attempt in range(attempts):
+                if lock_now(fd):
+                    break
+                if attempt == attempts - 1:
+                    raise BusyError(f"{self.what} is already running ({self.holder_text()})")
+                time.sleep(RETRY_SECONDS)
+        except BaseException:
+            os.close(fd)
+            raise
         adopt(fd)
         return fd
 

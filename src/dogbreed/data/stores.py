@@ -18,7 +18,6 @@ The S3 store (s3store.py) is built by a backend with the AWS gateway it holds
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -32,6 +31,7 @@ from dogbreed.data.download import file_sha256
 from dogbreed.data.manifest import MANIFEST_NAME, parse_manifest
 from dogbreed.data.plan import PlannedFile
 from dogbreed.errors import DogbreedError
+from dogbreed.job_lock import lock_now
 
 Advance = Callable[[float], None]
 SPLITS = ("train", "valid", "test")
@@ -167,12 +167,8 @@ class LocalStore:
                 "choose a --dest (or data.uri) you can write to"
             ) from None
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise DogbreedError(
-                    f"another ingest is writing to {self.root}; wait for it to finish, or choose another --dest"
-                ) from None
+            if not lock_now(fd):
+                raise DogbreedError(f"another ingest is writing to {self.root}; wait for it to finish, or choose another --dest")
             yield
         finally:
             os.close(fd)  # releases the lock

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import errno
-import fcntl
 import io
 import json
 import os
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from dogbreed.errors import BusyError, UsageError
+from dogbreed.job_lock import lock_now
 
 FORMATS = ("csv", "jsonl")
 _SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
@@ -131,14 +131,13 @@ def writing(path: Path) -> Iterator[None]:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise BusyError(
-                f"{path} is being written by another transform; wait for it to end, or choose another --output"
-            ) from None
+            locked = lock_now(fd)
         except OSError as exc:  # a filesystem without flock (some network mounts): unguarded, as before
             if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
                 raise
+            locked = True
+        if not locked:
+            raise BusyError(f"{path} is being written by another transform; wait for it to end, or choose another --output")
         yield
     finally:
         if not existed and os.fstat(fd).st_size == 0:
