@@ -3,6 +3,8 @@ values that overflow, recurse or only look valid (exit 2, naming the key or flag
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from dogbreed.cli.app import run
@@ -107,3 +109,40 @@ def test_the_name_rule_says_what_it_checks():
             check_name(bad, what="--name")
         message = str(caught.value)
         assert "single" not in message and "hyphens (not first or last)" in message
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    """YAML whose last list stands for 9**levels strings through aliases: a few hundred bytes."""
+    lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for level in range(1, levels):
+        lines.append(f"a{level}: &a{level} [{', '.join([f'*a{level - 1}'] * 9)}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_yaml_alias_bomb_is_refused_not_walked_for_ever(tmp_path, capsys):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(_alias_bomb())
+    code, out, err = _run(capsys, "config", "show", "-c", str(bomb))
+    assert code == 2, err
+    assert out == "" and str(bomb) in err and "values" in err and len(err.strip().splitlines()) == 1
+    inline = "[" + ", ".join(line.split(": ", 1)[1] for line in _alias_bomb(7).splitlines()) + "]"
+    code, out, err = _run(capsys, "config", "show", "--set", f"train.lr={inline}")
+    assert code == 2, err
+    assert "--set train.lr" in err and "values" in err
+
+
+def test_a_key_given_twice_in_a_yaml_file_names_both_lines(tmp_path, capsys):
+    config = tmp_path / "twice.yaml"
+    config.write_text("train:\n  lr: 0.001\n  epochs: 3\n  lr: 0.1\n")
+    code, _, err = _run(capsys, "config", "show", "-c", str(config))
+    assert code == 2, err
+    assert f"{config}:4:" in err and "'lr' given twice, on lines 2 and 4" in err
+
+
+def test_a_yaml_merge_may_still_override_what_it_merges(tmp_path, capsys):
+    config = tmp_path / "merge.yaml"
+    config.write_text("train:\n  <<: {lr: 0.001, epochs: 3}\n  lr: 0.002\n")
+    code, out, err = _run(capsys, "config", "show", "--json", "-c", str(config))
+    assert code == 0, err
+    train = json.loads(out)["train"]
+    assert train["lr"] == 0.002 and train["epochs"] == 3

@@ -31,6 +31,9 @@ DEFAULTS = "built-in defaults"
 PATH_KEYS = ("workspace", "data.source", "data.uri", "model.weights")
 KEYWORDS = {"model.weights": ("imagenet", "none")}
 MAX_DEPTH = 16  # the schema nests 4 levels; anything far deeper is a mistake or an attack
+# A whole config is a few hundred values, but YAML aliases let 300 bytes stand for a billion
+# (`b: &b [*a, *a, ...]` nine deep): every walk of such a tree would never end.
+MAX_VALUES = 100_000
 MAX_SHOWN = 60  # characters of a bad value quoted back in an error line
 MAX_CONFIG_BYTES = 2**20  # configs are a few kilobytes
 # What reading or validating a hostile value raises besides the errors it should: Python's
@@ -39,10 +42,28 @@ VALUE_FAULTS = (ValueError, OverflowError, RecursionError, MemoryError)
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML with the 1.2 core schema's booleans: only true/false.
+    """YAML with the 1.2 core schema's booleans (only true/false), and unique keys.
 
     PyYAML follows YAML 1.1, where Off, On, yes and no are booleans too, so
-    `early_stopping: Off` would arrive as False instead of the strategy name."""
+    `early_stopping: Off` would arrive as False instead of the strategy name. And PyYAML
+    keeps the last of two equal keys, so a second `lr:` further down a file silently
+    overrode the first; YAML says keys are unique, so that is a syntax error naming both lines.
+    A merge (`<<: *base`) may still override what it merges."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            lines: dict[str, int] = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                line = key_node.start_mark.line + 1
+                if key_node.value in lines:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key_node.value!r} given twice, on lines {lines[key_node.value]} and {line}",
+                        key_node.start_mark,
+                    )  # fmt: skip
+                lines[key_node.value] = line
+        return super().construct_mapping(node, deep)
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -61,14 +82,20 @@ def _shown(value: Any) -> str:
     return text if len(text) <= MAX_SHOWN else f"{text[: MAX_SHOWN - 3]}... ({len(text)} characters)"
 
 
-def _too_deep(tree: Any, limit: int = MAX_DEPTH) -> str | None:
-    """The dotted path where `tree` nests deeper than `limit`, else None. Iterative: the
-    recursive helpers below (_leaves, _merge) and pydantic must never see such a tree."""
+def _shape_fault(tree: Any, limit: int = MAX_DEPTH) -> str | None:
+    """What is wrong with the shape of `tree`, else None: it nests deeper than `limit` (naming
+    the dotted path), or it holds more than MAX_VALUES values (YAML aliases expanding). Iterative
+    and bounded by MAX_VALUES: the recursive helpers below (_leaves, _merge) and pydantic must
+    never see such a tree."""
     stack: list[tuple[Any, tuple[str, ...]]] = [(tree, ())]
+    seen = 0
     while stack:
         node, path = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            return f"holds more than {MAX_VALUES:,} values (YAML aliases repeating each other?); no config is that large"
         if len(path) > limit:
-            return ".".join(path[:limit]) + ".…"
+            return f"{'.'.join(path[:limit])}.… nests more than {MAX_DEPTH} levels deep; no config key is that deep"
         if isinstance(node, Mapping):
             stack.extend((value, (*path, str(key))) for key, value in node.items())
         elif isinstance(node, list):
@@ -114,9 +141,9 @@ def parse_set(item: str) -> tuple[str, Any]:
         value = raw
     except VALUE_FAULTS as exc:
         raise ConfigError(f"--set {key}: cannot read the value {_shown(raw)} ({_fault(exc)}); give a plain value") from None
-    deep = _too_deep(value, MAX_DEPTH - key.count(".") - 1)
-    if deep is not None:
-        raise ConfigError(f"--set {key}: the value nests more than {MAX_DEPTH} levels deep (at {deep})")
+    fault = _shape_fault(value, MAX_DEPTH - key.count(".") - 1)
+    if fault is not None:
+        raise ConfigError(f"--set {key}: the value {fault}")
     return key, value
 
 
@@ -151,9 +178,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
-    deep = _too_deep(data)
-    if deep is not None:
-        raise ConfigError(f"{path}: {deep} nests more than {MAX_DEPTH} levels deep; no config key is that deep")
+    fault = _shape_fault(data)
+    if fault is not None:
+        raise ConfigError(f"{path}: {fault}")
     return data
 
 
