@@ -62,6 +62,16 @@ def test_usage_error_exit_2():
     assert "--no-such-flag" in result.stderr
 
 
+@pytest.mark.parametrize("argv", [[], ["config"]])
+def test_a_command_given_nothing_shows_its_help_as_it_is(argv, capsys):
+    # Click raises the help as a usage error; it used to be flattened into one "error:" line.
+    code = run(argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("Usage: dogbreed") and "error:" not in err
+    assert "\nCommands:\n" in err and len(err.splitlines()) > 8
+
+
 def test_config_show_json_is_one_document_and_schema_is_json_schema():
     result = dogbreed_cli("config", "show", "--json", "--set", "train.lr=0.02", "--backend", "sagemaker")
     assert result.returncode == 0

@@ -138,6 +138,12 @@ def run(argv: list[str] | None = None) -> int:
             return _unexpected(exc.__cause__, verbose)
         return _fail("aborted", 130, verbose)
     except TyperException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            # `dogbreed` or `dogbreed config` alone: click raises its help as a usage error, which
+            # the one-line rule below flattened into one unreadable line. The help as it is.
+            # (By name, as typer itself tests it: typer vendors its own click.)
+            print(exc.format_message(), file=sys.stderr)
+            return 2
         # Usage errors: wrong option, missing argument, bad choice.
         hint = " (see --help)"
         if argv and argv[0].split("=", 1)[0] in (*COMMON_WITH_VALUE, *COMMON_FLAGS):
