@@ -121,3 +121,21 @@ def test_resize_follows_exif_orientation_and_skips_small_images(tmp_path):
     small = photos()[0]  # 224x224, already below the 256 target: stored as is
     check = check_image(small, ImageLimits(32, 89_478_485, resize=256), resized_dir=tmp_path / "r")
     assert check.stored == small
+
+
+def test_resized_copy_has_the_pixels_training_sees(tmp_path):
+    """Ingest's stored copy converts a 16-bit PNG as training does: clipping turned it white."""
+    import numpy as np
+
+    from dogbreed.source_dir.breedkit.pixels import to_rgb as training_rgb
+
+    original = tmp_path / "gray16.png"
+    ramp = np.tile(np.linspace(0, 65535, 256, dtype=np.uint16), (200, 1))
+    Image.fromarray(ramp).save(original)
+    with Image.open(original) as opened:
+        assert opened.mode.startswith("I")
+        expected = np.asarray(training_rgb(opened).resize((164, 128), Image.Resampling.LANCZOS, reducing_gap=3.0))
+    check = check_image(original, ImageLimits(32, 89_478_485, resize=128), resized_dir=tmp_path / "resized")
+    assert check.problem is None and check.stored != original
+    with Image.open(check.stored) as stored:
+        assert np.array_equal(np.asarray(stored.convert("RGB")), expected)

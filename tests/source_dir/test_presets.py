@@ -121,3 +121,14 @@ def test_a_strip_is_cut_to_its_centre_before_the_resize(breedkit, size, kept):
     assert cut.size == kept
     assert cut.getpixel((kept[0] // 2, kept[1] // 2)) == (255, 0, 0)
     assert eval_geometry()(strip).size == (224, 224)
+
+
+@pytest.mark.parametrize("brightest", [1.0, 255.0, 65535.0])
+def test_float_images_keep_their_picture_whatever_their_range(breedkit, brightest):
+    """A float TIFF ('F') holds 0-1, 0-255 or 0-65535; a fixed 16-bit scale made the first two black."""
+    from breedkit.presets import to_rgb
+
+    image = Image.new("F", (3, 1))
+    image.putpixel((1, 0), brightest / 2)
+    image.putpixel((2, 0), brightest)
+    assert [to_rgb(image).getpixel((x, 0))[0] for x in range(3)] == [0, pytest.approx(128, abs=1), 255]

@@ -16,10 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from dogbreed.atomic_files import replacing
 from dogbreed.regular_files import FileRefusedError, open_regular, size_problem
+
+# The conversion training and serving use (torch-free), so a stored copy has their pixels.
+from dogbreed.source_dir.breedkit.pixels import to_rgb
 
 # We enforce data.max_pixels ourselves and report it per file; Pillow's own warning for the
 # same images would only repeat it on stderr.
@@ -48,17 +51,6 @@ class ImageCheck:
     stored: Path | None = None  # the file to store: the original, or its resized copy
     stored_size: int = 0
     stored_sha256: str | None = None
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB for any mode; transparent areas become white rather than black."""
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return image.convert("RGB")
 
 
 def check_image(path: Path, limits: ImageLimits, resized_dir: Path | None = None) -> ImageCheck:
@@ -174,11 +166,10 @@ def _resized_copy(image: Image.Image, rgb: Image.Image, path: Path, digest: str,
     target = folder / str(short) / digest[:2] / f"{digest}{suffix}"
     if target.is_file():
         return target
-    # Rotate by EXIF before the orientation tag is lost with the rest of the metadata.
-    upright = to_rgb(ImageOps.exif_transpose(image)) if image.getexif().get(0x0112, 1) != 1 else rgb
-    width, height = upright.size
+    # `rgb` is upright: to_rgb turned it by its EXIF orientation, which saving would drop.
+    width, height = rgb.size
     scale = short / min(width, height)
-    resized = upright.resize(
+    resized = rgb.resize(
         (max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.LANCZOS, reducing_gap=3.0
     )
     target.parent.mkdir(parents=True, exist_ok=True)

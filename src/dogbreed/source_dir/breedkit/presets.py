@@ -3,16 +3,19 @@
 After torchvision's references/classification/presets.py: a random-resized-crop preset for
 training and a resize-then-center-crop preset for evaluation and serving, both normalised
 with the ImageNet statistics the pretrained backbones were trained with.
-`to_rgb` turns whatever Pillow opened (grayscale, CMYK, palette, alpha, rotated phone
-photos) into upright 3-channel RGB before any transform runs.
+`to_rgb` (pixels.py, re-exported here) turns whatever Pillow opened (grayscale, CMYK,
+palette, alpha, 16-bit, float, rotated phone photos) into upright 3-channel RGB before any
+transform runs.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torchvision import transforms
+
+from .pixels import to_rgb  # noqa: F401 (presets.to_rgb is the name training and serving call)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -22,27 +25,6 @@ DEFAULT_CROP = 224
 # Long side : short side beyond which the evaluation preset cuts an image's centre out first
 # (BoundedAspect); a panorama is 3-6:1.
 MAX_ASPECT = 16
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Upright RGB: EXIF orientation applied, alpha composited on white, any mode converted."""
-    image = ImageOps.exif_transpose(image)
-    if image.mode == "P":
-        # A palette image may carry transparency in its info; RGBA keeps it for compositing.
-        image = image.convert("RGBA")
-    if image.mode in ("LA", "PA"):
-        image = image.convert("RGBA")
-    if image.mode == "RGBA":
-        background = Image.new("RGB", image.size, (255, 255, 255))
-        background.paste(image, mask=image.getchannel("A"))
-        return background
-    if image.mode != "RGB":
-        # L, 1, I, I;16, F, CMYK, YCbCr, LAB, HSV: Pillow's converters handle each.
-        if image.mode.startswith("I") or image.mode == "F":
-            # 16/32-bit grayscale: scale into 8 bits instead of clipping everything to white.
-            image = image.point(lambda value: value * (255.0 / 65535.0)).convert("L")
-        image = image.convert("RGB")
-    return image
 
 
 def hflip(image):
