@@ -169,6 +169,21 @@ def test_expand_images_takes_files_folders_and_globs(tmp_path):
     ]
 
 
+def test_folders_leave_out_hidden_files_and_a_link_loop_says_what_it_is(tmp_path):
+    """A folder copied from a Mac holds `._x.jpg` AppleDouble files (no image) beside each
+    photo: ingest leaves them out, and so do predict and transform. A link loop given by
+    name is a link loop, not a missing file."""
+    (tmp_path / "photos" / ".cache").mkdir(parents=True)
+    for name in ("photos/dog.JPG", "photos/._dog.JPG", "photos/.cache/thumb.jpg", "photos/scan.TIFF"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "loop.jpg").symlink_to(tmp_path / "loop.jpg")
+    paths, errors = expand_images([str(tmp_path / "photos"), str(tmp_path / "loop.jpg")])
+    assert [p.relative_to(tmp_path).as_posix() for p in paths] == ["photos/dog.JPG", "photos/scan.TIFF"]
+    assert [(Path(e["image"]).name, e["error"]) for e in errors] == [
+        ("loop.jpg", "a symbolic link whose target is missing or a loop; fix or remove the link")
+    ]
+
+
 def test_teardown_selects_only_ledger_endpoints_of_this_backend(tmp_path):
     ledger = Ledger(tmp_path / "ledger.sqlite")
     for name, backend, state in [

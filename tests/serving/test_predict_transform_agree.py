@@ -27,6 +27,12 @@ pytestmark = pytest.mark.usefixtures("no_server_left")
 def _photos(folder: Path, predict_dir: Path) -> Path:
     folder.mkdir()
     shutil.copy(predict_dir / "Beagle_01141.jpg", folder / "beagle.jpg")  # sent as it is
+    # A format the endpoint does not decode (ingest takes it, so models are trained on it):
+    # the client converts it, and the same pixels get the JPEG's answer.
+    with Image.open(folder / "beagle.jpg") as beagle:
+        beagle.save(folder / "beagle.tif")
+    # macOS's AppleDouble junk beside a photo: hidden, no image, left out as ingest leaves it.
+    (folder / "._beagle.jpg").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(40))
     # Noise, stored uncompressed: 1500x1500x3 bytes, over the 6 MB payload limit.
     noise = Image.merge("RGB", [Image.effect_noise((1500, 1500), 100 + band) for band in range(3)])
     noise.save(folder / "noise.png", compress_level=0)
@@ -58,8 +64,8 @@ def test_predict_and_transform_send_the_same_bytes_and_agree(tmp_path, model_tar
     config = load_config(sets=[f"workspace={tmp_path / '.dogbreed'}"])
     request = build_request(config, Ledger(tmp_path / ".dogbreed" / "ledger.sqlite"), [str(photos)], tmp_path / "x.csv")
     items = {Path(item.image).name: item for item in request.images}
-    assert sorted(items) == ["beagle.jpg", "junk.jpg", "noise.png", "wide.jpg"]
-    for name in ("beagle.jpg", "noise.png", "wide.jpg"):
+    assert sorted(items) == ["beagle.jpg", "beagle.tif", "junk.jpg", "noise.png", "wide.jpg"]
+    for name in ("beagle.jpg", "beagle.tif", "noise.png", "wide.jpg"):
         sent = prepare(photos / name, MAX_PAYLOAD_BYTES, config.data.max_image_bytes)
         assert items[name].read() == sent.body, name
         assert sent.shrunk == (name != "beagle.jpg"), name
@@ -84,7 +90,10 @@ def test_predict_and_transform_send_the_same_bytes_and_agree(tmp_path, model_tar
     predict_errors = {Path(row["image"]).name: row["error"] for row in json.loads(predicted.stdout)["errors"]}
     rows = {Path(row["image"]).name: row for row in map(json.loads, scores.read_text().splitlines())}
 
-    assert sorted(predictions) == ["beagle.jpg", "noise.png", "wide.jpg"]
+    assert sorted(predictions) == ["beagle.jpg", "beagle.tif", "noise.png", "wide.jpg"]
+    tif, jpg = predictions["beagle.tif"], predictions["beagle.jpg"]
+    assert [t["label"] for t in tif["top"]] == [t["label"] for t in jpg["top"]]
+    assert tif["top"][0]["probability"] == pytest.approx(jpg["top"][0]["probability"], abs=1e-4)
     for name, mine in predictions.items():
         theirs = rows[name]
         assert "error" not in theirs, theirs

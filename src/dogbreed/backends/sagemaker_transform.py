@@ -37,7 +37,7 @@ from dogbreed.data.s3store import S3Store
 from dogbreed.errors import DogbreedError, UsageError
 from dogbreed.serving.batch import first_prediction, is_dog
 from dogbreed.serving.scores_file import ScoresFile
-from dogbreed.serving.upload import IMAGE_SUFFIXES, prepare
+from dogbreed.serving.upload import SERVED_SUFFIXES, prepare
 
 MB = 2**20
 
@@ -67,7 +67,7 @@ class SageMakerTransform:
         """Every object under the prefix is sent to the model, and one it refuses fails the
         whole job: a prefix that holds anything but photos is refused here, naming them."""
         listing = S3Store.from_uri(uri, self.aws).listing()
-        others = sorted(path for path in listing if "." + path.rpartition(".")[2].lower() not in IMAGE_SUFFIXES)
+        others = sorted(path for path in listing if "." + path.rpartition(".")[2].lower() not in SERVED_SUFFIXES)
         if not listing:
             raise UsageError(f"{uri} holds no objects; give the prefix of the photos to score")
         if others:
@@ -120,7 +120,7 @@ class SageMakerTransform:
             return {"image": item.image, "key": item.key, "error": checked.problem}
         name = self._upload_name(position, item.path)
         source = item.path
-        if upload.shrunk:  # a JPEG made here: the job reads it, not the original
+        if upload.shrunk:  # a JPEG or PNG made here: the job reads it, not the original
             source = scratch / name
             source.write_bytes(upload.body)
         files.append(PlannedFile(path=name, split="", folder="", source=source, size=checked.size, sha256=checked.sha256))

@@ -5,12 +5,15 @@ endpoint (limit: the endpoint's 6 MB), and `transform` hands the same body to th
 in-process or uploads it for a SageMaker job (limit: transform.max_payload_mb). With equal
 limits both send the same bytes for the same photo, so both get the same answer.
 
-Files within the limit, and within the pixels the handler takes, go as they are, with a
-content type read from their first bytes (a misnamed .jpg that is a PNG still says
-image/png). Larger ones are shrunk here with Pillow: turned upright by their EXIF orientation
-(which re-encoding would drop), then re-encoded as JPEG at smaller sizes until one fits. The
-model looks at 224 pixels, so a few thousand pixels a side loses nothing it would have used.
-What cannot be read or shrunk (junk, a decompression bomb) is a ValueError: its error row.
+Files within the limit, and within the pixels the handler takes, in a format it decodes
+(JPEG, PNG, WebP, GIF, BMP), go as they are, with a content type read from their first bytes
+(a misnamed .jpg that is a PNG still says image/png). A photo in another format Pillow reads
+here (TIFF, AVIF, ICO: ingest takes them, so a model is trained on them) becomes a lossless
+PNG of the pixels training sees (pixels.to_rgb), so the answer is the one training's view of
+it gets. Larger ones are shrunk here with Pillow: the same pixels, then re-encoded as JPEG
+at smaller sizes until one fits. The model looks at 224 pixels, so a few thousand pixels a
+side loses nothing it would have used. What cannot be read or shrunk (junk, a decompression
+bomb) is a ValueError: its error row.
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ from pathlib import Path
 from dogbreed.regular_files import read_regular
 from dogbreed.serving.limits import MAX_PAYLOAD_BYTES
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"})
+# What an endpoint decodes as it is: the only photos an s3:// prefix may hold for a SageMaker job.
+SERVED_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".gif"})
+# The photos a folder is searched for (any case): those, and what the client converts first.
+IMAGE_SUFFIXES = SERVED_SUFFIXES | {".tif", ".tiff", ".avif"}
 _START_SIDE = 4096
 _MIN_SIDE = 256
 # The largest file predict reads to shrink: far above any photo, far below memory trouble.
@@ -63,30 +69,51 @@ def _quiet_pillow() -> None:
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
-def _too_many_pixels(data: bytes) -> bool:
-    """Whether the header claims more pixels than the handler takes (nothing is decoded).
+def _needs_rewrite(data: bytes) -> tuple[bool, bool]:
+    """(too many pixels for the handler, a format it does not decode), from the header alone.
     What Pillow cannot open goes as it is: the handler's error for it is the one to show."""
     from PIL import Image
+
+    from dogbreed.source_dir.breedkit.pixels import SERVED_FORMATS
 
     _quiet_pillow()
     try:
         with Image.open(io.BytesIO(data)) as opened:
             width, height = opened.size
+            foreign = opened.format not in SERVED_FORMATS
     except Image.DecompressionBombError:
-        return True  # past Pillow's limit: shrink_to_fit says why it cannot be sent
+        return True, False  # past Pillow's limit: shrink_to_fit says why it cannot be sent
     except (OSError, SyntaxError, ValueError):
-        return False
-    return width * height > MAX_PIXELS
+        return False, False
+    return width * height > MAX_PIXELS, foreign
+
+
+def _upright_rgb(data: bytes, draft_side: int | None = None):
+    """The photo's pixels as training and the handler see them (pixels.to_rgb), decoded here."""
+    from PIL import Image
+
+    from dogbreed.source_dir.breedkit.pixels import to_rgb
+
+    with Image.open(io.BytesIO(data)) as opened:
+        if draft_side:
+            opened.draft("RGB", (draft_side, draft_side))  # JPEG: decode at a reduced scale, fast
+        return to_rgb(opened)
+
+
+def as_png(data: bytes) -> bytes:
+    """A photo the handler does not decode (TIFF, AVIF, ICO), as a lossless PNG of its pixels."""
+    out = io.BytesIO()
+    _upright_rgb(data).save(out, "PNG")
+    return out.getvalue()
 
 
 def shrink_to_fit(data: bytes, limit: int = MAX_PAYLOAD_BYTES) -> bytes:
     """Re-encode as JPEG, halving the size budget until it fits. ValueError if it never does."""
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     _quiet_pillow()
-    with Image.open(io.BytesIO(data)) as opened:
-        opened.draft("RGB", (_START_SIDE, _START_SIDE))  # JPEG: decode at a reduced scale, fast
-        image = ImageOps.exif_transpose(opened).convert("RGB")
+    # to_rgb, not convert("RGB"): a large 16-bit PNG was clipped to white, transparency black.
+    image = _upright_rgb(data, _START_SIDE)
     side = min(max(image.size), _START_SIDE)
     while side >= _MIN_SIDE:
         copy = image.copy()
@@ -103,13 +130,20 @@ def fit(data: bytes, limit: int = MAX_PAYLOAD_BYTES) -> Upload:
     """The body to send for an image's bytes: as they are when they fit, else shrunk.
     ValueError for what must be shrunk and cannot be."""
     too_big = len(data) > limit
-    if not too_big and not _too_many_pixels(data):
+    too_many_pixels, foreign = _needs_rewrite(data)
+    if not too_big and not too_many_pixels and not foreign:
         return Upload(data, sniff_content_type(data[:16]), len(data))
     from PIL import Image
 
     try:
+        if foreign and not too_many_pixels:
+            png = as_png(data)
+            if len(png) <= limit:
+                return Upload(png, "image/png", len(data), shrunk=True)
         return Upload(shrink_to_fit(data, limit), "image/jpeg", len(data), shrunk=True)
     except (OSError, SyntaxError, Image.DecompressionBombError) as exc:  # "cannot identify image file" is an OSError
+        if not (too_big or too_many_pixels):
+            raise ValueError(f"a format the endpoint does not decode, and Pillow could not convert it ({exc})") from None
         why = f"{len(data):,} bytes, over the {limit:,}-byte limit" if too_big else f"over {MAX_PIXELS:,} pixels"
         raise ValueError(f"{why}, and not an image Pillow can shrink ({exc})") from None
 

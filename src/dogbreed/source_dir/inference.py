@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from breedkit import artifacts, imagenet, models, presets
+from breedkit import artifacts, imagenet, models, pixels, presets
 from breedkit import classes as breed_classes
 from PIL import Image, UnidentifiedImageError
 
@@ -87,7 +87,7 @@ MAX_REQUEST_PIXELS = 2 * MAX_IMAGE_PIXELS
 MAX_IMAGES = 64
 DEFAULT_TOP_K = 5
 # Formats Pillow may open: the common photo formats, none of the exotic decoders.
-IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
+IMAGE_FORMATS = pixels.SERVED_FORMATS
 
 
 class RequestError(_ErrorBase):
@@ -317,7 +317,10 @@ def _open(blob: bytes, position: int) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise TooLarge(f"image {position} claims too many pixels ({exc})") from None
     except UnidentifiedImageError:
-        raise UndecodableImage(f"image {position} is not a readable {'/'.join(IMAGE_FORMATS)} image") from None
+        raise UndecodableImage(
+            f"image {position} is not a readable {'/'.join(IMAGE_FORMATS)} image; send a photo in one of those formats "
+            "(dogbreed predict converts a TIFF or AVIF itself)"
+        ) from None
     except (OSError, ValueError, SyntaxError) as exc:  # a recognised format with a broken header
         raise UndecodableImage(f"image {position} has a broken header ({type(exc).__name__}: {exc})") from None
 

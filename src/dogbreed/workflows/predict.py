@@ -49,7 +49,16 @@ class PredictResult:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """Its photos, searched recursively; hidden files and folders are left out, as ingest
+    leaves them out: macOS writes `._photo.jpg` (AppleDouble, no image) beside each photo
+    on a shared drive or in a zip, and each became an error row."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
 def expand_images(arguments: Sequence[str]) -> tuple[list[Path], list[dict[str, str]]]:
@@ -73,6 +82,11 @@ def expand_images(arguments: Sequence[str]) -> tuple[list[Path], list[dict[str, 
             found = []
             for match in sorted(glob.glob(str(path), recursive=True)):
                 found += _images_in(Path(match)) if Path(match).is_dir() else [Path(match)]
+        elif path.is_symlink():  # a dangling link, or a loop: "not found" hid that it is there
+            errors.append(
+                {"image": argument, "error": "a symbolic link whose target is missing or a loop; fix or remove the link"}
+            )
+            continue
         else:
             errors.append({"image": argument, "error": "file not found"})
             continue
