@@ -83,6 +83,19 @@ def test_zip_symlink_is_refused(sandbox):
     _refused(sandbox, archive, "'photos/link' is a symlink")
 
 
+def test_a_folder_packed_with_its_links_is_refused_saying_how_to_pack_it(sandbox):
+    """`tar czf` keeps a link to a photo as a link: the refusal says how to pack the photo."""
+    folder = sandbox / "archives" / "dogs" / "Beagle"
+    folder.mkdir(parents=True)
+    (folder / "one.jpg").write_bytes(b"photo")
+    (folder / "same.jpg").symlink_to(folder / "one.jpg")
+    archive = sandbox / "archives" / "dogs.tar.gz"
+    with tarfile.open(archive, "w:gz") as packed:
+        packed.add(folder.parent, "dogs")
+    error = _refused(sandbox, archive, "'dogs/Beagle/same.jpg' is a symlink")
+    assert "tar --dereference" in str(error)
+
+
 @pytest.mark.parametrize(
     ("name", "member", "match"),
     [

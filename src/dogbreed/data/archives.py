@@ -114,11 +114,15 @@ class _BadEntry(ValueError):
     """An entry refused from its header; the message names it."""
 
 
+# What to do about a link: `tar czf` and `zip -y` keep the links a photo folder often holds.
+_LINK_FIX = "links are never unpacked; pack the files they point to (tar --dereference, or zip without -y)"
+
+
 def _zip_entry(info: zipfile.ZipInfo) -> Entry:
     kind = stat.S_IFMT(info.external_attr >> 16)
     reason = None
     if kind == stat.S_IFLNK:
-        reason = "is a symlink"
+        reason = f"is a symlink ({_LINK_FIX})"
     elif kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
         reason = "is a device file, FIFO or socket"
     elif info.flag_bits & 0x1:
@@ -134,9 +138,9 @@ def _zip_entry(info: zipfile.ZipInfo) -> Entry:
 def _tar_entry(member: tarfile.TarInfo) -> Entry:
     reason = None
     if member.issym():
-        reason = "is a symlink"
+        reason = f"is a symlink ({_LINK_FIX})"
     elif member.islnk():
-        reason = "is a hardlink"
+        reason = f"is a hardlink ({_LINK_FIX})"
     elif member.ischr() or member.isblk():
         reason = "is a device file"
     elif member.isfifo():
