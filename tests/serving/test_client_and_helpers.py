@@ -265,3 +265,26 @@ def test_a_name_that_matches_nothing_suggests_the_closest_live_ones(tmp_path):
     assert "endpoint zzz matches no local endpoint; live: dogbreed-demo, other" in message
     assert "--ignore-missing" in message
     assert select(ledger, "local", ["dogbreed-demo", "dogbreed-old"]).missing_error("local") is None
+
+
+@pytest.mark.parametrize("kind", ["16-bit", "transparent"])
+def test_a_photo_shrunk_to_fit_keeps_the_pixels_the_handler_would_see(kind):
+    """Shrinking used convert("RGB"): a large 16-bit PNG became white, transparency black,
+    where the handler (to_rgb) sees grey and white."""
+    import numpy as np
+
+    from dogbreed.serving.upload import fit
+
+    if kind == "16-bit":
+        image = Image.fromarray(np.full((300, 400), 32768, dtype=np.uint16))  # mid grey
+        expected = 128
+    else:
+        image = Image.new("RGBA", (400, 300), (0, 0, 0, 0))  # all transparent: white
+        expected = 255
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", compress_level=0)  # stored, so a JPEG of it is far smaller
+    data = buffer.getvalue()
+    sent = fit(data, limit=len(data) - 1)  # one byte over: shrunk to a JPEG
+    assert sent.shrunk and sent.content_type == "image/jpeg"
+    with Image.open(io.BytesIO(sent.body)) as shrunk:
+        assert np.asarray(shrunk.convert("RGB")).mean() == pytest.approx(expected, abs=2)
