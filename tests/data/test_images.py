@@ -139,3 +139,11 @@ def test_resized_copy_has_the_pixels_training_sees(tmp_path):
     assert check.problem is None and check.stored != original
     with Image.open(check.stored) as stored:
         assert np.array_equal(np.asarray(stored.convert("RGB")), expected)
+
+
+def test_a_heic_photo_is_named_with_what_to_do(tmp_path):
+    """An iPhone photo: Pillow has no HEIF decoder here; "not an image" would be wrong."""
+    heic = _write(tmp_path, "IMG_0001.HEIC", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200))
+    assert check_image(heic, LIMITS).problem == "a HEIC/HEIF photo, which Pillow here cannot decode; convert it to JPEG or PNG"
+    junk = _write(tmp_path, "notes.jpg", b"shopping list\n")
+    assert check_image(junk, LIMITS).problem == "not an image (no known image format)"

@@ -288,3 +288,14 @@ def test_a_photo_shrunk_to_fit_keeps_the_pixels_the_handler_would_see(kind):
     assert sent.shrunk and sent.content_type == "image/jpeg"
     with Image.open(io.BytesIO(sent.body)) as shrunk:
         assert np.asarray(shrunk.convert("RGB")).mean() == pytest.approx(expected, abs=2)
+
+
+def test_a_heic_photo_is_an_error_row_saying_to_convert_it(tmp_path):
+    from dogbreed.serving.upload import fit
+
+    (tmp_path / "phone").mkdir()
+    heic = tmp_path / "phone" / "IMG_0001.HEIC"
+    heic.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200))
+    assert expand_images([str(tmp_path / "phone")])[0] == [heic]  # found, not silently left out
+    with pytest.raises(ValueError, match=r"^a HEIC/HEIF photo, which Pillow here cannot decode; convert it to JPEG or PNG$"):
+        fit(heic.read_bytes())

@@ -22,7 +22,7 @@ from dogbreed.atomic_files import replacing
 from dogbreed.regular_files import FileRefusedError, open_regular, size_problem
 
 # The conversion training and serving use (torch-free), so a stored copy has their pixels.
-from dogbreed.source_dir.breedkit.pixels import to_rgb
+from dogbreed.source_dir.breedkit.pixels import to_rgb, undecodable_format
 
 # We enforce data.max_pixels ourselves and report it per file; Pillow's own warning for the
 # same images would only repeat it on stderr.
@@ -116,6 +116,11 @@ def _open_and_check(
     except Image.DecompressionBombError as exc:
         return ImageCheck(problem=f"decompression bomb refused before decoding ({exc})", size=size, sha256=digest)
     except UnidentifiedImageError:
+        stream.seek(0)
+        known = undecodable_format(stream.read(16))
+        if known:
+            problem = f"a {known} photo, which Pillow here cannot decode; convert it to JPEG or PNG"
+            return ImageCheck(problem=problem, size=size, sha256=digest)
         return ImageCheck(problem="not an image (no known image format)", size=size, sha256=digest)
     except (OSError, SyntaxError, ValueError) as exc:
         return ImageCheck(problem=f"corrupt header: {exc}", size=size, sha256=digest)

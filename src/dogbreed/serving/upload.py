@@ -29,8 +29,9 @@ from dogbreed.serving.limits import MAX_PAYLOAD_BYTES
 
 # What an endpoint decodes as it is: the only photos an s3:// prefix may hold for a SageMaker job.
 SERVED_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".gif"})
-# The photos a folder is searched for (any case): those, and what the client converts first.
-IMAGE_SUFFIXES = SERVED_SUFFIXES | {".tif", ".tiff", ".avif"}
+# The photos a folder is searched for (any case): those, what the client converts first, and
+# HEIC, which it cannot (an error row saying so, not a photo silently left out).
+IMAGE_SUFFIXES = SERVED_SUFFIXES | {".tif", ".tiff", ".avif", ".heic", ".heif"}
 _START_SIDE = 4096
 _MIN_SIDE = 256
 # The largest file predict reads to shrink: far above any photo, far below memory trouble.
@@ -71,10 +72,11 @@ def _quiet_pillow() -> None:
 
 def _needs_rewrite(data: bytes) -> tuple[bool, bool]:
     """(too many pixels for the handler, a format it does not decode), from the header alone.
-    What Pillow cannot open goes as it is: the handler's error for it is the one to show."""
+    What Pillow cannot open goes as it is: the handler's error for it is the one to show;
+    but a photo format with no decoder here (HEIC) is a ValueError saying to convert it."""
     from PIL import Image
 
-    from dogbreed.source_dir.breedkit.pixels import SERVED_FORMATS
+    from dogbreed.source_dir.breedkit.pixels import SERVED_FORMATS, undecodable_format
 
     _quiet_pillow()
     try:
@@ -84,6 +86,9 @@ def _needs_rewrite(data: bytes) -> tuple[bool, bool]:
     except Image.DecompressionBombError:
         return True, False  # past Pillow's limit: shrink_to_fit says why it cannot be sent
     except (OSError, SyntaxError, ValueError):
+        known = undecodable_format(data[:16])
+        if known:  # the endpoint would only say "not a readable image"
+            raise ValueError(f"a {known} photo, which Pillow here cannot decode; convert it to JPEG or PNG") from None
         return False, False
     return width * height > MAX_PIXELS, foreign
 

@@ -47,3 +47,17 @@ def _float_to_l(image: Image.Image) -> Image.Image:
     brightest = float(values.max(initial=0.0))
     scale = 255.0 if brightest <= 1.0 else 1.0 if brightest <= 255.0 else 255.0 / 65535.0
     return Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8), "L")
+
+
+# ISO-BMFF brands of HEIF photos (an iPhone's .heic): Pillow has no decoder for them.
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
+
+
+def undecodable_format(head: bytes) -> str | None:
+    """The name of a photo format Pillow here has no decoder for, told from the file's first
+    16 bytes, so its refusal can say "convert it" rather than "not an image"; else None."""
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        return "HEIC/HEIF"
+    if head.startswith(b"\xff\x0a") or head.startswith(b"\x00\x00\x00\x0cJXL \r\n\x87\n"):
+        return "JPEG XL"
+    return None
