@@ -3,10 +3,14 @@ skipping what is there, and an interrupted upload that the next run completes.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import boto3
 import pytest
@@ -289,3 +293,68 @@ def test_a_photo_changed_after_its_check_is_refused_not_stored_under_the_old_has
     with pytest.raises(DogbreedError, match=r"a\.jpg: changed since ingest checked it; run ingest again"):
         S3Store(BUCKET, "direct", s3).put([planned], 1, lambda n: None)
     assert _objects(s3, "direct") == {}
+
+
+_OPENED: list[str] | None = None  # while a test collects: every path Python opens (sys.audit's "open")
+
+
+def _note_open(event: str, args: tuple) -> None:
+    if event == "open" and _OPENED is not None and isinstance(args[0], str | os.PathLike):
+        _OPENED.append(os.fspath(args[0]))
+
+
+class _Tasks:
+    """A reporter that keeps the names of the steps ingest starts."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def task(self, description, total=None):
+        self.started.append(description)
+        return contextlib.nullcontext(lambda n: None)
+
+    def info(self, message):
+        pass
+
+    def warn(self, message):
+        pass
+
+
+def test_a_missing_bucket_is_refused_before_any_photo_is_opened(aws_env, tmp_path):
+    global _OPENED
+    sys.addaudithook(_note_open)  # Python's own hook on every open(): what reads a photo, whoever does
+    source = tmp_path / "src"
+    for breed, chosen in (("Basenji", photos()[:6]), ("Boxer", photos()[-6:])):
+        (source / breed).mkdir(parents=True)
+        for photo in chosen:
+            shutil.copy(photo, source / breed / photo.name)
+    sets = ("backend=sagemaker", "sagemaker.bucket=no-such-bucket")
+    tasks, _OPENED = _Tasks(), []
+    try:
+        with pytest.raises(DogbreedError) as refused:
+            ingest(_config(tmp_path, *sets), Workspace(tmp_path / "ws"), source=str(source), reporter=tasks)
+        opened_before_refusal = [p for p in _OPENED if p.startswith(str(source))]
+        assert str(refused.value).startswith("s3://no-such-bucket/dogbreed/data/src: bucket 'no-such-bucket' does not exist")
+        assert tasks.started == [] and opened_before_refusal == []
+        # The same ingest into a bucket that exists does open every photo: the hook sees them.
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="no-such-bucket")
+        ingest(_config(tmp_path, *sets), Workspace(tmp_path / "ws"), source=str(source), reporter=tasks)
+        assert len({p for p in _OPENED if p.startswith(str(source))}) == 12
+        assert tasks.started[0] == "Checking 12 images"
+    finally:
+        _OPENED = None
+
+
+def test_no_credentials_is_said_before_the_photos_are_checked(moto_server, tmp_path):
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env.update(HOME=str(tmp_path), AWS_EC2_METADATA_DISABLED="true", AWS_ENDPOINT_URL=moto_server)
+    args = ("--backend", "sagemaker", "--set", f"sagemaker.bucket={BUCKET}", "--set", "sagemaker.region=us-east-1")
+    exe = Path(sys.executable).parent / "dogbreed"
+    result = subprocess.run(
+        [str(exe), "ingest", str(DOGS), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 1
+    assert error_line(result.stderr) == (
+        f"error: s3://{BUCKET}/dogbreed/data/dogs: no AWS credentials; set sagemaker.profile or the AWS_* environment variables"
+    )
+    assert "Checking" not in result.stderr

@@ -54,12 +54,16 @@ def explain(exc: Exception, uri: str) -> DogbreedError:
     if isinstance(exc, ClientError):
         code = code_of(exc)
         if code == "NoSuchBucket":
-            bucket = parse_s3_uri(uri)[0]
-            return DogbreedError(f"{uri}: bucket {bucket!r} does not exist; create it or set --dest / sagemaker.bucket")
+            return no_such_bucket(uri)
         if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
             return DogbreedError(f"{uri}: access denied ({code}); check the credentials and the bucket policy")
         return DogbreedError(f"{uri}: S3 said {code or 'error'}: {exc}")
     return DogbreedError(f"{uri}: {type(exc).__name__}: {exc}")
+
+
+def no_such_bucket(uri: str) -> DogbreedError:
+    bucket = parse_s3_uri(uri)[0]
+    return DogbreedError(f"{uri}: bucket {bucket!r} does not exist; create it or set --dest / sagemaker.bucket")
 
 
 def _send_body_at_once(request: Any, **_: Any) -> None:
@@ -93,6 +97,18 @@ class S3Store:
         try:
             return getattr(self.client, method)(**kwargs)
         except (BotoCoreError, ClientError) as exc:
+            raise explain(exc, self.uri) from exc
+
+    def check_access(self) -> None:
+        """Credentials and bucket, asked once before ingest spends minutes checking photos.
+
+        One ListObjectsV2 of at most one key under the prefix: the listing ingest sends later
+        anyway, so it needs no permission ingest did not need already (HeadBucket would want
+        s3:ListBucket on the whole bucket, which a policy limited to the prefix refuses)."""
+        base = f"{self.prefix}/" if self.prefix else ""
+        try:
+            self.client.list_objects_v2(Bucket=self.bucket, Prefix=base, MaxKeys=1)
+        except Exception as exc:  # noqa: BLE001 - botocore's connection errors share no useful base
             raise explain(exc, self.uri) from exc
 
     def read_manifest(self) -> dict[str, Any] | None:

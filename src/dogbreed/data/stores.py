@@ -40,6 +40,8 @@ SPLITS = ("train", "valid", "test")
 class DatasetStore(Protocol):
     uri: str
 
+    def check_access(self) -> None: ...
+
     def read_manifest(self) -> dict[str, Any] | None: ...
 
     def missing(self, files: Sequence[PlannedFile], previous: Mapping[str, Any] | None, workers: int) -> list[PlannedFile]: ...
@@ -96,6 +98,9 @@ class LocalStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.uri = str(root)
+
+    def check_access(self) -> None:
+        """Nothing to ask up front: a folder that cannot be written fails at the lock, in a second."""
 
     def read_manifest(self) -> dict[str, Any] | None:
         path = self.root / MANIFEST_NAME

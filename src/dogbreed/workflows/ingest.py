@@ -153,6 +153,9 @@ def ingest(
         store = backend.dataset_store(dataset_uri)
     else:
         _refuse_nested(local, store.uri)
+    # Missing credentials or bucket are a config error: said before the photos are checked
+    # (a minute on dogImages), not after.
+    store.check_access()
     files, dirs = list_folder(local.folder)
     layout = detect_layout(files, dirs, where=given)
     reporter.info(f"{given}: {layout.kind} layout, {len(layout.folders)} classes, {len(layout.files)} files")
