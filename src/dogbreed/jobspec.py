@@ -78,6 +78,24 @@ class MetricSpec:
         return found
 
 
+def kept_epoch_metrics(metrics: dict[str, float], history: list[dict[str, float]]) -> dict[str, float]:
+    """A job's final metrics, all of the kept epoch (`best_epoch`): train_* and valid_* of
+    the same epoch, beside test_*, which were measured on its weights. Each metric's last
+    value alone mixes epochs wherever the final line lacks one (jobs from before train_* were
+    on it: train_* came from the last epoch, valid_* from the kept one). `last_epoch` is the
+    last epoch that ran, so a kept epoch before it shows."""
+    spec = metric_spec()
+    out = dict(metrics)
+    if history:
+        out["last_epoch"] = history[-1][spec.epoch_key]
+    best = metrics.get("best_epoch")
+    # The last row of that epoch: a resumed job's log may repeat an epoch it ran again.
+    kept = next((row for row in reversed(history) if row.get(spec.epoch_key) == best), None)
+    if kept is not None:
+        out.update({name: value for name, value in kept.items() if name in spec.per_epoch})
+    return out
+
+
 @cache
 def metric_spec(source_dir: Path = SOURCE_DIR) -> MetricSpec:
     raw = json.loads((source_dir / "breedkit" / "metrics.json").read_text())

@@ -18,7 +18,7 @@ from dogbreed.aws.tags import EXPIRES_AT
 from dogbreed.config import Config
 from dogbreed.config.flags import flag_for
 from dogbreed.config.schema import TrainConfig
-from dogbreed.jobspec import metric_spec
+from dogbreed.jobspec import kept_epoch_metrics, metric_spec
 
 ENDPOINT_STATES = {
     "Creating": "creating",
@@ -55,7 +55,7 @@ def training_outcome(describe: Mapping[str, Any], region: str, history: list[dic
         "state": "InProgress" if state == "Stopping" else state,
         "model_uri": describe.get("ModelArtifacts", {}).get("S3ModelArtifacts") if state == "Completed" else None,
         "output_uri": f"{output}/{name}/output/output.tar.gz" if output else None,
-        "metrics": metrics,
+        "metrics": kept_epoch_metrics(metrics, history or []),
         "history": history or [],
         "failure": describe.get("FailureReason"),
         "log_uri": log_console_url(region, name),

@@ -20,7 +20,7 @@ from dogbreed.backends.base import JobRecords, LogSink, TrainingOutcome, Trainin
 from dogbreed.backends.job_layout import JobLayout, job_argv, job_env, write_input_config
 from dogbreed.config import Config
 from dogbreed.errors import DogbreedError, NotFoundError
-from dogbreed.jobspec import SOURCE_DIR, TRAINING_CHANNEL, metric_spec, weights_channel
+from dogbreed.jobspec import SOURCE_DIR, TRAINING_CHANNEL, kept_epoch_metrics, metric_spec, weights_channel
 from dogbreed.ledger import Resource
 from dogbreed.processes import is_alive
 from dogbreed.progress import NullReporter, Reporter
@@ -45,7 +45,8 @@ def parse_log(text: str) -> tuple[list[dict[str, float]], dict[str, float]]:
     """(per-epoch history, final metrics) from the job's output, with the SageMaker regexes.
 
     Final metrics are each metric's last value, as SageMaker's FinalMetricDataList keeps them;
-    train.py's closing line repeats the kept epoch's valid_* so both backends agree."""
+    train.py's closing line repeats the kept epoch's train_* and valid_* so both backends
+    agree, and kept_epoch_metrics holds an older job's log to the same."""
     spec = metric_spec()
     history: list[dict[str, float]] = []
     metrics: dict[str, float] = {}
@@ -54,7 +55,7 @@ def parse_log(text: str) -> tuple[list[dict[str, float]], dict[str, float]]:
         if spec.epoch_key in found:
             history.append(found)
         metrics.update({name: value for name, value in found.items() if name != spec.epoch_key})
-    return history, metrics
+    return history, kept_epoch_metrics(metrics, history)
 
 
 class LocalTraining:

@@ -68,6 +68,27 @@ def test_train_runs_the_job_packs_the_model_and_records_it(project):
     assert model.uri == answer["model_uri"] and model.meta["training_job"] == job.name
 
 
+def test_the_metrics_are_the_kept_epochs_not_a_mix_of_the_last_and_the_kept(project):
+    root, config = project
+    # lr 0.01 on these photos keeps epoch 1 (valid_acc 0.8 throughout, its valid_loss the lowest).
+    result = dogbreed_cli("train", "-c", str(config), "--json")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    metrics, history = answer["metrics"], answer["history"]
+    kept = history[int(metrics["best_epoch"]) - 1]
+    assert metrics["best_epoch"] < 3, history  # else the run shows nothing
+    for name in ("train_loss", "train_acc", "valid_loss", "valid_acc"):
+        assert metrics[name] == kept[name], name
+    assert (metrics["train_loss"], metrics["train_acc"]) != (history[-1]["train_loss"], history[-1]["train_acc"])
+    assert metrics["last_epoch"] == 3 and [row["epoch"] for row in history] == [1, 2, 3]
+    # The job's own final line says the same, for SageMaker's FinalMetricDataList.
+    final_line = [line for line in Path(answer["log_uri"]).read_text().splitlines() if line.startswith("test_loss=")]
+    assert f"best_epoch={metrics['best_epoch']:.6g} train_loss={kept['train_loss']:.6g}" in final_line[-1]
+    # The ledger's row keeps what --json said.
+    job = _ledger(root).get("training-job", answer["training_job"], "local")
+    assert job.meta["metrics"] == metrics
+
+
 def test_dry_run_prints_the_command_and_environment_and_runs_nothing(project):
     root, config = project
     result = dogbreed_cli("train", "-c", str(config), "--json", "--dry-run", "--set", "train.batch_size=16")
