@@ -229,6 +229,10 @@ class Backend(Protocol):
 
     def describe_training(self, name: str) -> TrainingOutcome: ...
 
+    # A job the ledger does not know (its row lost) that this backend still keeps under the
+    # request's name: (the settings it ran with, the request's), alike in form; None if none.
+    def unrecorded_job(self, request: TrainingRequest) -> tuple[dict[str, Any], dict[str, Any]] | None: ...
+
     def job_records(self, job: Resource, dest: Path) -> JobRecords: ...  # fetched into dest if remote
 
     # Tuning: a search over tune.ranges whose trials are jobs of train.py. The answer is the

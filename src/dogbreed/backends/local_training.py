@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from dogbreed.backends.base import JobRecords, LogSink, TrainingOutcome, TrainingRequest
 from dogbreed.backends.job_layout import JobLayout, job_argv, job_env, write_input_config
 from dogbreed.config import Config
-from dogbreed.errors import DogbreedError, NotFoundError
-from dogbreed.jobspec import SOURCE_DIR, TRAINING_CHANNEL, kept_epoch_metrics, metric_spec, weights_channel
+from dogbreed.errors import DogbreedError, NotFoundError, UsageError
+from dogbreed.jobspec import SOURCE_DIR, TRAINING_CHANNEL, WEIGHTS_CHANNEL, kept_epoch_metrics, metric_spec, weights_channel
 from dogbreed.ledger import Resource
 from dogbreed.processes import is_alive
 from dogbreed.progress import NullReporter, Reporter
@@ -122,6 +122,30 @@ class LocalTraining:
             "manifest_sha256": request.manifest_sha256,
             "parent": request.parent,
         }
+
+    def unrecorded_job(self, request: TrainingRequest) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The job folder's request.json against this request, for a folder the ledger has no
+        row for (deleted, or the row lost): a job's settings are in its folder too. A folder
+        without a readable request.json is nobody's job that can be checked: refused."""
+        layout = self._layout(request.name)
+        if not layout.root.exists():
+            return None
+        try:
+            before = self._settings(json.loads(layout.request_file.read_text()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            raise UsageError(
+                f"training job folder {layout.root} exists, but neither the ledger nor a readable request.json in it "
+                "says what it ran with; give another --name, or delete that folder"
+            ) from None
+        return before, self._settings(self._job_spec(request))
+
+    @staticmethod
+    def _settings(spec: dict[str, Any]) -> dict[str, Any]:
+        """What a job ran with, as request.json keeps it: its flags (less the workspace's own
+        paths, which move with it), its dataset and its weights file's folder."""
+        hps = {k: v for k, v in spec["hyperparameters"].items() if k not in ("cache-dir", "checkpoint-dir")}
+        settings = json.loads(json.dumps(hps, default=str))
+        return {**settings, "dataset": spec["dataset_uri"], "weights folder": spec["channels"].get(WEIGHTS_CHANNEL)}
 
     def plan_training(self, request: TrainingRequest) -> dict[str, Any]:
         spec = self._job_spec(request)

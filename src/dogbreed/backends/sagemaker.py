@@ -219,6 +219,9 @@ class SageMakerBackend(SageMakerTransform):
             checkpoint_job=request.name,
         )
 
+    def unrecorded_job(self, request: TrainingRequest) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        return None  # SageMaker keeps job names itself: CreateTrainingJob refuses one in use
+
     def plan_training(self, request: TrainingRequest) -> dict[str, Any]:
         """The exact CreateTrainingJob request and the cost estimate; nothing is called."""
         estimator, inputs, bundle, recorder = self._training_job(request, dry_run=True)

@@ -77,15 +77,20 @@ def _fingerprint(hps: dict[str, Any], dataset_uri: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _differences(job: Resource, hps: dict[str, Any], dataset_uri: str) -> str:
+def _differences(before: dict[str, Any], after: dict[str, Any]) -> str:
     """'epochs 2, not 3': what the job ran with against what was asked, for the refusal."""
-    before = json.loads(json.dumps(job.meta.get("hyperparameters") or {}, default=str))
-    after = json.loads(json.dumps(hps, default=str))
+    before, after = json.loads(json.dumps(before, default=str)), json.loads(json.dumps(after, default=str))
     changed = [f"{key} {before.get(key)}, not {after.get(key)}" for key in after if before.get(key) != after.get(key)]
-    if job.meta.get("dataset_uri") != dataset_uri:
-        changed.append(f"dataset {job.meta.get('dataset_uri')}, not {dataset_uri}")
     shown = "; ".join(changed[:3]) + (f"; and {len(changed) - 3} more" if len(changed) > 3 else "")
     return f" ({shown})" if shown else ""
+
+
+def _refuse_other_settings(name: str, before: dict[str, Any], after: dict[str, Any], completed: bool) -> None:
+    what = "get its model" if completed else "resume it"
+    raise UsageError(
+        f"training job {name} exists with other settings{_differences(before, after)}; "
+        f"give another --name, or run with the same settings to {what}"
+    )
 
 
 def _check_same_settings(job: Resource, hps: dict[str, Any], dataset_uri: str) -> None:
@@ -95,11 +100,16 @@ def _check_same_settings(job: Resource, hps: dict[str, Any], dataset_uri: str) -
     known = job.meta.get("fingerprint")
     if known is None or known == _fingerprint(hps, dataset_uri):
         return  # same settings, or a row from before fingerprints: the job's checkpoints decide
-    what = "get its model" if job.state == "Completed" else "resume it"
-    raise UsageError(
-        f"training job {job.name} exists with other settings{_differences(job, hps, dataset_uri)}; "
-        f"give another --name, or run with the same settings to {what}"
-    )
+    before = {**(job.meta.get("hyperparameters") or {}), "dataset": job.meta.get("dataset_uri")}
+    _refuse_other_settings(job.name, before, {**hps, "dataset": dataset_uri}, job.state == "Completed")
+
+
+def _check_unrecorded_job(backend: Backend, request: TrainingRequest) -> None:
+    """The same refusal for a job that the ledger has no row for but the backend still keeps
+    (a deleted ledger, a lost row): its own record of its settings decides."""
+    found = backend.unrecorded_job(request)
+    if found is not None and found[0] != found[1]:
+        _refuse_other_settings(request.name, *found, completed=False)
 
 
 def plan(
@@ -122,12 +132,12 @@ def plan(
     dataset_uri, manifest = resolve_dataset(config, ledger, dataset)
     hps = hyperparameters(config)
     fingerprint = _fingerprint(hps, dataset_uri)
-    resumed = False
+    resumed = unrecorded = False
     if name:
         previous = ledger.get("training-job", name, config.backend)
         if previous is not None:
             _check_same_settings(previous, hps, dataset_uri)
-        resumed = previous is not None
+        resumed, unrecorded = previous is not None, previous is None
     else:
         # Ctrl-C, a kill or a crash leaves a job whose checkpoints make `train` again resume it.
         # Only where a job keeps its name and checkpoints (the local backend's job folders).
@@ -144,6 +154,8 @@ def plan(
         manifest_sha256=manifest,
         parent=parent or (f"tuning:{from_tuning}" if from_tuning else None),
     )
+    if unrecorded:
+        _check_unrecorded_job(backend, request)
     return TrainPlan(request=request, resumed=resumed, tuned_params=tuned, named=bool(name_given))
 
 

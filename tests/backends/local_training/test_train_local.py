@@ -274,6 +274,48 @@ def test_a_completed_jobs_name_is_refused_with_other_settings_and_answers_with_i
     assert (ledger.get("training-job", "sig-3", "local"), ledger.get("model", "sig-3", "local")) == rows
 
 
+def _lose_the_ledger(root: Path) -> None:
+    """The ledger deleted: a job's folder alone says what ran in it."""
+    for ledger_file in (root / ".dogbreed").glob("ledger.sqlite*"):
+        ledger_file.unlink()
+
+
+def test_a_job_folder_the_ledger_lost_is_checked_against_its_own_request_before_it_is_touched(project):
+    root, config = project
+    one_epoch = ["--set", "train.epochs=1"]
+    first = dogbreed_cli("train", "-c", str(config), "--name", "orphan", "--json", *one_epoch)
+    assert first.returncode == 0, first.stderr
+    one_epoch += ["--dataset", json.loads(first.stdout)["dataset_uri"]]  # the ledger that named it goes next
+    _lose_the_ledger(root)
+    job_dir = root / ".dogbreed" / "jobs" / "orphan"
+    files = _snapshot(job_dir)
+
+    refused = dogbreed_cli("train", "-c", str(config), "--name", "orphan", *one_epoch, "--set", "train.epochs=2")
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.strip().splitlines() == [
+        "error: training job orphan exists with other settings (epochs 1, not 2); "
+        "give another --name, or run with the same settings to resume it"
+    ]
+    assert _snapshot(job_dir) == files
+    # With the settings it ran with, the folder is the job's: it runs (not refused).
+    same = dogbreed_cli("train", "-c", str(config), "--name", "orphan", "--json", *one_epoch)
+    assert same.returncode == 0, same.stderr
+    assert json.loads(same.stdout)["state"] == "Completed"
+
+    # A folder that does not say what it ran with is refused too, with what to do.
+    _lose_the_ledger(root)
+    request = job_dir / "request.json"
+    request.write_text("{not json")
+    files = _snapshot(job_dir)
+    unreadable = dogbreed_cli("train", "-c", str(config), "--name", "orphan", *one_epoch)
+    assert unreadable.returncode == 2, unreadable.stderr
+    assert unreadable.stderr.strip().splitlines() == [
+        f"error: training job folder {job_dir.resolve()} exists, but neither the ledger nor a readable request.json "
+        "in it says what it ran with; give another --name, or delete that folder"
+    ]
+    assert _snapshot(job_dir) == files
+
+
 def test_no_wait_without_json_is_a_line_for_people(project):
     root, config = project
     started = dogbreed_cli("train", "-c", str(config), "--name", "bg-1", "--no-wait", "--set", "train.epochs=1")
