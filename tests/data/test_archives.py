@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import stat
 import struct
@@ -131,7 +132,7 @@ def test_tar_bomb_by_count_and_size(sandbox):
     _refused(sandbox, archive, "max_archive_bytes", max_bytes=2000)
 
 
-def test_zip_entry_that_lies_about_its_size_is_refused(sandbox):
+def test_zip_entry_that_lies_about_its_size_is_a_problem_of_that_file(sandbox):
     """Headers say 100 bytes; the data inflates to 1 MiB. Within every declared limit, so
     only counting while writing catches it; the partial output must be removed."""
     archive = _zip(sandbox / "archives" / "liar.zip", [("liar.bin", b"\0" * 2**20)])
@@ -141,7 +142,10 @@ def test_zip_entry_that_lies_about_its_size_is_refused(sandbox):
     struct.pack_into("<I", raw, local + 22, 100)  # local header: uncompressed size
     struct.pack_into("<I", raw, central + 24, 100)  # central directory: uncompressed size
     archive.write_bytes(bytes(raw))
-    _refused(sandbox, archive, "liar.bin")
+    target = sandbox / "work" / "target"
+    ((row),) = extract_archive(archive, target, **LIMITS)
+    assert row["file"] == "liar.bin" and row["problem"].startswith("refused: its data does not match its header")
+    assert tree(target) == set()
 
 
 ENTRY_LIMIT = 200_000  # data.max_image_bytes in these tests: a few MB of zeros is a bomb
@@ -180,20 +184,66 @@ def test_an_entry_exactly_at_the_entry_limit_unpacks(sandbox):
     assert (target / "A" / "edge.bin").stat().st_size == ENTRY_LIMIT
 
 
-def test_a_lying_entry_under_the_entry_limit_is_stopped_at_its_declared_size(sandbox):
-    """Headers say 100 bytes, within the entry limit; the data inflates to 3 MiB of zeros.
-    The archive is refused and nothing of it is left, the good entry before it included."""
-    photo = photos()[0].read_bytes()
-    archive = _zip(sandbox / "archives" / "liar.zip", [("A/x.jpg", photo), ("A/liar.jpg", b"\0" * (3 * 2**20))])
+def _declare(archive: Path, name: bytes, size: int) -> None:
+    """Make the zip's headers (local and central) say `name` holds `size` bytes."""
     raw = bytearray(archive.read_bytes())
-    local = raw.find(b"PK\x03\x04", raw.find(b"A/liar.jpg") - 40)
-    central = raw.find(b"PK\x01\x02", raw.find(b"PK\x01\x02") + 4)  # the second entry's record
-    assert raw[local + 30 : local + 40] == b"A/liar.jpg" and raw[central + 46 : central + 56] == b"A/liar.jpg"
-    struct.pack_into("<I", raw, local + 22, 100)  # local header: uncompressed size
-    struct.pack_into("<I", raw, central + 24, 100)  # central directory: uncompressed size
+    local = raw.find(b"PK\x03\x04", raw.find(name) - 40)
+    central = raw.find(b"PK\x01\x02")
+    while raw[central + 46 : central + 46 + len(name)] != name:
+        central = raw.find(b"PK\x01\x02", central + 4)
+    assert raw[local + 30 : local + 30 + len(name)] == name
+    struct.pack_into("<I", raw, local + 22, size)  # local header: uncompressed size
+    struct.pack_into("<I", raw, central + 24, size)  # central directory: uncompressed size
     archive.write_bytes(bytes(raw))
-    _refused(sandbox, archive, "liar.jpg", max_entry_bytes=ENTRY_LIMIT)
-    assert not (sandbox / "work" / "target").exists()
+
+
+@pytest.mark.parametrize(
+    ("liar", "declared", "problem"),
+    [
+        # 3 MiB of zeros that say 100 bytes: stopped at 100 (zipfile reads no more), fails its CRC.
+        (b"\0" * (3 * 2**20), lambda size: 100, "refused: its data does not match its header: Bad CRC-32 for file 'A/liar.jpg'"),
+        # A photo that says it is 1,000 bytes longer than it is (its CRC its own).
+        (None, lambda size: size + 1000, "refused: unpacks to {n:,} bytes, not the {d:,} its header declares"),
+    ],
+    ids=["says-less-fails-crc", "says-more"],
+)
+def test_a_zip_entry_that_lies_about_its_size_is_a_problem_row_and_the_rest_unpacks(sandbox, liar, declared, problem):
+    """Within the entry limit by its header; what it holds is another size. That file is a
+    problem row, nothing of it is left, and the entries before and after it unpack."""
+    photo, other = photos()[0].read_bytes(), photos()[1].read_bytes()
+    liar = other if liar is None else liar
+    declared = declared(len(liar))
+    archive = _zip(sandbox / "archives" / "liar.zip", [("A/x.jpg", photo), ("A/liar.jpg", liar), ("B/y.jpg", photo)])
+    _declare(archive, b"A/liar.jpg", declared)
+    target = sandbox / "work" / "target"
+    ((row),) = extract_archive(archive, target, **LIMITS, max_entry_bytes=ENTRY_LIMIT)
+    assert row == {"file": "A/liar.jpg", "problem": problem.format(n=len(liar), d=declared) + " (corrupt or hostile); not kept"}
+    assert tree(target) == {"A", "A/x.jpg", "B", "B/y.jpg"}
+    assert (target / "A" / "x.jpg").read_bytes() == photo == (target / "B" / "y.jpg").read_bytes()
+
+
+@pytest.mark.parametrize("mode", ["w", "w:gz"])
+def test_a_tar_entry_that_declares_more_than_the_archive_holds_is_a_problem_row(sandbox, mode):
+    """The last entry's header says 3 times what follows it: tarfile finds the archive ends
+    inside it. The entries before it are whole and unpack; it is a problem row, not written."""
+    photo, other = photos()[0].read_bytes(), photos()[1].read_bytes()
+    members = [(_tarinfo("A/x.jpg"), photo), (_tarinfo("B/y.jpg"), other)]
+    plain = _tar(sandbox / "archives" / "whole.tar", members, mode="w").read_bytes()
+    header = plain.find(b"B/y.jpg")
+    struct.pack_into("12s", (raw := bytearray(plain)), header + 124, b"%011o\0" % (3 * len(other)))
+    raw[header + 148 : header + 156] = b" " * 8  # the header's checksum, computed again below
+    raw[header + 148 : header + 155] = b"%06o\0" % sum(raw[header : header + 512])
+    raw = raw[: header + 512 + len(other)]  # the archive ends with the entry's own bytes
+    path = sandbox / "archives" / ("cut.tar" if mode == "w" else "cut.tar.gz")
+    path.write_bytes(bytes(raw) if mode == "w" else gzip.compress(bytes(raw)))
+    target = sandbox / "work" / "target"
+    ((row),) = extract_archive(path, target, **LIMITS, max_entry_bytes=ENTRY_LIMIT)
+    assert row == {
+        "file": "B/y.jpg",
+        "problem": f"refused: its header declares {3 * len(other):,} bytes, but the archive ends before them "
+        "(corrupt or hostile); not kept",
+    }
+    assert tree(target) == {"A", "A/x.jpg"} and (target / "A" / "x.jpg").read_bytes() == photo
 
 
 def test_many_entries_under_the_entry_limit_that_compress_too_well_are_refused(sandbox):

@@ -360,17 +360,26 @@ def test_an_archive_entry_over_max_image_bytes_is_a_problem_never_written(tmp_pa
         ingest(config, Workspace(tmp_path / "ws"), source=str(archive), strict=True)
 
 
-@pytest.mark.parametrize("why", ["liar", "total"])
+def test_an_archive_entry_that_lies_about_its_size_is_a_problem_and_the_rest_is_ingested(tmp_path):
+    archive = _bomb_zip(tmp_path)
+    raw = bytearray(archive.read_bytes())  # big.jpg, the last entry, says 10 bytes in both its headers
+    struct.pack_into("<I", raw, raw.rfind(b"PK\x03\x04") + 22, 10)
+    struct.pack_into("<I", raw, raw.rfind(b"PK\x01\x02") + 24, 10)
+    archive.write_bytes(bytes(raw))
+    config = load_config(sets=["data.max_image_bytes=200000"], overrides={"workspace": str(tmp_path / "ws")})
+    result = ingest(config, Workspace(tmp_path / "ws"), source=str(archive))
+    assert result.splits == {"train": 12, "valid": 4, "test": 4}  # every real photo
+    ((problem),) = result.problems
+    assert problem["file"] == "dogImages/train/001.Basset/big.jpg"
+    assert problem["problem"].startswith("refused: its data does not match its header")
+    assert not [p for p in (tmp_path / "ws" / "downloads").rglob("big.jpg")]
+
+
+@pytest.mark.parametrize("why", ["count", "total"])
 def test_a_refused_archive_leaves_no_folder_in_downloads(tmp_path, why):
     archive = _bomb_zip(tmp_path)
     sets = ["data.max_image_bytes=200000"]
-    if why == "liar":  # big.jpg, the last entry, says 10 bytes in both its headers
-        raw = bytearray(archive.read_bytes())
-        struct.pack_into("<I", raw, raw.rfind(b"PK\x03\x04") + 22, 10)
-        struct.pack_into("<I", raw, raw.rfind(b"PK\x01\x02") + 24, 10)
-        archive.write_bytes(bytes(raw))
-    else:
-        sets.append("data.max_archive_bytes=100000")
+    sets.append("data.max_archive_files=5" if why == "count" else "data.max_archive_bytes=100000")
     config = load_config(sets=sets, overrides={"workspace": str(tmp_path / "ws")})
     with pytest.raises(DogbreedError, match="dogImages.zip"):
         ingest(config, Workspace(tmp_path / "ws"), source=str(archive))

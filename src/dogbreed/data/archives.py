@@ -11,8 +11,10 @@ of photos has no use for a bigger member, and a manifest is far smaller). An ent
 header declares more is skipped and comes back as a problem of that file while the rest
 of the archive unpacks: one 6 GB entry of zeros in a 6 MB zip used to be written whole and
 only then refused as a photo. Every other entry is held to its declared size as it
-streams, so none outgrows the limit either; one that tries lied, and refuses the archive. The archive
-as a whole may unpack to at most 100 times its own size (photos barely compress; zeros do
+streams, so none outgrows the limit either; one whose data is not the size (or checksum) its
+header declares lied, and is a problem of that file too: what was written of it is removed
+and the rest unpacks (a zip's entries are read independently, from its central directory; a
+tar whose last entry is cut short ends there). The archive as a whole may unpack to at most 100 times its own size (photos barely compress; zeros do
 1000:1) once it is past one largest file, and never past data.max_archive_bytes.
 """
 
@@ -23,6 +25,7 @@ import shutil
 import stat
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -216,6 +219,10 @@ class _Limits:
         return None
 
 
+def _lied(entry: Entry, detail: str) -> dict[str, str]:
+    return {"file": entry.name, "problem": f"refused: {detail} (corrupt or hostile); not kept"}
+
+
 def _plan(entries: Iterator[Entry], limits: _Limits, refused: list[dict[str, str]]) -> list[Entry]:
     """The entries to write; those too large by their header go to refused instead and
     count toward no total (they are never written)."""
@@ -239,28 +246,48 @@ def _plan(entries: Iterator[Entry], limits: _Limits, refused: list[dict[str, str
             limits.check_total(total)
     except _BadEntry as exc:
         raise ArchiveError(f"{where}: refused: {exc}; nothing was extracted") from None
+    except tarfile.ReadError as exc:
+        # tarfile checks, before the next header, that the last entry's data is all there: a
+        # plain tar whose last entry declares more than the file holds. That entry lied (or
+        # the archive was cut inside it); every entry before it is whole.
+        if str(exc) != "unexpected end of data" or not planned or planned[-1] is not entry:
+            raise ArchiveError(f"{where}: corrupt archive ({exc}); download or create it again") from None
+        planned.pop()
+        refused.append(_lied(entry, f"its header declares {entry.size:,} bytes, but the archive ends before them"))
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
         raise ArchiveError(f"{where}: corrupt archive ({exc}); download or create it again") from None
     return planned
 
 
-def _write_entry(archive: object, entry: Entry, dest: Path, limits: _Limits, written: int, advance) -> int:
-    """Stream one entry to dest; the bytes written. Its header's size is at most the entry
-    limit (_plan saw to that), and it is held to that size as it streams: an entry that
-    produces more lied, and the archive is refused before a byte past it is written."""
-    produced = 0
-    with _open_member(archive, entry) as source, open(dest, "wb") as out:
-        while chunk := source.read(_CHUNK):
-            produced += len(chunk)
-            if produced > entry.size:
-                raise ArchiveError(
-                    f"{limits.where}: refused: entry {entry.name!r} unpacks to more than the "
-                    f"{entry.size:,} bytes its header declares (corrupt or hostile); nothing was kept"
-                )
-            limits.check_total(written + produced)
-            out.write(chunk)
-            advance(len(chunk))
-    return produced
+def _write_entry(
+    archive: object, entry: Entry, dest: Path, limits: _Limits, written: int, advance
+) -> tuple[int, dict[str, str] | None]:
+    """Stream one entry to dest: (bytes it produced, its problem row or None). Its header's
+    size is at most the entry limit (_plan saw to that), and it is held to that size as it
+    streams: an entry whose data is more (stopped before a byte past it is written), less, or
+    fails the checksum its header declares lied, and what was written of it is removed. The
+    bytes it produced still count toward the archive's total: lying entries make no bomb."""
+    produced, problem = 0, None
+    try:
+        with _open_member(archive, entry) as source, open(dest, "wb") as out:
+            while chunk := source.read(_CHUNK):
+                produced += len(chunk)
+                limits.check_total(written + produced)
+                if produced > entry.size:
+                    problem = _lied(entry, f"unpacks to more than the {entry.size:,} bytes its header declares")
+                    break
+                out.write(chunk)
+                advance(len(chunk))
+        if problem is None and produced < entry.size:
+            problem = _lied(entry, f"unpacks to {produced:,} bytes, not the {entry.size:,} its header declares")
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        if not isinstance(archive, zipfile.ZipFile):
+            raise  # a tar's entries share one stream: the archive is corrupt, not this entry
+        # zipfile reads a zip entry only up to its declared size: a larger one fails its CRC.
+        problem = _lied(entry, f"its data does not match its header: {exc}")
+    if problem is not None:
+        dest.unlink(missing_ok=True)
+    return produced, problem
 
 
 def extract_archive(
@@ -276,7 +303,8 @@ def extract_archive(
     """Unpack into target, which must not exist yet. On any failure target is removed.
     kind: what archive_kind already said of this file (else it is sniffed here).
     max_entry_bytes (data.max_image_bytes): no entry is written past it; the entries refused
-    for it are returned as problem rows ({file, problem}, file as named in the archive)."""
+    for it, and those whose data is not what their header declares, are returned as problem
+    rows ({file, problem}, file as named in the archive)."""
     reporter = reporter or NullReporter()
     where = archive_path.name
     kind = kind or archive_kind(archive_path)
@@ -302,7 +330,10 @@ def extract_archive(
                         dest.mkdir(parents=True, exist_ok=True)
                         continue
                     dest.parent.mkdir(parents=True, exist_ok=True)
-                    written += _write_entry(archive, entry, dest, limits, written, advance)
+                    produced, problem = _write_entry(archive, entry, dest, limits, written, advance)
+                    written += produced
+                    if problem is not None:
+                        refused.append(problem)
     except ArchiveError:
         shutil.rmtree(target, ignore_errors=True)
         raise
