@@ -13,8 +13,8 @@ of the archive unpacks: one 6 GB entry of zeros in a 6 MB zip used to be written
 only then refused as a photo. Every other entry is held to its declared size as it
 streams, so none outgrows the limit either; one whose data is not the size (or checksum) its
 header declares lied, and is a problem of that file too: what was written of it is removed
-and the rest unpacks (a zip's entries are read independently, from its central directory; a
-tar whose last entry is cut short ends there). The archive as a whole may unpack to at most 100 times its own size (photos barely compress; zeros do
+and the rest unpacks (a zip's entries are read independently, from its central directory). A
+tar that ends inside an entry was cut short, and what it lost cannot be listed: it is refused. The archive as a whole may unpack to at most 100 times its own size (photos barely compress; zeros do
 1000:1) once it is past one largest file, and never past data.max_archive_bytes.
 """
 
@@ -247,13 +247,16 @@ def _plan(entries: Iterator[Entry], limits: _Limits, refused: list[dict[str, str
     except _BadEntry as exc:
         raise ArchiveError(f"{where}: refused: {exc}; nothing was extracted") from None
     except tarfile.ReadError as exc:
-        # tarfile checks, before the next header, that the last entry's data is all there: a
-        # plain tar whose last entry declares more than the file holds. That entry lied (or
-        # the archive was cut inside it); every entry before it is whole.
+        # tarfile checks, before the next header, that the last entry's data is all there. A
+        # tar that ends inside an entry was almost always cut short (an interrupted download or
+        # copy), and the entries it lost cannot be listed: refused whole, unlike a zip's lying
+        # entry, whose neighbours its central directory vouches for.
         if str(exc) != "unexpected end of data" or not planned or planned[-1] is not entry:
             raise ArchiveError(f"{where}: corrupt archive ({exc}); download or create it again") from None
-        planned.pop()
-        refused.append(_lied(entry, f"its header declares {entry.size:,} bytes, but the archive ends before them"))
+        raise ArchiveError(
+            f"{where}: cut short inside {entry.name!r} (its header declares {entry.size:,} bytes; the archive "
+            "ends before them), as an interrupted download or copy leaves it; download or create it again"
+        ) from None
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
         raise ArchiveError(f"{where}: corrupt archive ({exc}); download or create it again") from None
     return planned
