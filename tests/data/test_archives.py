@@ -245,6 +245,59 @@ def test_a_tar_that_ends_inside_an_entry_is_refused_as_cut_short(sandbox, mode):
     assert not (sandbox / "work" / "target").exists()
 
 
+def _with_header(plain: bytes, name: str, **fields: bytes) -> bytearray:
+    """`plain` (a tar) with fields of `name`'s header replaced and its checksum made good."""
+    raw = bytearray(plain)
+    header = raw.find(name.encode())
+    for offset, value in ((124, fields.get("size")), (0, fields.get("garbage"))):
+        if value is not None:
+            raw[header + offset : header + offset + len(value)] = value
+    raw[header + 148 : header + 156] = b" " * 8
+    raw[header + 148 : header + 155] = b"%06o\0" % sum(raw[header : header + 512])
+    return raw
+
+
+@pytest.mark.parametrize("damage", ["size-lies", "header-garbled"])
+@pytest.mark.parametrize("mode", ["w", "w:gz"])
+def test_a_tar_damaged_between_entries_is_refused_not_silently_shortened(sandbox, mode, damage):
+    """tarfile stops without a word at a header it cannot read: a middle entry whose size
+    field says half its size (the next header then lands inside its data), or a header
+    overwritten with garbage, used to unpack the entries before it and drop the rest."""
+    photo, other = photos()[0].read_bytes(), photos()[1].read_bytes()
+    members = [(_tarinfo(f"A/{n}.jpg"), photo) for n in range(3)] + [(_tarinfo("B/y.jpg"), other)]
+    plain = _tar(sandbox / "archives" / "whole.tar", members, mode="w").read_bytes()
+    if damage == "size-lies":
+        raw = _with_header(plain, "A/1.jpg", size=b"%011o\0" % (len(photo) // 2))
+    else:
+        raw = bytearray(plain)
+        at = raw.find(b"A/2.jpg")
+        raw[at : at + 512] = bytes(range(256)) * 2
+    path = sandbox / "archives" / ("damaged.tar" if mode == "w" else "damaged.tar.gz")
+    path.write_bytes(bytes(raw) if mode == "w" else gzip.compress(bytes(raw)))
+    with pytest.raises(ArchiveError, match=r"corrupt archive \(an unreadable header at byte [\d,]+, after which no entry"):
+        extract_archive(path, sandbox / "work" / "target", **LIMITS, max_entry_bytes=ENTRY_LIMIT)
+    assert not (sandbox / "work" / "target").exists()
+
+
+def test_tars_as_gnu_tar_writes_them_unpack_whole(sandbox, tmp_path):
+    """The end check accepts real tars: GNU tar's zero blocks and record padding."""
+    import shutil
+    import subprocess
+
+    if shutil.which("tar") is None:
+        pytest.skip("no tar command on this machine")
+    folder = tmp_path / "src" / "A"
+    folder.mkdir(parents=True)
+    for at, photo in enumerate(photos()[:5]):
+        (folder / f"{at}.jpg").write_bytes(photo.read_bytes())
+    for flags, name in (("cf", "gnu.tar"), ("czf", "gnu.tar.gz")):
+        archive = sandbox / "archives" / name
+        subprocess.run(["tar", flags, str(archive), "-C", str(folder.parent), "A"], check=True)
+        target = sandbox / "work" / name
+        assert extract_archive(archive, target, **LIMITS, max_entry_bytes=ENTRY_LIMIT) == []
+        assert tree(target) == {"A", *(f"A/{at}.jpg" for at in range(5))}
+
+
 def test_many_entries_under_the_entry_limit_that_compress_too_well_are_refused(sandbox):
     """Each entry within the limit, the whole 500 times the archive's size: a bomb by ratio,
     refused from the headers before anything is written."""

@@ -167,6 +167,17 @@ def _tar_entries(archive: tarfile.TarFile) -> Iterator[Entry]:
     # Iterating reads one header at a time, so a count bomb stops at the limit.
     for member in archive:
         yield _tar_entry(member)
+    _check_tar_end(archive)
+
+
+def _check_tar_end(archive: tarfile.TarFile) -> None:
+    """Raise unless the tar ended where it should. tarfile stops without a word at the first
+    header it cannot read past the first, so an entry whose size field lies, or a damaged
+    block, silently cut off every entry after it (a smaller dataset, no error). A tar ends in
+    zero blocks, or (from a few writers) in nothing; anything else at the end is damage."""
+    archive.fileobj.seek(archive.offset)  # type: ignore[union-attr]
+    if archive.fileobj.read(_TAR_BLOCK).strip(b"\0"):  # type: ignore[union-attr]
+        raise tarfile.ReadError(f"an unreadable header at byte {archive.offset:,}, after which no entry can be listed")
 
 
 @contextmanager
