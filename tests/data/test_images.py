@@ -53,7 +53,9 @@ def test_real_photo_passes_with_its_hash(tmp_path):
         ("empty.jpg", lambda: b"", "empty file"),
         ("tiny.png", lambda: image_bytes(size=(16, 40)), "too small: 16x40"),
         ("bomb.png", lambda: _png_header_only(100_000, 100_000), "decompression bomb"),
+        ("bomb.png", lambda: _png_header_only(100_000, 100_000), "a real photo that large: shrink it"),
         ("big-header.png", lambda: _png_header_only(10_000, 10_000), "too many pixels: 10000x10000"),
+        ("big-header.png", lambda: _png_header_only(10_000, 10_000), "shrink it, or raise data.max_pixels"),
         ("notes.txt", lambda: b"these are not the photos you are looking for", "not an image"),
     ],
 )

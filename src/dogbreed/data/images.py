@@ -114,7 +114,8 @@ def _open_and_check(
     try:
         image = Image.open(stream)
     except Image.DecompressionBombError as exc:
-        return ImageCheck(problem=f"decompression bomb refused before decoding ({exc})", size=size, sha256=digest)
+        problem = f"decompression bomb refused before decoding ({exc}); a real photo that large: shrink it"
+        return ImageCheck(problem=problem, size=size, sha256=digest)
     except UnidentifiedImageError:
         stream.seek(0)
         known = undecodable_format(stream.read(16))
@@ -145,7 +146,8 @@ def _check_opened(
     if width * height > limits.max_pixels:
         return ImageCheck(
             problem=f"too many pixels: {width}x{height} > data.max_pixels {limits.max_pixels} "
-            "(decompression bomb?), refused before decoding",
+            "(decompression bomb?), refused before decoding; a real photo that large: shrink it, "
+            "or raise data.max_pixels",
             **found,
         )
     try:
