@@ -5,12 +5,17 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
-from dogbreed.ledger import Ledger, now
+import pytest
+
+from dogbreed.errors import DogbreedError
+from dogbreed.ledger import Ledger, LedgerError, now
 
 
 def test_record_get_latest_and_update(tmp_path):
@@ -104,3 +109,58 @@ def test_a_kill_mid_write_leaves_a_consistent_ledger(tmp_path):
     assert all(row.meta["payload"] == "x" * 2000 for row in rows)
     ledger.record("trial", "after", "local")
     assert ledger.latest("trial").name == "after"
+
+
+def _damage_file(path: Path, how: str) -> None:
+    if how == "garbage":
+        path.write_bytes(bytes(range(256)) * 20)
+    elif how == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif how == "json":
+        path.write_text('{"jobs": [1, 2, 3]}')
+    else:
+        db = sqlite3.connect(path)
+        if how == "other table":
+            db.executescript("DROP TABLE resources; CREATE TABLE resources (x TEXT); INSERT INTO resources VALUES ('a');")
+        elif how == "meta not json":
+            db.execute("UPDATE resources SET meta='{not json'")
+        elif how == "meta a list":
+            db.execute("UPDATE resources SET meta='[1, 2]'")
+        elif how == "bad date":
+            db.execute("UPDATE resources SET created_at='yesterday'")
+        db.commit()
+        db.close()
+
+
+@pytest.mark.parametrize("how", ["garbage", "truncated", "json", "other table", "meta not json", "meta a list", "bad date"])
+def test_a_damaged_ledger_is_one_line_naming_the_file_and_the_fix_and_is_left_as_it_was(tmp_path, how):
+    path = tmp_path / "ledger.sqlite"
+    ledger = Ledger(path)
+    for index in range(40):  # enough pages that a cut lands inside the table
+        ledger.record("training-job", f"job-{index}", "local", uri="/x", meta={"pad": "p" * 200})
+    _damage_file(path, how)
+    before = path.read_bytes()
+    with pytest.raises(LedgerError) as caught:
+        Ledger(path).list("training-job")
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message and "damaged" in message and "mv " in message
+    assert isinstance(caught.value, DogbreedError)  # the CLI's one line, exit 1
+    assert path.read_bytes() == before  # nothing rewritten: the user decides what to keep
+
+
+def test_a_ledger_locked_too_long_says_so_and_is_not_called_damaged(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    ledger.record("dataset", "d", "local")
+    db = sqlite3.connect(tmp_path / "ledger.sqlite")
+    db.execute("BEGIN EXCLUSIVE")
+    try:
+        slow = Ledger.__new__(Ledger)
+        slow.path = tmp_path / "ledger.sqlite"
+        with pytest.raises(LedgerError, match="locked") as caught:
+            with slow._connect() as conn:
+                conn.execute("PRAGMA busy_timeout=50")
+                conn.execute("BEGIN IMMEDIATE")
+        assert "damaged" not in str(caught.value)
+    finally:
+        db.rollback()
+        db.close()

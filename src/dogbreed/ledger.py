@@ -20,6 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from dogbreed.errors import DogbreedError
+
 KINDS = ("dataset", "training-job", "tuning-job", "trial", "model", "endpoint", "report", "transform-job")
 LIVE_STATES = ("creating", "running", "in-service", "created", "stopping")
 GONE_STATES = ("deleted", "gone")
@@ -83,7 +85,42 @@ class Resource:
         }
 
 
-def _row(row: sqlite3.Row) -> Resource:
+class LedgerError(DogbreedError):
+    """The ledger file cannot be used: damaged, of another shape, locked, or not writable."""
+
+
+def _damaged(path: Path, detail: str) -> LedgerError:
+    return LedgerError(
+        f"the ledger {path} is damaged ({detail}); move it aside (mv {path} {path}.damaged, and its -wal and -shm "
+        "files if any) and run again: a new ledger starts empty, while jobs, models and datasets stay in the "
+        "workspace (give them by path: --model, --dataset), and local endpoints still running stop at their TTL"
+    )
+
+
+def _ledger_error(path: Path, exc: sqlite3.DatabaseError) -> LedgerError:
+    """One line for what SQLite says about the file. Only what is wrong with the file itself
+    counts as damage; a lock held too long or a workspace we may not write says so instead."""
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return LedgerError(f"the ledger {path} stayed locked by another process ({text}); run the command again")
+    if any(word in text for word in ("readonly", "unable to open", "disk I/O", "full", "permission")):
+        return LedgerError(f"cannot use the ledger {path} ({text}); check that the workspace is writable and has space")
+    return _damaged(path, text)
+
+
+def _row(row: sqlite3.Row, path: Path) -> Resource:
+    """A Resource from a row; a row that no writer of ours could have made is damage."""
+    try:
+        meta = json.loads(row["meta"])
+        if not isinstance(meta, dict):
+            raise TypeError(f"meta is {type(meta).__name__}, not an object")
+        return _resource(row, meta)
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        where = f"{row['kind']} {row['name']!r}" if "kind" in row.keys() and "name" in row.keys() else "a row"
+        raise _damaged(path, f"{where}: {exc}") from exc
+
+
+def _resource(row: sqlite3.Row, meta: dict[str, Any]) -> Resource:
     return Resource(
         kind=row["kind"],
         name=row["name"],
@@ -94,7 +131,7 @@ def _row(row: sqlite3.Row) -> Resource:
         updated_at=datetime.fromisoformat(row["updated_at"]),
         expires_at=datetime.fromisoformat(row["expires_at"]) if row["expires_at"] else None,
         parent=row["parent"],
-        meta=json.loads(row["meta"]),
+        meta=meta,
     )
 
 
@@ -110,12 +147,17 @@ class Ledger:
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         # A fresh connection per operation: cheap, and safe across forks and threads.
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.DatabaseError as exc:
+            raise _ledger_error(self.path, exc) from exc
         db.row_factory = sqlite3.Row
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             yield db
+        except sqlite3.DatabaseError as exc:
+            raise _ledger_error(self.path, exc) from exc
         finally:
             db.close()
 
@@ -206,7 +248,7 @@ class Ledger:
             args.append(backend)
         with self._connect() as db:
             row = db.execute(query + " ORDER BY seq DESC LIMIT 1", args).fetchone()
-        return _row(row) if row else None
+        return _row(row, self.path) if row else None
 
     def list(
         self,
@@ -229,7 +271,7 @@ class Ledger:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._connect() as db:
             rows = db.execute(f"SELECT * FROM resources {where} ORDER BY seq", args).fetchall()
-        return [_row(row) for row in rows]
+        return [_row(row, self.path) for row in rows]
 
     def latest(self, kind: str, *, backend: str | None = None, states: Iterable[str] | None = None) -> Resource | None:
         found = self.list(kind, backend=backend, states=states)
