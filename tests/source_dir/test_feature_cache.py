@@ -212,6 +212,49 @@ def test_cache_files_keep_their_format(breedkit, channel, tmp_path):
     assert blob["paths"] == [s.path for s in samples]
 
 
+def _damage(path, how):
+    if how == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif how == "garbage":
+        path.write_bytes(bytes(range(256)) * 10)
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "other files":
+        blob = torch.load(path, weights_only=True)
+        torch.save({**blob, "paths": list(reversed(blob["paths"]))}, path)
+    else:  # "wrong shape": a valid file whose features do not fit the photos
+        blob = torch.load(path, weights_only=True)
+        torch.save({**blob, "features": blob["features"][:1]}, path)
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage", "empty", "other files", "wrong shape"])
+def test_an_unreadable_view_file_is_extracted_again_with_a_note(breedkit, channel, tmp_path, capfd, how):
+    """A view file damaged outside our atomic writes (a full disk, a copy cut short, an edit)
+    failed every trial that shared the cache with torch's own error; now it is extracted again."""
+    from breedkit import data, feature_cache, models
+
+    index = data.load_index(channel)
+    samples = index.splits["test"]
+    torch.manual_seed(0)
+    backbone, _ = models.split_backbone_head(models.build_model("mobilenet_v2", 10, "none"), "mobilenet_v2")
+    key = _key(breedkit, dataset=index.identity)
+
+    def extract():
+        return feature_cache.load_or_extract(
+            tmp_path, key, channel, {"test": (samples, 1)}, backbone,
+            device=torch.device("cpu"), batch_size=5, num_workers=0,
+        )  # fmt: skip
+
+    first, _ = extract()
+    path = feature_cache.view_file(key.folder(tmp_path), "test", 0)
+    _damage(path, how)
+    capfd.readouterr()
+    again, report = extract()
+    assert report.extracted_files == 1 and torch.equal(again["test"].views, first["test"].views)
+    assert f"{path} is unreadable" in capfd.readouterr().err
+    assert extract()[1].extracted_files == 0  # and the new file is read from then on
+
+
 def test_a_photo_that_fails_to_decode_fails_the_extraction(breedkit, dogs_dir, tmp_path):
     """The decoding thread's error reaches the caller, and nothing is written to the cache."""
     from breedkit import data, feature_cache, models

@@ -17,6 +17,7 @@ crop}}; split and view index are in the file name. View 0 is the evaluation pres
 k >= 1 is the training preset with torch's RNG seeded by (k, image position), so a view is
 the same pixels in every trial that reads it. Files are written to a temp name and
 renamed (atomic.py): a reader never sees a partial file, even without taking the lock.
+A file damaged some other way (a copy cut short, garbage) is removed and extracted again.
 """
 
 from __future__ import annotations
@@ -282,7 +283,26 @@ def _load_view(path: Path, samples: list[Sample]) -> tuple[torch.Tensor, torch.T
     blob = torch.load(path, map_location="cpu", weights_only=True)
     if blob["paths"] != [s.path for s in samples]:
         raise RuntimeError(f"{path} was computed for other files than this dataset's; delete {path.parent}")
-    return blob["features"], blob["labels"]
+    features, labels = blob["features"], blob["labels"]
+    if not (features.dim() == 2 and len(features) == len(samples) == len(labels)):
+        raise RuntimeError(f"{path} holds {tuple(features.shape)} features for {len(samples)} images")
+    return features, labels
+
+
+def _readable_view(path: Path, samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The view's features, or None when there is no file. A file that cannot be read as one
+    (cut short by a full disk or a kill outside our atomic writes, garbage, another dataset's
+    files) is removed with a note, so it is extracted again instead of failing every trial
+    that shares the cache."""
+    if not path.is_file():
+        return None
+    try:
+        return _load_view(path, samples)
+    except Exception as exc:  # noqa: BLE001 - whatever torch.load or the blob's shape raises
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        print(f"feature cache: {path} is unreadable ({why}); extracting it again", file=sys.stderr, flush=True)
+        path.unlink(missing_ok=True)
+        return None
 
 
 def extraction_batch_size(device: torch.device) -> int:
@@ -351,22 +371,30 @@ def load_or_extract(
     wanted += [(split, MIRROR) for split in splits if split in mirrored]
     extracted_files = extracted_images = 0
     started = time.perf_counter()
-    if not all(view_file(folder, s, v).is_file() for s, v in wanted):
+
+    def load(split: str, view: int | str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return _readable_view(view_file(folder, split, view), splits[split][0])
+
+    loaded = {(split, view): load(split, view) for split, view in wanted}
+    if any(found is None for found in loaded.values()):
         with _locked(folder):
             atomic_write_json(folder / "key.json", {"format": CACHE_FORMAT, **asdict(key)})
             # Another trial may have made some while we waited for the lock.
-            missing = [(split, view) for split, view in wanted if not view_file(folder, split, view).is_file()]
+            loaded = {item: found or load(*item) for item, found in loaded.items()}
+            missing = [item for item, found in loaded.items() if found is None]
             if missing:
                 extracted_images = _extract_views(
                     folder, key, root, splits, missing, inference_backbone(backbone, device),
                     device=device, batch_size=batch_size, num_workers=num_workers, processes=processes,
                 )  # fmt: skip
                 extracted_files = len(missing)
+                for split, view in missing:
+                    loaded[(split, view)] = _load_view(view_file(folder, split, view), splits[split][0])
     out = {}
-    for split, (samples, views) in splits.items():
-        loaded = [_load_view(view_file(folder, split, v), samples) for v in range(views)]
-        mirror = _load_view(view_file(folder, split, MIRROR), samples)[0] if split in mirrored else None
-        out[split] = SplitFeatures(torch.stack([f for f, _ in loaded]), loaded[0][1], mirror)
+    for split, (_, views) in splits.items():
+        plain = [loaded[(split, v)] for v in range(views)]
+        mirror = loaded[(split, MIRROR)][0] if split in mirrored else None
+        out[split] = SplitFeatures(torch.stack([f for f, _ in plain]), plain[0][1], mirror)
     report = CacheReport(folder, extracted_files, extracted_images, time.perf_counter() - started)
     what = f"extracted {extracted_images} images" if extracted_files else "hit"
     print(f"feature cache: {what} ({folder}, {report.extract_seconds:.1f}s)", file=sys.stderr, flush=True)
