@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+
 from dogbreed.errors import BusyError
 
 RETRY_SECONDS = 0.1
@@ -69,11 +71,21 @@ class JobLock:
             os.close(fd)  # drops the lock, unless a child still holds a copy
 
     def holder(self) -> int | None:
-        """The pid the holder wrote, if any (best effort: only for messages)."""
+        """The pid the holder wrote, if any (best effort: only for messages): the first one
+        still running when several hold it (a job's supervisor, then its train.py, which
+        runs on if the supervisor is killed)."""
         try:
-            return int(self.path.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
+            pids = [int(word) for word in self.path.read_text().split()]
+        except (OSError, ValueError):
             return None
+        return next((pid for pid in pids if _running(pid)), pids[0] if pids else None)
+
+    def name_holders(self, *pids: int) -> None:
+        """Write the pids that hold the lock now, for messages (the lock is the kernel's)."""
+        try:
+            self.path.write_text(" ".join(str(pid) for pid in pids) + "\n")
+        except OSError:
+            pass  # only messages depend on it
 
     def holder_text(self) -> str:
         pid = self.holder()
@@ -92,6 +104,16 @@ class JobLock:
         finally:
             os.close(fd)  # closing drops the probe's own lock
         return False
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a killed supervisor nobody has reaped yet is no holder)."""
+    try:
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True
 
 
 def adopt(fd: int) -> None:

@@ -98,7 +98,15 @@ class Launcher(Protocol):
 
 
 class Exec:
-    """train.py in a fresh interpreter, in its own session so a stop reaches its whole group."""
+    """train.py in a fresh interpreter, in its own session so a stop reaches its whole group.
+
+    `keep_fds`: the job lock's descriptor, inherited by train.py as a forked one inherits it,
+    so the job stays locked for as long as train.py runs: a supervisor killed with -9 leaves
+    train.py running on, and a `train` of the same job must not start a second one writing
+    the same checkpoints."""
+
+    def __init__(self, keep_fds: tuple[int, ...] = ()) -> None:
+        self.keep_fds = keep_fds
 
     def describe(self, request: dict[str, Any]) -> str | None:
         return None
@@ -112,6 +120,7 @@ class Exec:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=self.keep_fds,
         )
 
 
@@ -125,6 +134,7 @@ def supervise(layout: JobLayout, launcher: Launcher | None = None) -> int:
             log.write(f"[dogbreed] {_now()} {how}\n".encode())
         child = launcher.start(request, log)
         layout.write_status(state="InProgress", supervisor_pid=os.getpid(), pid=child.pid, started_at=_now())
+        layout.job_lock().name_holders(os.getpid(), child.pid)
         stopping = {"signal": None}
 
         def stop(signum: int, _frame: object) -> None:
@@ -164,12 +174,13 @@ def main() -> None:
     layout = JobLayout(Path(sys.argv[1]))
     if len(sys.argv) == 2:
         try:
-            layout.lock()  # kept open until exit
+            lock = layout.lock()  # kept open until exit
         except BusyError as exc:
             sys.exit(str(exc))
     else:
-        adopt(int(sys.argv[2]))
-    sys.exit(supervise(layout))
+        lock = int(sys.argv[2])
+        adopt(lock)
+    sys.exit(supervise(layout, Exec(keep_fds=(lock,))))
 
 
 if __name__ == "__main__":

@@ -247,10 +247,15 @@ class LocalTraining:
         return JobRecords(path, str(path), status=job.state)
 
     def stop_training(self, name: str) -> None:
-        status = self._layout(name).read_status()
+        layout = self._layout(name)
+        status = layout.read_status()
         pid = status.get("supervisor_pid")
         if is_alive(pid):
             os.kill(pid, signal.SIGTERM)
+        elif is_alive(status.get("pid")) and layout.is_locked():
+            # Its supervisor was killed and train.py runs on, holding the job's lock: stop it
+            # (its own session: the group is train.py and its workers). It checkpoints per epoch.
+            os.killpg(status["pid"], signal.SIGTERM)
 
     def wait_training(self, name: str, on_log: LogSink | None = None) -> TrainingOutcome:
         """Follow the job's log until it ends. Ctrl-C stops the job cleanly (it resumes later)."""

@@ -158,3 +158,38 @@ def test_the_lock_is_the_kernels_and_dies_with_its_holder(tmp_path):
         holder.wait()
     assert not layout.is_locked()  # kill -9 leaves no stale lock
     os.close(layout.lock())
+
+
+def test_a_killed_supervisor_leaves_its_job_locked_while_train_py_runs_on(project):
+    """kill -9 of a job's supervisor used to free the job while its train.py ran on (in a
+    session of its own): `train --name` of it then resumed a second train.py writing the same
+    checkpoints and log, and status called the job Failed. train.py now holds the lock too."""
+    tmp_path, config = project
+    started = dogbreed_cli("train", "--name", "orphan", "--no-wait", "-c", str(config))
+    assert started.returncode == 0, started.stderr
+    layout = JobLayout(tmp_path / ".dogbreed" / "jobs" / "orphan")
+    _wait_started(layout)
+    status = layout.read_status()
+    train_pid = status["pid"]
+    try:
+        os.kill(status["supervisor_pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while is_alive(status["supervisor_pid"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert is_alive(train_pid) and layout.is_locked()
+        again = dogbreed_cli("train", "--name", "orphan", "-c", str(config))
+        assert again.returncode == 1
+        assert f"training job orphan is already running (pid {train_pid})" in again.stderr
+        assert _starts(layout) == 1  # no second train.py on the same job
+        shown = dogbreed_cli("status", "--json", "-c", str(config))
+        job = next(row for row in json.loads(shown.stdout)["resources"] if row["name"] == "orphan")
+        assert job["state"] == "InProgress"
+    finally:
+        try:
+            os.killpg(train_pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 120
+        while (is_alive(train_pid) or layout.is_locked()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert not layout.is_locked()

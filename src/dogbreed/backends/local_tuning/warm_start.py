@@ -77,6 +77,7 @@ class WarmStart:
     def __init__(self, source_dir: Path = SOURCE_DIR, entry_point: str = ENTRY_POINT) -> None:
         self.script = (source_dir / entry_point).resolve()
         self.warm = False
+        self.keep_fds: tuple[int, ...] = ()  # set in its supervisor: the job lock, for an exec'd train.py
 
     # -- in the warm process --------------------------------------------------------
 
@@ -145,13 +146,13 @@ class WarmStart:
 
     def start(self, request: dict[str, Any], log: BinaryIO) -> Child:
         if not self.forks(request):
-            return Exec().start(request, log)
+            return Exec(self.keep_fds).start(request, log)
         try:
             pid = os.fork()
         except OSError as exc:  # no fork to be had now: the job runs all the same, exec'd
             log.write(f"[dogbreed] fork failed ({exc}); train.py exec'd instead\n".encode())
             log.flush()
-            return Exec().start(request, log)
+            return Exec(self.keep_fds).start(request, log)
         if pid == 0:
             code = 1
             try:
@@ -174,6 +175,7 @@ def _run_supervisor(layout: JobLayout, launcher: WarmStart, lock_fd: int | None 
         _forget_parent(keep=lock_fd)
         if lock_fd is not None:
             adopt(lock_fd)  # a refused `train` names this supervisor, not the worker
+            launcher.keep_fds = (lock_fd,)  # an exec'd train.py holds the job too, as a forked one does
         _redirect_stdio(None)
         _name_process(SUPERVISOR_NAME)
         code = supervise(layout, launcher)
