@@ -18,13 +18,14 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from dogbreed.backends.local import LocalBackend
 from dogbreed.config import load_config
 from dogbreed.errors import DogbreedError
 from dogbreed.serving.errors import EndpointUnavailableError
-from dogbreed.serving.process import is_alive
+from dogbreed.serving.process import is_alive, stop_server
 from dogbreed.workflows import deploy as deploy_step
 from dogbreed.workflows import predict as predict_step
 from dogbreed.workflows import status as status_step
@@ -136,6 +137,32 @@ def test_kill_9_shows_as_gone_and_teardown_cleans_up_once(tmp_path, stub_model_d
     assert ledger.get("endpoint", "stubby", "local").state == "deleted"
     second = teardown_step.teardown(backend, ledger, teardown_step.select(ledger, "local", ["stubby"]))
     assert (second.deleted, second.not_found) == ([], ["stubby"])
+
+
+def test_a_stopped_server_times_out_predict_and_stopping_it_lets_it_drain_and_exit(tmp_path, stub_model_dir):
+    """A server frozen by SIGSTOP (Ctrl-Z, a debugger, a paused container) kept the SIGTERM of
+    teardown or a redeploy pending until the 70 s grace ran out and it was killed with -9,
+    never draining nor marking itself gone. Now it is woken and stops as SIGTERM stops it."""
+    backend = backend_for(tmp_path, ttl="10m")
+    ledger = backend.workspace.ledger
+    info = deploy(backend, stub_model_dir)
+    pid = info.extra["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: psutil.Process(pid).status() == psutil.STATUS_STOPPED, "the server to stop")
+        with pytest.raises(EndpointUnavailableError, match="stubby"):
+            predict_step.predict(backend, ledger, [str(BEAGLE)], endpoint="stubby")
+        assert backend.describe_endpoint("stubby").state == "failed"  # alive, holding its port: not gone
+        assert stop_server(pid, "stubby")
+        assert not is_alive(pid)
+        # Its own SIGTERM path ran (drain, mark itself gone), not a SIGKILL after the grace.
+        assert "stopping (stopped by signal)" in Path(info.extra["log"]).read_text()
+        record = ledger.get("endpoint", "stubby", "local")
+        assert record.state == "gone" and record.meta.get("stopped") == "stopped by signal"
+    finally:
+        if is_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    teardown_step.teardown(backend, ledger, teardown_step.select(ledger, "local", ["stubby"]))
 
 
 def test_teardown_never_kills_a_process_that_merely_has_the_pid(tmp_path, stub_model_dir):

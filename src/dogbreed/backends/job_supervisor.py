@@ -141,6 +141,7 @@ def supervise(layout: JobLayout, launcher: Launcher | None = None) -> int:
             stopping["signal"] = signum
             try:
                 os.killpg(child.pid, signal.SIGTERM)
+                os.killpg(child.pid, signal.SIGCONT)  # a stopped train.py acts on it only once it runs
             except ProcessLookupError:
                 pass
 

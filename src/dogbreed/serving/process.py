@@ -41,6 +41,9 @@ def stop_server(pid: int, name: str, grace_s: float = 70.0) -> bool:
         return False
     try:
         os.kill(pid, signal.SIGTERM)
+        # A stopped server (SIGSTOP, Ctrl-Z, a debugger) keeps the SIGTERM pending until it
+        # runs again: wake it, so it drains and exits now instead of being killed after grace_s.
+        os.kill(pid, signal.SIGCONT)
         if not wait_gone(pid, grace_s):
             os.kill(pid, signal.SIGKILL)
             wait_gone(pid, 10)
