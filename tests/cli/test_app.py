@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -93,6 +94,37 @@ def test_unexpected_errors_are_one_line_and_verbose_shows_the_traceback(monkeypa
     assert "RuntimeError: disk on fire" in err and "second line" not in err and "Traceback" not in err
     assert run(["config", "show", "-v"]) == 1
     assert "Traceback" in capsys.readouterr().err
+
+
+def _real_error(action):
+    try:
+        action()
+    except OSError as exc:
+        return exc
+    raise AssertionError("no error")
+
+
+def test_what_the_file_system_refuses_is_one_line_naming_the_file_and_what_to_do(tmp_path, monkeypatch, capsys):
+    """A full disk, a file size limit, a read-only folder or a file where a folder should be
+    met anywhere (a job's folder, a cache, a report) said `unexpected OSError`."""
+    (tmp_path / "jobs").write_text("a file where the jobs folder goes")
+    not_a_folder = _real_error(lambda: (tmp_path / "jobs" / "j1" / "status.json").write_text("{}"))
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "cache.pt"))
+    too_big = OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(tmp_path / "model.tar.gz"))
+    cases = [
+        (not_a_folder, f"{tmp_path / 'jobs'} is a file where a folder is needed; move it away"),
+        (full, f"{tmp_path / 'cache.pt'}: No space left on device; the disk is full"),
+        (too_big, f"{tmp_path / 'model.tar.gz'}: File too large; the file size limit (ulimit -f)"),
+    ]
+    for error, said in cases:
+
+        def refuse(*args, error=error, **kwargs):
+            raise error
+
+        monkeypatch.setattr("dogbreed.config.load_config", refuse)
+        assert run(["config", "show"]) == 1
+        err = capsys.readouterr().err
+        assert said in " ".join(err.split()) and "unexpected" not in err and len(err.strip().splitlines()) <= 2
 
 
 def test_a_stray_eof_error_is_unexpected_not_aborted(monkeypatch, capsys):

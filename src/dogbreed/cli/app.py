@@ -9,8 +9,10 @@ fast; tests/cli/test_app.py probes the imports.
 
 from __future__ import annotations
 
+import errno
 import sys
 import traceback
+from pathlib import Path
 
 import typer
 from typer.exceptions import TyperException
@@ -172,7 +174,35 @@ def _is_aws_setup_error(exc: BaseException) -> bool:
     return type(exc).__name__ in _AWS_SETUP_ERRORS and type(exc).__module__.startswith("botocore")
 
 
+# What the machine refuses, wherever a write meets it: one line with the file and what to do,
+# not "unexpected OSError". A rerun resumes (writes are atomic: nothing half-written is kept).
+_FILE_SYSTEM_HINTS = {
+    errno.ENOSPC: "the disk is full; free some space and run the command again",
+    errno.EDQUOT: "the disk quota is used up; free some space and run the command again",
+    errno.EFBIG: "the file size limit (ulimit -f) was reached; raise it and run the command again",
+    errno.EROFS: "the file system is read-only; set `workspace` (--set workspace=DIR) to a folder you can write",
+    errno.EACCES: "make it writable, or set `workspace` (--set workspace=DIR) to a folder you can write",
+    errno.EPERM: "make it writable, or set `workspace` (--set workspace=DIR) to a folder you can write",
+    errno.ENOTDIR: "a file stands where a folder is needed; move it away",
+}
+
+
+def _file_system_error(exc: BaseException) -> str | None:
+    if not isinstance(exc, OSError) or exc.errno not in _FILE_SYSTEM_HINTS:
+        return None
+    where = f"{exc.filename}: " if exc.filename else ""
+    if exc.errno == errno.ENOTDIR and exc.filename:
+        path = Path(exc.filename)
+        in_the_way = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        if in_the_way is not None:
+            return f"{in_the_way} is a file where a folder is needed; move it away and run the command again"
+    return f"{where}{exc.strerror or exc}; {_FILE_SYSTEM_HINTS[exc.errno]}"
+
+
 def _unexpected(exc: BaseException, verbose: bool) -> int:
+    said = _file_system_error(exc)
+    if said:
+        return _fail(said, 1, verbose)
     detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
     return _fail(f"unexpected {detail} (run again with -v for the traceback)", 1, verbose)
 
