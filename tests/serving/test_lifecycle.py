@@ -165,6 +165,36 @@ def test_a_stopped_server_times_out_predict_and_stopping_it_lets_it_drain_and_ex
     teardown_step.teardown(backend, ledger, teardown_step.select(ledger, "local", ["stubby"]))
 
 
+@pytest.mark.slow  # two client timeouts of 70 s: the requests in flight when it froze
+def test_a_server_that_freezes_after_predict_checked_it_stops_predict_once_requests_in_flight_time_out(tmp_path, stub_model_dir):
+    """Frozen between predict's check and its requests, a server answered nothing: each photo
+    waited out the client's 70 s timeout in turn (4 at a time) and became an error row. After
+    the first such timeout predict asks /ping again, and stops with the one line."""
+    backend = backend_for(tmp_path, ttl="10m")
+    ledger = backend.workspace.ledger
+    pid = deploy(backend, stub_model_dir).extra["pid"]
+    photos = []
+    for index in range(6):
+        photos.append(tmp_path / f"dog{index}.jpg")
+        photos[-1].write_bytes(BEAGLE.read_bytes())
+    checked = backend.describe_endpoint
+
+    def freeze_after_the_check(name):
+        info = checked(name)
+        os.kill(pid, signal.SIGSTOP)
+        wait_until(lambda: psutil.Process(pid).status() == psutil.STATUS_STOPPED, "the server to stop")
+        return info
+
+    backend.describe_endpoint = freeze_after_the_check
+    try:
+        with pytest.raises(EndpointUnavailableError, match="stubby .*is not answering any more"):
+            predict_step.predict(backend, ledger, [str(p) for p in photos], endpoint="stubby", concurrency=2)
+    finally:
+        backend.describe_endpoint = checked
+        os.kill(pid, signal.SIGCONT)
+        teardown_step.teardown(backend, ledger, teardown_step.select(ledger, "local", ["stubby"]))
+
+
 def test_teardown_never_kills_a_process_that_merely_has_the_pid(tmp_path, stub_model_dir):
     backend = backend_for(tmp_path)
     stranger = subprocess.Popen(["sleep", "300"])

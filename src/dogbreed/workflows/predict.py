@@ -24,7 +24,7 @@ from dogbreed.ledger import Ledger
 from dogbreed.progress import NullReporter, Reporter
 from dogbreed.regular_files import FileRefusedError, check_regular
 from dogbreed.serving.batch import is_dog
-from dogbreed.serving.errors import EndpointUnavailableError
+from dogbreed.serving.errors import EndpointUnavailableError, InvocationError
 from dogbreed.serving.limits import MAX_PAYLOAD_BYTES
 from dogbreed.serving.upload import IMAGE_SUFFIXES, MAX_FILE_BYTES, prepare
 
@@ -126,6 +126,15 @@ def _first_prediction(answer: bytes) -> dict[str, Any]:
         raise DogbreedError(f"unexpected answer from the endpoint: {answer[:200]!r}") from None
 
 
+def _check_answering(backend: Backend, name: str, since: str = "") -> None:
+    info = backend.describe_endpoint(name)
+    if info.state in ("gone", "failed"):
+        what = "is gone (stopped, expired or never deployed)" if info.state == "gone" else f"is not answering{since}"
+        raise EndpointUnavailableError(
+            f"endpoint {name} ({backend.name}) {what}; redeploy it with `dogbreed deploy --endpoint {name}`"
+        )
+
+
 def predict(
     backend: Backend,
     ledger: Ledger,
@@ -141,19 +150,21 @@ def predict(
     """max_file_bytes: data.max_image_bytes; max_payload: the endpoint's limit per request."""
     reporter = reporter or NullReporter()
     name = pick_endpoint(ledger, backend.name, endpoint)
-    info = backend.describe_endpoint(name)
-    if info.state in ("gone", "failed"):
-        what = "is gone (stopped, expired or never deployed)" if info.state == "gone" else "is not answering"
-        raise EndpointUnavailableError(
-            f"endpoint {name} ({backend.name}) {what}; redeploy it with `dogbreed deploy --endpoint {name}`"
-        )
+    _check_answering(backend, name)
     result = PredictResult(endpoint=name, backend=backend.name)
     paths, result.errors = expand_images(images)
     accept = f"application/json; top_k={top_k}"
 
     def one(path: Path) -> dict[str, Any]:
         upload = prepare(path, max_payload, max_file_bytes)
-        answer = _first_prediction(backend.invoke(name, upload.body, upload.content_type, accept))
+        try:
+            answer = _first_prediction(backend.invoke(name, upload.body, upload.content_type, accept))
+        except InvocationError as exc:
+            if exc.error == "client_timeout":
+                # No answer at all, not even the server's own 504: if it no longer answers
+                # /ping (frozen, hung), every other photo would wait out the same timeout.
+                _check_answering(backend, name, " any more")
+            raise
         return {**answer, "is_dog": is_dog(answer["dog_probability"], dog_threshold)}
 
     order = {str(path): i for i, path in enumerate(paths)}
