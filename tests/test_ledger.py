@@ -164,3 +164,10 @@ def test_a_ledger_locked_too_long_says_so_and_is_not_called_damaged(tmp_path):
     finally:
         db.rollback()
         db.close()
+
+
+def test_a_ledger_that_cannot_be_opened_says_so_and_is_not_called_damaged(tmp_path):
+    (tmp_path / "ledger.sqlite").mkdir()  # what a read-only or full workspace also reads as
+    with pytest.raises(LedgerError, match="cannot use the ledger .*check that the workspace is writable") as caught:
+        Ledger(tmp_path / "ledger.sqlite")
+    assert "damaged" not in str(caught.value)

@@ -104,7 +104,10 @@ def _ledger_error(path: Path, exc: sqlite3.DatabaseError) -> LedgerError:
     if "locked" in text or "busy" in text:
         return LedgerError(f"the ledger {path} stayed locked by another process ({text}); run the command again")
     if any(word in text for word in ("readonly", "unable to open", "disk I/O", "full", "permission")):
-        return LedgerError(f"cannot use the ledger {path} ({text}); check that the workspace is writable and has space")
+        return LedgerError(
+            f"cannot use the ledger {path} ({text}); check that the workspace is writable and has space "
+            "(and that `ulimit -f` allows the file to grow)"
+        )
     return _damaged(path, text)
 
 
