@@ -24,6 +24,7 @@ import pytest
 from dogbreed.backends.local import LocalBackend
 from dogbreed.config import load_config
 from dogbreed.errors import DogbreedError
+from dogbreed.serving import limits
 from dogbreed.serving.errors import EndpointUnavailableError
 from dogbreed.serving.process import is_alive, stop_server
 from dogbreed.workflows import deploy as deploy_step
@@ -165,11 +166,13 @@ def test_a_stopped_server_times_out_predict_and_stopping_it_lets_it_drain_and_ex
     teardown_step.teardown(backend, ledger, teardown_step.select(ledger, "local", ["stubby"]))
 
 
-@pytest.mark.slow  # two client timeouts of 70 s: the requests in flight when it froze
-def test_a_server_that_freezes_after_predict_checked_it_stops_predict_once_requests_in_flight_time_out(tmp_path, stub_model_dir):
+def test_a_server_that_freezes_after_predict_checked_it_stops_predict_once_requests_in_flight_time_out(
+    tmp_path, stub_model_dir, monkeypatch
+):
     """Frozen between predict's check and its requests, a server answered nothing: each photo
     waited out the client's 70 s timeout in turn (4 at a time) and became an error row. After
     the first such timeout predict asks /ping again, and stops with the one line."""
+    monkeypatch.setattr(limits, "CLIENT_TIMEOUT_S", 3.0)  # the requests in flight wait this out, not 70 s
     backend = backend_for(tmp_path, ttl="10m")
     ledger = backend.workspace.ledger
     pid = deploy(backend, stub_model_dir).extra["pid"]

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from dogbreed.serving import limits
 from dogbreed.serving.errors import EndpointUnavailableError, InvocationError
-from dogbreed.serving.limits import CLIENT_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -93,9 +93,9 @@ class EndpointClient:
         except (OSError, http.client.HTTPException):
             return False
 
-    def invoke(
-        self, body: bytes, content_type: str, accept: str = "application/json", timeout: float = CLIENT_TIMEOUT_S
-    ) -> bytes:
+    def invoke(self, body: bytes, content_type: str, accept: str = "application/json", timeout: float | None = None) -> bytes:
+        # Read when called, not when defined: a test waits seconds for a frozen server, not 70.
+        timeout = limits.CLIENT_TIMEOUT_S if timeout is None else timeout
         headers = {"Content-Type": content_type, "Accept": accept}
         try:
             response = self.transport.request("POST", f"{self.url}/invocations", headers, body, timeout)
