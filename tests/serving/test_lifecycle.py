@@ -198,6 +198,39 @@ def test_a_server_that_freezes_after_predict_checked_it_stops_predict_once_reque
         teardown_step.teardown(backend, ledger, teardown_step.select(ledger, "local", ["stubby"]))
 
 
+def test_a_server_killed_mid_run_keeps_the_answers_predict_already_has(tmp_path, stub_model_dir):
+    """Killed after two answers, the server used to cost the whole run: predict raised its one
+    line and printed none of the answers it had. Now it sends no more, keeps the two, and
+    lists every other photo as an error row (the CLI exits 1 after printing them)."""
+    backend = backend_for(tmp_path, ttl="10m")
+    ledger = backend.workspace.ledger
+    pid = deploy(backend, stub_model_dir).extra["pid"]
+    photos = []
+    for index in range(6):
+        photos.append(tmp_path / f"dog{index}.jpg")
+        photos[-1].write_bytes(BEAGLE.read_bytes())
+    invoke, sent = backend.invoke, []
+
+    def kill_after_two(*args, **kwargs):
+        sent.append(1)
+        if len(sent) == 3:
+            os.kill(pid, signal.SIGKILL)
+            wait_until(lambda: not is_alive(pid), "the server to die")
+        return invoke(*args, **kwargs)
+
+    backend.invoke = kill_after_two
+    try:
+        result = predict_step.predict(backend, ledger, [str(p) for p in photos], endpoint="stubby", concurrency=1)
+    finally:
+        backend.invoke = invoke
+        teardown_step.teardown(backend, ledger, teardown_step.select(ledger, "local", ["stubby"]))
+    assert [row["image"] for row in result.predictions] == [str(p) for p in photos[:2]]
+    assert [row["image"] for row in result.errors] == [str(p) for p in photos[2:]]
+    assert "not answering" in result.errors[0]["error"]
+    assert all(row["error"].startswith("not sent: ") for row in result.errors[1:])
+    assert len(sent) == 3  # nothing sent after the endpoint went away
+
+
 def test_teardown_never_kills_a_process_that_merely_has_the_pid(tmp_path, stub_model_dir):
     backend = backend_for(tmp_path)
     stranger = subprocess.Popen(["sleep", "300"])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import glob
 import json
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import CancelledError, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,7 +155,9 @@ def predict(
     paths, result.errors = expand_images(images)
     accept = f"application/json; top_k={top_k}"
 
-    def one(path: Path) -> dict[str, Any]:
+    gone: list[DogbreedError] = []  # the first request that found the endpoint gone (append is atomic)
+
+    def ask(path: Path) -> dict[str, Any]:
         upload = prepare(path, max_payload, max_file_bytes)
         try:
             answer = _first_prediction(backend.invoke(name, upload.body, upload.content_type, accept))
@@ -167,6 +169,15 @@ def predict(
             raise
         return {**answer, "is_dog": is_dog(answer["dog_probability"], dog_threshold)}
 
+    def one(path: Path) -> dict[str, Any]:
+        if gone:
+            raise CancelledError  # nothing more will get through: not sent
+        try:
+            return ask(path)
+        except (EndpointUnavailableError, NotFoundError) as exc:
+            gone.append(exc)
+            raise
+
     order = {str(path): i for i, path in enumerate(paths)}
     pool = ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(paths))))
     try:
@@ -176,13 +187,21 @@ def predict(
                 image = str(futures[future])
                 try:
                     result.predictions.append({"image": image, **future.result()})
-                except (EndpointUnavailableError, NotFoundError):
-                    raise  # nothing will get through: stop with the backend's one line
+                except (EndpointUnavailableError, NotFoundError) as exc:
+                    # Nothing more will get through: send no more, but keep the answers already
+                    # here (a server killed at photo 900 of 1,000 used to cost all 899).
+                    for pending in futures:
+                        pending.cancel()
+                    result.errors.append({"image": image, "error": str(exc)})
+                except CancelledError:
+                    result.errors.append({"image": image, "error": f"not sent: {gone[0]}"})
                 except (DogbreedError, OSError, ValueError) as exc:
                     result.errors.append({"image": image, "error": str(exc)})
                 advance(1)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+    if gone and not result.predictions:
+        raise gone[0]  # nothing got through: the backend's one line, as when it was gone from the start
     result.predictions.sort(key=lambda row: order[row["image"]])
     result.errors.sort(key=lambda row: order.get(row["image"], -1))
     return result
