@@ -166,6 +166,13 @@ def test_a_stopped_server_times_out_predict_and_stopping_it_lets_it_drain_and_ex
     teardown_step.teardown(backend, ledger, teardown_step.select(ledger, "local", ["stubby"]))
 
 
+def _copies_of_a_photo(folder: Path, count: int) -> list[Path]:
+    photos = [folder / f"dog{index}.jpg" for index in range(count)]
+    for photo in photos:
+        photo.write_bytes(BEAGLE.read_bytes())
+    return photos
+
+
 def test_a_server_that_freezes_after_predict_checked_it_stops_predict_once_requests_in_flight_time_out(
     tmp_path, stub_model_dir, monkeypatch
 ):
@@ -176,10 +183,7 @@ def test_a_server_that_freezes_after_predict_checked_it_stops_predict_once_reque
     backend = backend_for(tmp_path, ttl="10m")
     ledger = backend.workspace.ledger
     pid = deploy(backend, stub_model_dir).extra["pid"]
-    photos = []
-    for index in range(6):
-        photos.append(tmp_path / f"dog{index}.jpg")
-        photos[-1].write_bytes(BEAGLE.read_bytes())
+    photos = _copies_of_a_photo(tmp_path, 6)
     checked = backend.describe_endpoint
 
     def freeze_after_the_check(name):
@@ -205,10 +209,7 @@ def test_a_server_killed_mid_run_keeps_the_answers_predict_already_has(tmp_path,
     backend = backend_for(tmp_path, ttl="10m")
     ledger = backend.workspace.ledger
     pid = deploy(backend, stub_model_dir).extra["pid"]
-    photos = []
-    for index in range(6):
-        photos.append(tmp_path / f"dog{index}.jpg")
-        photos[-1].write_bytes(BEAGLE.read_bytes())
+    photos = _copies_of_a_photo(tmp_path, 6)
     invoke, sent = backend.invoke, []
 
     def kill_after_two(*args, **kwargs):
