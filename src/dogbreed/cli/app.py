@@ -10,6 +10,7 @@ fast; tests/cli/test_app.py probes the imports.
 from __future__ import annotations
 
 import errno
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -207,5 +208,17 @@ def _unexpected(exc: BaseException, verbose: bool) -> int:
     return _fail(f"unexpected {detail} (run again with -v for the traceback)", 1, verbose)
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (`kill`, a CI job's timeout, systemd) stops a command as Ctrl-C does. Python's
+    default for it ends the process on the spot: `tune` vanished while its workers searched on
+    with nobody following, and `train` left its job running unwatched."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main() -> None:
+    _stop_on_sigterm()
     sys.exit(run())

@@ -17,7 +17,7 @@ from typing import Any
 
 from dogbreed.backends.base import Backend, TrialsSink, TuningFailed, TuningRequest, TuningStarted
 from dogbreed.config import Config, require_path
-from dogbreed.errors import BusyError, UsageError
+from dogbreed.errors import BusyError, DogbreedError, UsageError
 from dogbreed.jobspec import BUILTIN_WEIGHTS
 from dogbreed.ledger import Ledger
 from dogbreed.resource_names import MAX_LEN, check_name, unique_name
@@ -126,7 +126,8 @@ def start(ledger: Ledger, backend: Backend, tune_plan: TunePlan, wait: bool = Tr
     BusyError when another `tune` process runs this job (the local backend's job lock)."""
     request = tune_plan.request
     meta = _meta(tune_plan)
-    if ledger.get("tuning-job", request.name, backend.name) is None:
+    before = ledger.get("tuning-job", request.name, backend.name)
+    if before is None:
         ledger.record("tuning-job", request.name, backend.name, state="InProgress", meta=meta)
     else:
         keep = {key: value for key, value in meta.items() if key not in ("best", "trials")}
@@ -137,6 +138,11 @@ def start(ledger: Ledger, backend: Backend, tune_plan: TunePlan, wait: bool = Tr
         raise BusyError(
             f"{exc}; wait for it to end (dogbreed status), stop it, or give another --name to start a new search"
         ) from None
+    except DogbreedError:
+        # Nothing started (a damaged study, say): the row must not claim a search in progress.
+        state = before.state if before is not None and before.state != "InProgress" else "Failed"
+        ledger.update("tuning-job", request.name, backend.name, state=state)
+        raise
     if started.uri:
         ledger.update("tuning-job", request.name, backend.name, uri=started.uri)
     return started

@@ -87,8 +87,7 @@ class LocalTuning:
         job = self._tuning_job(request)
         lock = job.setup.job_lock().acquire()
         try:
-            job.begin()
-            for note in job.settle():
+            for note in [*job.begin(), *job.settle()]:
                 self.reporter.info(note)
             pids = job.launch(detached=not wait)
         except BaseException:

@@ -91,9 +91,15 @@ class LocalTuningJob:
     def trial_records(self) -> list[Resource]:
         return self.ledger.list("trial", parent=self.setup.name)
 
-    def begin(self) -> None:
+    def begin(self) -> list[str]:
+        """Notes for people: what was repaired on the way."""
+        from dogbreed.backends.local_tuning import pool
+        from dogbreed.backends.local_tuning.study import check_journal
+
+        note = check_journal(self.setup.name, self.folder, repair=not pool.alive(self.folder))
         self.setup.save()
         self.study  # noqa: B018 - created before any worker opens it
+        return [note] if note else []
 
     def settle(self) -> list[str]:
         """Trials a stopped or killed process left RUNNING; only while no worker runs."""
@@ -193,5 +199,8 @@ class LocalTuningJob:
         if state == "Failed":
             first = first_failure(trials)
             detail = f"first error ({first.name}): {first.failure}" if first else "no trial completed"
+            log = self.training.workspace.root / "jobs" / first.name / "train.log" if first else None
+            if log is not None and log.exists() and str(log) not in detail:
+                detail += f"; its log: {log}"
             raise TuningFailed(f"every trial of tuning job {self.setup.name} failed; {detail}", result)
         return result

@@ -9,6 +9,7 @@ telling the study about these trials. For each one:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from dogbreed.backends.local_training import LocalTraining
@@ -48,7 +49,7 @@ def recover(setup: TuningSetup, study: Any, backend: LocalTraining, ledger: Ledg
         outcome = _settle(backend, summary.name)
         trial = trial_handle(study, frozen.number)
         objective = objective_of(outcome, setup.metric) if outcome else None
-        if outcome is not None and outcome.state == "Completed" and objective is not None:
+        if outcome is not None and outcome.state == "Completed" and objective is not None and math.isfinite(objective):
             summary.status, summary.objective = "Completed", objective
             summary.test_acc = outcome.metrics.get("test_acc")
             trial.set_user_attr(ATTR_OBJECTIVE, objective)

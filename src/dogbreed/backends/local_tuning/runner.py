@@ -9,6 +9,7 @@ says so the job is stopped through the backend, as SageMaker's early stopping wo
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -95,6 +96,26 @@ def objective_of(outcome: TrainingOutcome, metric: str) -> float | None:
     return None if value is None else float(value)
 
 
+def _refuse_foreign_job(request: TrainingRequest, backend: LocalTraining) -> None:
+    """A trial's job folder that another search left (its study's journal was reset or moved
+    aside, so trial numbers start again): starting there would overwrite that job's request
+    and read its old log and checkpoint as this trial's result."""
+    found = backend.unrecorded_job(request)
+    if found is not None and found[0] != found[1]:
+        raise DogbreedError(
+            f"training job {request.name} already exists with other settings (an earlier search under this name); "
+            f"start the search with another --name, or move {backend.workspace.root / 'jobs' / request.name} aside"
+        )
+
+
+def _log_lines(log: Path) -> int:
+    try:
+        with log.open("rb") as handle:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 16), b""))
+    except FileNotFoundError:
+        return 0
+
+
 # The supervisor's line once train.py has exited; packing model.tar.gz follows it.
 _EXITED_OK = re.compile(r"^\[dogbreed\] \S+ train\.py exited with code 0\s*$")
 
@@ -109,24 +130,39 @@ class EpochFollower:
     """The job's log sink: reports each epoch's objective and stops the job when pruned."""
 
     def __init__(
-        self, trial: Any, setup: TuningSetup, summary: TrialSummary, epochs: int, backend: LocalTraining, ledger: Ledger
+        self,
+        trial: Any,
+        setup: TuningSetup,
+        summary: TrialSummary,
+        epochs: int,
+        backend: LocalTraining,
+        ledger: Ledger,
+        earlier_lines: int = 0,
     ) -> None:
         self.trial, self.setup, self.summary, self.epochs = trial, setup, summary, epochs
         self.backend, self.ledger = backend, ledger
         self.spec = metric_spec()
         self.last_epoch = 0
         self.pruned = False
+        # wait_training replays the job's whole log; an earlier run's `exited with code 0`
+        # or epochs are not this run's.
+        self.earlier_lines = earlier_lines
 
     def __call__(self, line: str) -> None:
+        if self.earlier_lines > 0:
+            self.earlier_lines -= 1
+            return
         if _EXITED_OK.match(line):
             raise JobFinished
         found = self.spec.parse_line(line)
         epoch = found.get(self.spec.epoch_key)
         value = found.get(self.setup.metric)
         # A resumed job may repeat an epoch; Optuna takes one report per step.
-        if epoch is None or value is None or int(epoch) <= self.last_epoch:
+        if epoch is None or value is None or not math.isfinite(epoch) or int(epoch) <= self.last_epoch:
             return
         self.last_epoch = int(epoch)
+        if not math.isfinite(value):
+            return  # diverged: the pruner takes no nan, and the trial fails when it ends
         self.trial.report(value, self.last_epoch)
         self.summary.objective = value
         record(self.ledger, self.setup, self.summary, epoch=self.last_epoch, epochs=self.epochs)
@@ -148,8 +184,11 @@ def run_trial(setup: TuningSetup, study: Any, trial: Any, backend: LocalTraining
         trial.set_user_attr(ATTR_PARAMS, params)
         config = apply(setup.config, params)
         record(ledger, setup, summary, epoch=0, epochs=config.train.epochs)
-        backend.start_training(job_request(setup, summary.name, config))
-        follower = EpochFollower(trial, setup, summary, config.train.epochs, backend, ledger)
+        request = job_request(setup, summary.name, config)
+        _refuse_foreign_job(request, backend)
+        earlier = _log_lines(backend.workspace.root / "jobs" / summary.name / "train.log")
+        backend.start_training(request)
+        follower = EpochFollower(trial, setup, summary, config.train.epochs, backend, ledger, earlier)
         try:
             outcome = backend.wait_training(summary.name, follower)
         except JobFinished:
@@ -164,6 +203,9 @@ def run_trial(setup: TuningSetup, study: Any, trial: Any, backend: LocalTraining
     if summary.test_acc is not None:
         trial.set_user_attr(ATTR_TEST_ACC, summary.test_acc)
     objective = objective_of(outcome, setup.metric)
+    if outcome.state == "Completed" and objective is not None and not math.isfinite(objective):
+        # Optuna fails a trial told nan by itself, silently; inf would be told as a best.
+        return fail(setup, study, trial, summary, ledger, f"diverged: {setup.metric} was {objective}; see {outcome.log_uri}")
     if outcome.state == "Completed" and objective is not None:
         summary.status, summary.objective = "Completed", objective
         trial.set_user_attr(ATTR_OBJECTIVE, objective)

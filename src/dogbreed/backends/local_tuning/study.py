@@ -26,6 +26,7 @@ from typing import Any
 from dogbreed.atomic_files import write_text
 from dogbreed.backends.local_tuning.strategy import make_pruner, make_sampler
 from dogbreed.config import Config
+from dogbreed.errors import DogbreedError
 from dogbreed.job_lock import JobLock
 from dogbreed.tuning.space import SearchParam, build_space, trial_budget
 from dogbreed.workspace import Workspace
@@ -97,6 +98,40 @@ class TuningSetup:
             manifest_sha256=blob["manifest_sha256"],
             fingerprint=blob["fingerprint"],
         )
+
+
+def check_journal(name: str, folder: Path, repair: bool) -> str | None:
+    """The study's journal, line by line, before Optuna reads it: Optuna raises a bare
+    JSONDecodeError or UnicodeDecodeError on a damaged one, and appends after a record cut
+    short, which makes that record unreadable for good. A record cut short at the very end
+    (a write a kill or a full disk interrupted) is dropped when `repair` (no worker writes
+    now); damage before the end cannot be undone: the study is lost, the trials' jobs are not."""
+    path = folder / JOURNAL_FILE
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    lines = data.split(b"\n")
+    kept = 0
+    for number, line in enumerate(lines[:-1], start=1):
+        try:
+            record = json.loads(line)
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both
+            why = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else "not JSON"
+        else:
+            if isinstance(record, dict) and "op_code" in record:
+                kept += len(line) + 1
+                continue
+            why = "not an Optuna journal record"
+        raise DogbreedError(
+            f"tuning job {name} cannot be read: its study journal {path} is damaged at line {number} of "
+            f"{len(lines) - 1} ({why}); give another --name to search again (this job's trials stay under jobs/)"
+        )
+    if not lines[-1] or not repair:
+        return None
+    with open(path, "r+b") as handle:
+        handle.truncate(kept)
+    return f"{path}: dropped a journal record cut short at its end ({len(lines[-1])} bytes; an interrupted write)"
 
 
 def storage(folder: Path) -> Any:
