@@ -59,6 +59,22 @@ class DatasetStore(Protocol):
     def lock(self) -> Any: ...
 
 
+def flock_holders(path: Path) -> list[int]:
+    """Pids holding a flock on `path`, from /proc/locks (Linux; elsewhere none are named)."""
+    try:
+        stat = os.stat(path)
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return []
+    device = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+    pids = []
+    for line in table.splitlines():
+        fields = line.split()
+        if "FLOCK" in fields and "->" not in fields and device in fields:
+            pids.append(int(fields[fields.index(device) - 1]))
+    return sorted(set(pids))
+
+
 def stale_paths(present: Iterable[str], keep: set[str]) -> list[str]:
     """Paths under the split folders that `keep` (the new manifest's files) does not list."""
     return sorted(p for p in present if p.split("/", 1)[0] in SPLITS and "/" in p and p not in keep)
@@ -159,6 +175,23 @@ class LocalStore:
             if folder != self.root and folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
 
+    def _busy(self, fd: int) -> str:
+        """Who holds the folder: an ingest (exclusive), or training jobs reading it (shared,
+        breedkit/data.py's hold_dataset), named by pid from the kernel's lock table."""
+        import fcntl
+
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return f"another ingest is writing to {self.root}; wait for it to finish, or choose another --dest"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        pids = flock_holders(self.root)
+        who = f" (pid {', '.join(map(str, pids))})" if pids else ""
+        return (
+            f"{self.root} is being read by a training job{who}; wait for it to end (dogbreed status), "
+            "or ingest into another --dest"
+        )
+
     @contextmanager
     def lock(self) -> Iterator[None]:
         """One ingest at a time per folder: two would interleave files and manifests."""
@@ -173,7 +206,7 @@ class LocalStore:
             ) from None
         try:
             if not lock_now(fd):
-                raise DogbreedError(f"another ingest is writing to {self.root}; wait for it to finish, or choose another --dest")
+                raise DogbreedError(self._busy(fd))
             yield
         finally:
             os.close(fd)  # releases the lock

@@ -30,7 +30,7 @@ import torchvision
 from breedkit import checkpoints, debugger, distributed, engine, evaluation, imagenet, models
 from breedkit.artifacts import write_model_dir
 from breedkit.atomic import atomic_write_json
-from breedkit.data import DatasetError, DatasetIndex, load_index
+from breedkit.data import DatasetError, DatasetIndex, hold_dataset, load_index
 from breedkit.feature_cache import CacheKey, extraction_batch_size, extraction_processes, load_or_extract
 from breedkit.metric_lines import load_metric_names
 from breedkit.presets import DEFAULT_CROP, DEFAULT_RESIZE
@@ -524,6 +524,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     if cluster.num_gpus and device.type != "cuda":
         say(f"note: SageMaker reports {cluster.num_gpus} GPU(s) but torch sees none; training on {device}")
 
+    hold_dataset(paths.data_dir)
     index = load_index(paths.data_dir)
     if hp.max_batches:
         index = index.subset(hp.max_batches * hp.batch_size * world.size, hp.seed)

@@ -109,6 +109,35 @@ def _scan(root: Path) -> DatasetIndex:
     return DatasetIndex(root, classes, splits, _hash_samples(splits, extra=sizes))
 
 
+_HELD: list[int] = []  # descriptors of the datasets this process reads; closed when it exits
+
+
+def hold_dataset(root: str | Path) -> None:
+    """A shared flock on the dataset folder for as long as this process lives: the folder
+    lock `dogbreed ingest` takes (exclusive) is then refused while a job reads, instead of
+    replacing or pruning files under it (a job that read some photos of each dataset trained
+    on a mix of two). Refused here while an ingest writes. Where the file system has no
+    flock the job reads without it."""
+    import fcntl
+    import os
+
+    try:
+        fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return  # load_index says what is wrong with the folder
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DatasetError(
+            f"{root} is being written by `dogbreed ingest` right now; wait for it to finish, then train again"
+        ) from None
+    except OSError:
+        os.close(fd)
+        return
+    _HELD.append(fd)
+
+
 def load_index(root: str | Path) -> DatasetIndex:
     """The dataset in `root`: from manifest.json when present, else by scanning folders."""
     root = Path(root)
