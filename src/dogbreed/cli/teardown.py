@@ -91,6 +91,9 @@ def command(
         backend_ = session.backend()
     result = teardown(backend_, ledger, plan, dry_run=dry_run, reporter=session.reporter)
     session.emit(result.to_json(), _render(result.to_json()))
+    busy = result.busy_error()
+    if busy is not None:
+        raise busy  # after the answer, as below: the other names are deleted all the same
     missing = None if ignore_missing else plan.missing_error(session.config.backend)
     if missing is not None:
         raise missing  # after the answer: the names that matched are deleted all the same

@@ -68,6 +68,12 @@ def build_request(
     )
 
 
+def deploy_lock(ledger: Ledger, backend_name: str, name: str) -> JobLock:
+    """Held by the one deploy of an endpoint name from reading what serves to recording what
+    replaced it; teardown takes it too, so it never deletes an endpoint a deploy is starting."""
+    return JobLock(ledger.path.parent / "locks" / f"deploy-{backend_name}-{name}.lock", f"a deploy of endpoint {name}")
+
+
 def deploy(
     config: Config,
     backend: Backend,
@@ -85,7 +91,7 @@ def deploy(
     if dry_run:
         return DeployResult(plan=backend.plan_deploy(replace(request, serving=_serving(ledger, backend.name, request))))
     name = request.endpoint_name
-    lock = JobLock(ledger.path.parent / "locks" / f"deploy-{backend.name}-{name}.lock", f"a deploy of endpoint {name}")
+    lock = deploy_lock(ledger, backend.name, name)
     try:
         fd = lock.acquire()  # os.open's descriptors are not inherited: the server never holds it
     except BusyError as exc:

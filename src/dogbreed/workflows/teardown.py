@@ -19,15 +19,19 @@ time, and that is a success. `select` and `teardown` are separate so the CLI can
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from dogbreed.backends.base import Backend
-from dogbreed.errors import NotFoundError, UsageError
+from dogbreed.errors import BusyError, NotFoundError, UsageError
 from dogbreed.ledger import Ledger, now
 from dogbreed.progress import NullReporter, Reporter
+from dogbreed.workflows.deploy import deploy_lock
+
+DEPLOY_WAIT_ATTEMPTS = 600  # 0.1 s apart: a local deploy starts in seconds; SageMaker's in minutes
 
 
 @dataclass
@@ -68,6 +72,10 @@ class TeardownResult:
     # behind), or in a dry run everything tagged that --all would remove, endpoints included.
     swept: list[str] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)  # transform jobs (would_stop in a dry run)
+    busy: list[str] = field(default_factory=list)  # endpoints left alone: a deploy of them still runs
+
+    def busy_error(self) -> BusyError | None:
+        return BusyError("; ".join(self.busy)) if self.busy else None
 
     def to_json(self) -> dict[str, Any]:
         answer: dict[str, Any] = {"deleted": self.deleted, "not_found": self.not_found, "dry_run": self.dry_run}
@@ -77,6 +85,8 @@ class TeardownResult:
             answer["would_delete"] = self.would_delete
         if self.swept:
             answer["would_sweep" if self.dry_run else "swept"] = self.swept
+        if self.busy:
+            answer["busy"] = self.busy
         return answer
 
 
@@ -169,7 +179,17 @@ def teardown(
         if dry_run:
             result.would_delete.append(name)
             continue
-        existed = backend.delete_endpoint(name)
+        try:
+            # A deploy of the name in progress would report an endpoint in service that this
+            # deleted under it: wait for it (a local one takes seconds), then delete what it made.
+            lock = deploy_lock(ledger, backend.name, name).acquire(attempts=DEPLOY_WAIT_ATTEMPTS)
+        except BusyError as exc:
+            result.busy.append(f"endpoint {name} not deleted: {exc}; run teardown again once it ends")
+            continue
+        try:
+            existed = backend.delete_endpoint(name)
+        finally:
+            os.close(lock)
         record = ledger.get("endpoint", name, backend.name)
         if record is not None and record.state != "deleted":
             ledger.update("endpoint", name, backend.name, state="deleted", meta={"stopped": "teardown"})
