@@ -107,6 +107,8 @@ class LocalTraining:
             hyperparameters["max-batches"] = request.max_batches
         processes = self.config.train.processes
         env = job_env(JobLayout(layout.root.resolve()), channels, hyperparameters)
+        if request.manifest_sha256:
+            env["DOGBREED_MANIFEST_SHA256"] = request.manifest_sha256  # train.py refuses another dataset
         if request.parent and "OMP_NUM_THREADS" not in os.environ:
             env["OMP_NUM_THREADS"] = str(trial_threads(self.config))
         return {

@@ -64,6 +64,9 @@ environment (read after parsing; flags win, every variable is optional):
   SM_MODEL_DIR          model.pth, classes.json, hyperparameters.json, code/ (model.tar.gz)
   SM_OUTPUT_DATA_DIR    metrics.json and records.jsonl
   SM_NUM_GPUS           GPUs SageMaker gave the job (a note when torch sees none)
+  DOGBREED_MANIFEST_SHA256
+                        the dataset the job was planned on: a manifest.json with another
+                        (a re-ingest since) is refused, not trained on
   SM_HOSTS, SM_CURRENT_HOST
                         the cluster; without torch.distributed only the first host writes
   RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT
@@ -526,6 +529,13 @@ def main(args: argparse.Namespace) -> dict[str, float]:
 
     hold_dataset(paths.data_dir)
     index = load_index(paths.data_dir)
+    expected = env.get("DOGBREED_MANIFEST_SHA256")
+    if expected and index.identity != expected:
+        raise DatasetError(
+            f"the dataset in {paths.data_dir} changed since this job was planned (manifest_sha256 "
+            f"{index.identity[:12]}..., not {expected[:12]}...: ingested again since); start a new job on it "
+            "with another --name"
+        )
     if hp.max_batches:
         index = index.subset(hp.max_batches * hp.batch_size * world.size, hp.seed)
     sizes = {split: len(samples) for split, samples in index.splits.items()}

@@ -64,6 +64,10 @@ def _pinned(config: Config, runs_here: bool) -> Config:
     return config.model_copy(update={"workspace": str(Path(config.workspace).resolve()), "model": model})
 
 
+def _other_data(before: str | None, now: str | None) -> bool:
+    return bool(before and now and before != now)
+
+
 def plan(config: Config, ledger: Ledger, backend: Backend, *, dataset: str | None = None) -> TunePlan:
     if config.tune.name:
         check_name(config.tune.name, MAX_LEN["tuning-job"], what="--name")  # first: a name is a folder
@@ -83,9 +87,21 @@ def plan(config: Config, ledger: Ledger, backend: Backend, *, dataset: str | Non
                 f"tuning job {name} searched a different space, model, dataset or objective; "
                 "give a new --name, or the same config to resume it"
             )
+        if previous and _other_data(previous.meta.get("manifest_sha256"), manifest):
+            # Same folder, other photos: its trials so far and the ones to come would not compare.
+            raise UsageError(
+                f"tuning job {name} searched the dataset in {dataset_uri} as it was before it was ingested again "
+                f"(manifest_sha256 {str(previous.meta['manifest_sha256'])[:12]}..., now {str(manifest)[:12]}...); "
+                "give a new --name to search the new one"
+            )
     else:
         last = ledger.latest("tuning-job", backend=config.backend)
-        if last and last.state in RESUMABLE and last.meta.get("fingerprint") == search_key:
+        if (
+            last
+            and last.state in RESUMABLE
+            and last.meta.get("fingerprint") == search_key
+            and not _other_data(last.meta.get("manifest_sha256"), manifest)
+        ):
             name, previous = last.name, last
         else:
             name = unique_name("tune")
