@@ -64,3 +64,33 @@ def test_a_job_planned_on_another_manifest_is_refused_by_train_py(tune_env):
     assert outcome.state == "Failed"
     log = Path(outcome.log_uri).read_text()
     assert "changed since this job was planned" in log and "epoch=" not in log
+
+
+def test_a_stopped_training_job_is_not_resumed_on_a_dataset_ingested_again(tune_env, tmp_path):
+    import json
+    import os
+    import signal
+    import time
+
+    from dogbreed.processes import is_alive
+
+    tune_env.write_config(train={"epochs": 1000, "feature_cache": False})
+    assert tune_env.cli("train", "--name", "half-done", "--no-wait").returncode == 0
+    job = tune_env.workspace / "jobs" / "half-done"
+    deadline = time.monotonic() + 240
+    while not ((job / "train.log").is_file() and "epoch=1 " in (job / "train.log").read_text()):
+        assert time.monotonic() < deadline, "no first epoch"
+        time.sleep(0.1)
+    supervisor = json.loads((job / "status.json").read_text())["supervisor_pid"]
+    os.kill(supervisor, signal.SIGTERM)  # what `train` does on Ctrl-C: a resumable job
+    while is_alive(supervisor):
+        assert time.monotonic() < deadline, "the job did not stop"
+        time.sleep(0.1)
+    again = tune_env.cli("ingest", str(_fewer_photos(tmp_path)), "--dest", tune_env.dataset_uri, "--prune")
+    assert again.returncode == 0, again.stderr
+
+    result = tune_env.cli("train", "--name", "half-done", "--set", "train.epochs=1000", "--set", "train.feature_cache=false")
+
+    assert result.returncode == 2
+    assert "training job half-done began on the dataset in" in error_line(result.stderr)
+    assert (job / "train.log").read_text().count("starting:") == 1

@@ -104,6 +104,11 @@ def _check_same_settings(job: Resource, hps: dict[str, Any], dataset_uri: str) -
     _refuse_other_settings(job.name, before, {**hps, "dataset": dataset_uri}, job.state == "Completed")
 
 
+def dataset_changed(before: str | None, now: str | None) -> bool:
+    """Two manifests of one dataset folder that differ: it was ingested again in between."""
+    return bool(before and now and before != now)
+
+
 def _check_unrecorded_job(backend: Backend, request: TrainingRequest) -> None:
     """The same refusal for a job that the ledger has no row for but the backend still keeps
     (a deleted ledger, a lost row): its own record of its settings decides."""
@@ -137,12 +142,23 @@ def plan(
         previous = ledger.get("training-job", name, config.backend)
         if previous is not None:
             _check_same_settings(previous, hps, dataset_uri)
+            if previous.state != "Completed" and dataset_changed(previous.meta.get("manifest_sha256"), manifest):
+                # Its checkpoints learned the earlier photos: resuming would train on a mix.
+                raise UsageError(
+                    f"training job {name} began on the dataset in {dataset_uri} before it was ingested again "
+                    "(another manifest_sha256 now); give another --name to train on the new photos"
+                )
         resumed, unrecorded = previous is not None, previous is None
     else:
         # Ctrl-C, a kill or a crash leaves a job whose checkpoints make `train` again resume it.
         # Only where a job keeps its name and checkpoints (the local backend's job folders).
         last = ledger.latest("training-job", backend=config.backend) if backend.resumes_jobs else None
-        if last and last.state in RESUMABLE and last.meta.get("fingerprint") == fingerprint:
+        if (
+            last
+            and last.state in RESUMABLE
+            and last.meta.get("fingerprint") == fingerprint
+            and not dataset_changed(last.meta.get("manifest_sha256"), manifest)
+        ):
             name, resumed = last.name, True
         else:
             name = unique_name("train")

@@ -22,7 +22,7 @@ from dogbreed.jobspec import BUILTIN_WEIGHTS
 from dogbreed.ledger import Ledger
 from dogbreed.resource_names import MAX_LEN, check_name, unique_name
 from dogbreed.tuning.space import SearchParam, build_space, check_search, describe, trial_budget
-from dogbreed.workflows.train import resolve_dataset
+from dogbreed.workflows.train import dataset_changed, resolve_dataset
 
 RESUMABLE = ("InProgress", "Stopped")
 FINISHED = ("Completed", "Stopped", "Failed")
@@ -64,10 +64,6 @@ def _pinned(config: Config, runs_here: bool) -> Config:
     return config.model_copy(update={"workspace": str(Path(config.workspace).resolve()), "model": model})
 
 
-def _other_data(before: str | None, now: str | None) -> bool:
-    return bool(before and now and before != now)
-
-
 def plan(config: Config, ledger: Ledger, backend: Backend, *, dataset: str | None = None) -> TunePlan:
     if config.tune.name:
         check_name(config.tune.name, MAX_LEN["tuning-job"], what="--name")  # first: a name is a folder
@@ -87,7 +83,7 @@ def plan(config: Config, ledger: Ledger, backend: Backend, *, dataset: str | Non
                 f"tuning job {name} searched a different space, model, dataset or objective; "
                 "give a new --name, or the same config to resume it"
             )
-        if previous and _other_data(previous.meta.get("manifest_sha256"), manifest):
+        if previous and dataset_changed(previous.meta.get("manifest_sha256"), manifest):
             # Same folder, other photos: its trials so far and the ones to come would not compare.
             raise UsageError(
                 f"tuning job {name} searched the dataset in {dataset_uri} as it was before it was ingested again "
@@ -100,7 +96,7 @@ def plan(config: Config, ledger: Ledger, backend: Backend, *, dataset: str | Non
             last
             and last.state in RESUMABLE
             and last.meta.get("fingerprint") == search_key
-            and not _other_data(last.meta.get("manifest_sha256"), manifest)
+            and not dataset_changed(last.meta.get("manifest_sha256"), manifest)
         ):
             name, previous = last.name, last
         else:
