@@ -232,6 +232,39 @@ def test_a_server_killed_mid_run_keeps_the_answers_predict_already_has(tmp_path,
     assert len(sent) == 3  # nothing sent after the endpoint went away
 
 
+def test_teardown_leaves_an_endpoint_a_deploy_still_holds_and_names_the_deploy(tmp_path, stub_model_dir, monkeypatch, capsys):
+    """`teardown` while a deploy of the same name ran used to delete the endpoint under it,
+    and the deploy then reported it in service at a URL where nothing ran. Teardown takes the
+    deploy's lock of the name: it waits for the deploy (seconds for a local one; 3 tries here,
+    not 60 s) and deletes what it made; one still running is named, its endpoint left alone."""
+    from dogbreed.cli.app import run
+    from dogbreed.workflows.deploy import deploy_lock
+
+    monkeypatch.setattr(teardown_step, "DEPLOY_WAIT_ATTEMPTS", 3)
+    backend = backend_for(tmp_path, ttl="10m")
+    ledger = backend.workspace.ledger
+    pid = deploy(backend, stub_model_dir).extra["pid"]
+    where = ["--set", f"workspace={backend.workspace.root}"]
+    try:
+        with deploy_lock(ledger, "local", "stubby").hold():  # a redeploy of it, still running
+            code = run(["teardown", "--all", "--yes", "--json", *where])
+            out, err = capsys.readouterr()
+        assert code == 1
+        assert err.strip().splitlines()[-1] == (
+            f"error: endpoint stubby not deleted: a deploy of endpoint stubby is already running (pid {os.getpid()}); "
+            "run teardown again once it ends"
+        )
+        assert json.loads(out)["deleted"] == []
+        assert is_alive(pid) and ledger.get("endpoint", "stubby", "local").state == "in-service"
+
+        code = run(["teardown", "--all", "--yes", "--json", *where])  # the deploy has ended
+        assert code == 0
+        assert json.loads(capsys.readouterr().out)["deleted"] == ["stubby"]
+        assert ledger.get("endpoint", "stubby", "local").state == "deleted"
+    finally:
+        teardown_step.teardown(backend, ledger, teardown_step.select(ledger, "local", ["stubby"]))
+
+
 def test_teardown_never_kills_a_process_that_merely_has_the_pid(tmp_path, stub_model_dir):
     backend = backend_for(tmp_path)
     stranger = subprocess.Popen(["sleep", "300"])
