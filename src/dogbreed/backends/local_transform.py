@@ -76,6 +76,8 @@ class LocalTransform:
         """Score every image not yet in the scores file; `wait` is moot (it runs here)."""
         images = self._transform_images(request)
         scores = ScoresFile(request.output, request.format, request.top_k, restart=request.restart)
+        for note in scores.notes:
+            self.reporter.warn(note)
         todo, skipped, earlier = scores.pending(images)
         outcome = TransformOutcome(
             name=request.name,

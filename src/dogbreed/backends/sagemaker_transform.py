@@ -221,6 +221,8 @@ class SageMakerTransform:
         if request.prefixes and existing is None:
             self._check_prefix(batch.as_prefix(request.prefixes[0]))
         scores = ScoresFile(request.output, request.format, request.top_k, restart=request.restart)
+        for note in scores.notes:
+            self.reporter.warn(note)
         done = scores.done()
         todo, skipped, earlier = scores.pending(request.images)
         workdir = self.workspace.root / "transform"

@@ -8,7 +8,8 @@ CSV flattens `top` into label_1, probability_1, ... label_K, probability_K, so a
 reads it as it is; JSON Lines keeps the row as above.
 
 Each row is flushed as soon as it is written, so a killed run keeps every finished row (a
-half-written last line is cut off when the file is opened again). Opening an existing file
+half-written last row is cut off when the file is opened again, with a note). Any other row
+that is not of the shape below is refused with its line number, the file untouched. Opening an existing file
 reads it: images whose row carries the same key are done and skipped, so a rerun with the
 same output resumes; a changed file (new size or time) is scored again and its new row,
 appended later, is the one that counts (`read_rows` keeps the last row per image).
@@ -25,13 +26,14 @@ import csv
 import errno
 import io
 import json
+import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dogbreed.errors import BusyError, UsageError
+from dogbreed.errors import BusyError, DogbreedError, UsageError
 from dogbreed.job_lock import lock_now
 
 FORMATS = ("csv", "jsonl")
@@ -85,40 +87,112 @@ def _from_csv(cells: dict[str, str]) -> dict[str, Any]:
     return row
 
 
-def _complete_text(path: Path) -> str:
-    """The file's text up to its last newline; a half-written last line (a killed run) is cut
-    off the file itself, so appending starts on a fresh line."""
+def _records(data: bytes, fmt: str) -> tuple[list[tuple[int, str]], int]:
+    """([(line number, text)] of the complete records, the byte offset where they end). A
+    CSV record ends at a newline outside quotes (a quoted path may hold one); a JSON Lines
+    record at any newline. What follows the last complete record is a half-written row."""
+    records: list[tuple[int, str]] = []
+    start = end = 0
+    line_number = 1
+    first_line = 1
+    quotes = 0
+    while True:
+        newline = data.find(b"\n", end)
+        if newline < 0:
+            return records, start
+        quotes += data.count(b'"', end, newline)
+        end = newline + 1
+        if fmt == "jsonl" or quotes % 2 == 0:
+            records.append((first_line, data[start:end].decode("utf-8")))
+            start, quotes, first_line = end, 0, line_number + 1
+        line_number += 1
+
+
+def _damaged(path: Path, line: int | None, what: str) -> UsageError:
+    where = f"{path}:{line}" if line else str(path)
+    return UsageError(
+        f"{where}: {what}, not a row dogbreed transform writes; --restart to score every image again into it, "
+        "or choose another --output"
+    )
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _probability(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_row(row: Any) -> str | None:
+    """Why `row` is no row this module writes, or None (the shapes in the module docstring)."""
+    if not isinstance(row, dict) or not _text(row.get("image")) or not row["image"]:
+        return "no image named"
+    if not _text(row.get("key", "")):
+        return "a key that is not text"
+    if "error" in row:
+        return None if _text(row["error"]) and row["error"] else "an error that is not text"
+    top = row.get("top")
+    if not isinstance(top, list) or not all(
+        isinstance(entry, dict) and _text(entry.get("label")) and _probability(entry.get("probability")) for entry in top
+    ):
+        return "labels or probabilities that are not a model's answer"
+    if row.get("dog_probability") is not None and not _probability(row["dog_probability"]):
+        return "a dog_probability that is not a probability"
+    if row.get("is_dog") not in (True, False, None):
+        return "an is_dog that is neither true nor false"
+    return None
+
+
+def _parse(path: Path, fmt: str, records: list[tuple[int, str]]) -> dict[str, dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
+    header: list[str] | None = None
+    for number, text in records:
+        if not text.strip():
+            continue
+        if fmt == "jsonl":
+            try:
+                row = json.loads(text)
+            except ValueError:
+                raise _damaged(path, number, "not JSON") from None
+        else:
+            cells = next(csv.reader([text]), [])
+            if header is None:
+                header = cells
+                continue
+            if len(cells) != len(header):
+                raise _damaged(path, number, f"{len(cells)} cells where the header has {len(header)}")
+            try:
+                row = _from_csv(dict(zip(header, cells)))
+            except (KeyError, ValueError):
+                raise _damaged(path, number, "cells that are not a model's answer") from None
+        problem = _check_row(row)
+        if problem:
+            raise _damaged(path, number, problem)
+        rows[row["image"]] = row
+    return rows
+
+
+def read_rows(path: Path, fmt: str, notes: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every complete row of a scores file, the last one per image (in first-seen order).
+
+    A half-written last row (a killed run) is cut off the file itself, so appending starts
+    on a fresh line and that image is scored again; it is said in `notes`. Anything else that
+    is no row of ours (a line of garbage, a row edited by hand, bytes that are not UTF-8)
+    raises UsageError naming the line, and the file is left as it was."""
+    if not path.exists():
+        return []
     data = path.read_bytes()
-    end = data.rfind(b"\n") + 1
+    try:
+        records, end = _records(data, fmt)
+        rows = _parse(path, fmt, records)
+    except UnicodeDecodeError:
+        raise _damaged(path, None, "bytes that are not UTF-8 text") from None
     if end != len(data):
         with path.open("r+b") as handle:
             handle.truncate(end)
-    return data[:end].decode("utf-8")
-
-
-def read_rows(path: Path, fmt: str) -> list[dict[str, Any]]:
-    """Every complete row of a scores file, the last one per image (in first-seen order)."""
-    text = _complete_text(path) if path.exists() else ""
-    rows: dict[str, dict[str, Any]] = {}
-    if fmt == "jsonl":
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                rows[row["image"]] = row
-            except (ValueError, KeyError, TypeError):
-                raise UsageError(
-                    f"{path}:{number}: not a row of dogbreed transform; choose another --output, or --restart to replace it"
-                ) from None
-    else:
-        reader = csv.DictReader(io.StringIO(text))
-        for cells in reader:
-            if None in cells or "image" not in cells:
-                raise UsageError(
-                    f"{path}: not written by dogbreed transform; choose another --output, or --restart to replace it"
-                )
-            rows[cells["image"]] = _from_csv(cells)
+        if notes is not None:
+            notes.append(f"{path}: its last row was cut short (a killed run?); dropped it, and that image is scored again")
     return list(rows.values())
 
 
@@ -126,9 +200,17 @@ def read_rows(path: Path, fmt: str) -> list[dict[str, Any]]:
 def writing(path: Path) -> Iterator[None]:
     """Hold the scores file for one run (module docstring), or BusyError at once. A file this
     creates and the run leaves empty is removed again."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise UsageError(f"--output {path} is a folder; give a file in it, e.g. --output {path / 'scores.csv'}")
     existed = path.exists()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as exc:
+        target = f" (a link to {os.readlink(path)})" if path.is_symlink() else ""
+        raise DogbreedError(
+            f"cannot write the scores file {path}{target}: {exc.strerror or exc}; choose another --output"
+        ) from None
     try:
         try:
             locked = lock_now(fd)
@@ -155,17 +237,23 @@ class ScoresFile:
         if restart and path.exists():
             os.truncate(path, 0)  # in place: `writing` holds its lock on this inode
         self._check_header()
-        self.existing = read_rows(path, fmt)
+        self.notes: list[str] = []  # what reading the file found and mended, for the user
+        self.existing = read_rows(path, fmt, self.notes)
         self._handle: Any = None
 
     def _check_header(self) -> None:
         if self.fmt != "csv" or not self.path.exists() or not self.path.stat().st_size:
             return
-        with self.path.open(newline="", encoding="utf-8") as handle:
-            first = next(csv.reader(handle), [])
+        with self.path.open("rb") as handle:
+            line = handle.readline()
+        if not line.endswith(b"\n"):
+            return  # cut short in the header: read_rows drops it, and the header is written again
+        first = next(csv.reader([line.decode("utf-8", "replace")]), [])
         if first != csv_header(self.top_k):
             labels = sum(1 for column in first if column.startswith("label_"))
             hint = f"pass --top-k {labels}" if labels and first == csv_header(labels) else "choose another --output"
+            if line.lstrip().startswith(b"{"):
+                hint = "it holds JSON Lines: pass --format jsonl, or choose another --output"
             raise UsageError(f"{self.path} has other columns than this run writes (top_k {self.top_k}); {hint}, or --restart")
 
     def done(self) -> dict[str, str]:
