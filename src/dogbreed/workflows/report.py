@@ -107,6 +107,7 @@ class Loaded:
     # What the job wrote beside its records (metrics.json, evaluation.json), None when absent.
     metrics: dict[str, Any] | None = None
     evaluation: dict[str, Any] | None = None
+    evaluation_problem: str | None = None  # why an evaluation.json that is there was not read
 
 
 def load_job(job: Resource, out_dir: Path, backend_for: BackendFor) -> Loaded:
@@ -120,9 +121,9 @@ def load_job(job: Resource, out_dir: Path, backend_for: BackendFor) -> Loaded:
     loaded.metrics, problem = job_evaluation.read_metrics(folder)
     if problem:
         loaded.notes.append(problem)
-    loaded.evaluation, problem = job_evaluation.read_evaluation(folder)
-    if problem:
-        loaded.notes.append(problem)
+    loaded.evaluation, loaded.evaluation_problem = job_evaluation.read_evaluation(folder)
+    if loaded.evaluation_problem:
+        loaded.notes.append(loaded.evaluation_problem)
     return loaded
 
 
@@ -357,7 +358,7 @@ def training_report(
     notes = loaded.notes + [f"records: {problem}" for problem in run.problems]
     if run.final is None and run.steps:
         notes.append("the records have no final record: the job is still running, or stopped before the end")
-    if evaluation is None and run.final is not None:
+    if evaluation is None and loaded.evaluation_problem is None and run.final is not None:
         notes.append("no evaluation.json beside the records: the job had no test split, or predates the evaluation")
     summary = training_summary(run, loaded.metrics, evaluation)
     phases = job_evaluation.timing(loaded.metrics, run.final)

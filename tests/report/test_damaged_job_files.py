@@ -1,0 +1,32 @@
+"""`dogbreed report` on a job whose files beside its records are damaged: it says which file
+and why, and does not also claim the file is missing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dogbreed.ledger import Ledger
+from tests.conftest import dogbreed_cli
+from tests.report.builders import T0, evals, lines, meta, steps
+
+
+@pytest.mark.parametrize("content", [b"", b'{"format": 1, "top1": 0.', b"\x00\xff garbage"])
+def test_a_damaged_evaluation_json_is_named_not_called_missing(tmp_path, content):
+    workspace = tmp_path / ".dogbreed"
+    data = workspace / "jobs" / "job-a" / "output" / "data"
+    data.mkdir(parents=True)
+    final = {"type": "final", "time": T0 + 200, "best_epoch": 2, "test_acc": 0.5, "test_loss": 1.0}
+    records = lines([meta()], steps([2.3 - 0.04 * i for i in range(20)]), evals([2.0, 1.5], [2.05, 1.55]), [final])
+    (data / "records.jsonl").write_text("\n".join(records) + "\n")
+    (data / "evaluation.json").write_bytes(content)
+    Ledger(workspace / "ledger.sqlite").record("training-job", "job-a", "local", state="Completed")
+    result = dogbreed_cli("report", "job-a", "--set", f"workspace={workspace}")
+    assert result.returncode == 0, result.stderr
+    said = result.stdout + result.stderr
+    assert "evaluation.json is not readable JSON" in said
+    assert "no evaluation.json" not in said  # it is there, damaged: not "the job had no test split"
+    assert (workspace / "reports" / "job-a" / "report.html").is_file()
+    answer = json.loads(dogbreed_cli("report", "job-a", "--json", "--set", f"workspace={workspace}").stdout)
+    assert answer["evaluation"] is None
