@@ -30,3 +30,36 @@ def test_a_damaged_evaluation_json_is_named_not_called_missing(tmp_path, content
     assert (workspace / "reports" / "job-a" / "report.html").is_file()
     answer = json.loads(dogbreed_cli("report", "job-a", "--json", "--set", f"workspace={workspace}").stdout)
     assert answer["evaluation"] is None
+
+
+def _job(workspace):
+    data = workspace / "jobs" / "job-a" / "output" / "data"
+    data.mkdir(parents=True)
+    records = lines([meta()], steps([2.3 - 0.04 * i for i in range(20)]), evals([2.0, 1.5], [2.05, 1.55]))
+    (data / "records.jsonl").write_text("\n".join(records) + "\n")
+    Ledger(workspace / "ledger.sqlite").record("training-job", "job-a", "local", state="Completed")
+
+
+def test_a_report_location_taken_by_a_file_or_a_folder_is_one_line(tmp_path):
+    """Were `unexpected FileExistsError` and `unexpected IsADirectoryError`."""
+    workspace = tmp_path / ".dogbreed"
+    _job(workspace)
+    (workspace / "reports").mkdir()
+    (workspace / "reports" / "job-a").write_text("not a folder")
+    result = dogbreed_cli("report", "job-a", "--set", f"workspace={workspace}")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {workspace / 'reports' / 'job-a'} is a file where a folder is needed; move it away and run the command again"
+    )
+    (workspace / "reports" / "job-a").unlink()
+    (workspace / "reports" / "job-a" / "report.html").mkdir(parents=True)
+    result = dogbreed_cli("report", "job-a", "--set", f"workspace={workspace}")
+    assert result.returncode == 1
+    html = workspace / "reports" / "job-a" / "report.html"
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {html} is a folder where a file is needed; move it away and run the command again"
+    )
+    assert "unexpected" not in result.stderr
+    html.rmdir()
+    assert dogbreed_cli("report", "job-a", "--set", f"workspace={workspace}").returncode == 0  # a rerun recovers
+    assert html.is_file()

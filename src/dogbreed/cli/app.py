@@ -188,7 +188,23 @@ _FILE_SYSTEM_HINTS = {
 }
 
 
+def _in_the_way(exc: OSError) -> str | None:
+    """A folder where a file goes (EISDIR: a write, or a rename onto it) or a file where a
+    folder goes (EEXIST from mkdir), as what it is; any other EEXIST stays unexpected."""
+    if exc.errno == errno.EISDIR:
+        path = exc.filename2 or exc.filename
+        if path and Path(path).is_dir():
+            return f"{path} is a folder where a file is needed; move it away and run the command again"
+    if exc.errno == errno.EEXIST and exc.filename and not exc.filename2:
+        path = Path(exc.filename)
+        if path.exists() and not path.is_dir():
+            return f"{path} is a file where a folder is needed; move it away and run the command again"
+    return None
+
+
 def _file_system_error(exc: BaseException) -> str | None:
+    if isinstance(exc, OSError) and _in_the_way(exc):
+        return _in_the_way(exc)
     if not isinstance(exc, OSError) or exc.errno not in _FILE_SYSTEM_HINTS:
         return None
     where = f"{exc.filename}: " if exc.filename else ""
