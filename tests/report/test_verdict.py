@@ -124,3 +124,14 @@ def test_a_job_that_failed_after_some_epochs_says_so_before_the_verdict_on_them(
     judged = v.verdict(history([0.5, 0.6, 0.72], [1.2, 1.0, 0.9]), 10, "Failed", "out of memory")
     assert judged.kind == v.RISING
     assert judged.text.startswith("the job failed after epoch 3 (out of memory); up to there: valid accuracy still rising")
+
+
+def test_a_job_stopped_or_still_running_after_some_epochs_says_so_before_the_verdict_on_them():
+    """A stopped job's verdict read as a finished run's ("65 epochs are enough") with no word
+    that it was stopped, and a running job's likewise."""
+    runs = history([0.5, 0.6, 0.72], [1.2, 1.0, 0.9])
+    stopped = v.verdict(runs, 10, "Stopped", "stopped by request")
+    assert stopped.text.startswith("the job was stopped after epoch 3 (train it again with the same --name to resume it); up to")
+    running = v.verdict(runs, 10, "InProgress")
+    assert running.text.startswith("the job is still running (epoch 3 so far; report again when it ends); up to there: ")
+    assert stopped.kind == running.kind == v.verdict(runs, 10, "Completed").kind == v.RISING

@@ -95,6 +95,18 @@ def verdict(
         why = f" ({failure})" if failure else ""
         text = f"the job failed after epoch {history[-1].epoch}{why}; up to there: {judged.text}"
         return Verdict(judged.kind, text, judged.epoch)
+    if state in ("Stopped", "Stopping"):
+        # Judged as if it had ended there, its advice read as a finished run's.
+        text = (
+            f"the job was stopped after epoch {history[-1].epoch} (train it again with the same --name to resume it); "
+            f"up to there: {judged.text}"
+        )
+        return Verdict(judged.kind, text, judged.epoch)
+    if state in ("InProgress", "Starting", "running", "creating"):
+        text = (
+            f"the job is still running (epoch {history[-1].epoch} so far; report again when it ends); up to there: {judged.text}"
+        )
+        return Verdict(judged.kind, text, judged.epoch)
     return judged
 
 
