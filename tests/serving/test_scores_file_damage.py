@@ -81,10 +81,20 @@ def test_a_quoted_newline_is_inside_a_row_not_the_end_of_one(tmp_path):
     """A file name may hold a newline; CSV quotes it, so a row ends at a newline outside quotes."""
     path = tmp_path / "scores.csv"
     odd = '"photos/a\nb.jpg",k,Beagle,0.5,0.9,true,\n'
-    path.write_text(CSV_HEAD + odd + odd[:-20])
+    path.write_text(CSV_HEAD + odd + odd[:5])
     notes: list[str] = []
     assert [row["image"] for row in read_rows(path, "csv", notes)] == ["photos/a\nb.jpg"]
     assert path.read_text() == CSV_HEAD + odd and len(notes) == 1
+
+
+def test_a_stray_quote_lines_before_the_end_is_refused_not_cut_off(tmp_path):
+    """Read as a row cut short, it would cut off every row after it."""
+    path = tmp_path / "scores.csv"
+    text = CSV_HEAD + CSV_ROW + 'photos/"b.jpg,k,Beagle,0.5,0.9,true,\n' + CSV_ROW * 3
+    path.write_text(text)
+    with pytest.raises(UsageError, match=rf"^{path}:3: a quote that is never closed"):
+        read_rows(path, "csv", [])
+    assert path.read_text() == text
 
 
 def test_a_header_cut_short_is_written_again(tmp_path):

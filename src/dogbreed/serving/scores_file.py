@@ -188,6 +188,10 @@ def read_rows(path: Path, fmt: str, notes: list[str] | None = None) -> list[dict
         rows = _parse(path, fmt, records)
     except UnicodeDecodeError:
         raise _damaged(path, None, "bytes that are not UTF-8 text") from None
+    if data.find(b"\n", end) >= 0:
+        # A kill cuts the last row only; a quote opened lines before the end and never closed
+        # is a hand edit, and cutting there would lose every row after it.
+        raise _damaged(path, data.count(b"\n", 0, end) + 1, "a quote that is never closed")
     if end != len(data):
         with path.open("r+b") as handle:
             handle.truncate(end)
