@@ -63,3 +63,23 @@ def test_a_report_location_taken_by_a_file_or_a_folder_is_one_line(tmp_path):
     html.rmdir()
     assert dogbreed_cli("report", "job-a", "--set", f"workspace={workspace}").returncode == 0  # a rerun recovers
     assert html.is_file()
+
+
+def _strict(text: str):
+    def refuse(constant: str):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_nan_and_infinity_in_a_jobs_files_answer_as_null_in_strict_json(tmp_path):
+    """A diverged run's losses reached --json as NaN and Infinity, which jq and JSON.parse refuse."""
+    workspace = tmp_path / ".dogbreed"
+    _job(workspace)
+    data = workspace / "jobs" / "job-a" / "output" / "data"
+    final = {"best_epoch": 2, "valid_loss": float("nan"), "valid_acc": 0.5, "test_loss": float("inf"), "test_acc": 0.5}
+    (data / "metrics.json").write_text(json.dumps({"final": final, "timing": {"training": float("nan"), "setup": 1.5}}))
+    result = dogbreed_cli("report", "job-a", "--json", "--set", f"workspace={workspace}")
+    assert result.returncode == 0, result.stderr
+    answer = _strict(result.stdout)
+    assert answer["summary"]["test_loss"] is None and answer["job"] == "job-a"

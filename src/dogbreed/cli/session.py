@@ -7,6 +7,7 @@ to library code; nothing below the CLI reads flags or prints to stdout.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -98,9 +99,22 @@ class Session:
     def emit(self, answer: Mapping[str, Any], render: Callable[[Console], None] | None = None) -> None:
         """The command's one answer: JSON on stdout with --json, else a rendering for people."""
         if self.json_mode:
-            sys.stdout.write(json.dumps(answer, indent=2, default=str) + "\n")
+            sys.stdout.write(json.dumps(strict_json(answer), indent=2, default=str, allow_nan=False) + "\n")
             sys.stdout.flush()
         elif render is not None:
             render(self.stdout)
         else:
-            self.stdout.print_json(json.dumps(answer, default=str))
+            self.stdout.print_json(json.dumps(strict_json(answer), default=str, allow_nan=False))
+
+
+def strict_json(value: Any) -> Any:
+    """`value` with every nan or infinite float as null: Python writes them as NaN and
+    Infinity, which no JSON parser but Python's reads (jq, JSON.parse), and a job's files
+    (a diverged run's losses, a damaged metrics.json) carry them into answers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    return value
