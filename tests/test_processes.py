@@ -83,11 +83,14 @@ def test_process_helpers_never_read_proc():
 
 
 def test_the_product_has_no_proc_paths_left():
-    """Besides the probe above: no host module names /proc (the job's recorder in source_dir
-    runs in Linux containers and prefers psutil; the warm start only renames itself there)."""
+    """Besides the probe above: no host module names /proc for process checks (the job's
+    recorder in source_dir runs in Linux containers and prefers psutil). Two best-effort reads
+    are allowed, each doing without it elsewhere: the warm start renames itself there, and
+    an ingest refused by a dataset's lock names the holder's pid from /proc/locks."""
+    allowed = {"warm_start.py", "stores.py"}
     offenders = [
         str(path.relative_to(REPO))
         for path in (REPO / "src" / "dogbreed").rglob("*.py")
-        if "source_dir" not in path.parts and '"/proc' in path.read_text() and path.name != "warm_start.py"
+        if "source_dir" not in path.parts and '"/proc' in path.read_text() and path.name not in allowed
     ]
     assert offenders == []
