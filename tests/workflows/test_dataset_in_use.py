@@ -10,13 +10,12 @@ import json
 import os
 import shutil
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
 from dogbreed.processes import is_alive
-from tests.conftest import EXAMPLES, error_line
+from tests.conftest import EXAMPLES, error_line, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -29,16 +28,6 @@ def _other_source(tmp_path: Path) -> Path:
     return source
 
 
-def _wait_for(predicate, what: str, timeout: float = 240):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_ingest_into_a_dataset_a_running_job_reads_is_refused_naming_it(tune_env, tmp_path):
     tune_env.write_config(train={"epochs": 1000, "feature_cache": False})
     dataset = Path(tune_env.dataset_uri)
@@ -48,7 +37,7 @@ def test_ingest_into_a_dataset_a_running_job_reads_is_refused_naming_it(tune_env
     status = tune_env.workspace / "jobs" / "reader" / "status.json"
     log = tune_env.workspace / "jobs" / "reader" / "train.log"
     try:
-        _wait_for(lambda: log.is_file() and "epoch=1 " in log.read_text(), "the job's first epoch")
+        wait_for(lambda: log.is_file() and "epoch=1 " in log.read_text(), "the job's first epoch")
         train_py = json.loads(status.read_text())["pid"]
 
         result = tune_env.cli("ingest", str(_other_source(tmp_path)), "--dest", str(dataset), "--prune")
@@ -64,7 +53,7 @@ def test_ingest_into_a_dataset_a_running_job_reads_is_refused_naming_it(tune_env
         supervisor = json.loads(status.read_text()).get("supervisor_pid")
         if supervisor and is_alive(supervisor):
             os.kill(supervisor, signal.SIGTERM)
-            _wait_for(lambda: not is_alive(supervisor), "the job to stop", timeout=60)
+            wait_for(lambda: not is_alive(supervisor), "the job to stop", timeout=60)
 
     # The job is over: the same ingest now goes ahead.
     result = tune_env.cli("ingest", str(_other_source(tmp_path / "again")), "--dest", str(dataset), "--prune")

@@ -18,8 +18,8 @@ import pytest
 
 from dogbreed.backends.local_tuning.study import TuningSetup, open_study
 from dogbreed.job_lock import JobLock
-from tests.backends.local_tuning.test_tune_local import _start_cli, _wait_for
-from tests.conftest import error_line
+from tests.backends.local_tuning.test_tune_local import _start_cli
+from tests.conftest import error_line, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +76,7 @@ def test_two_resumes_of_a_killed_tuning_job_at_once_run_it_once(tune_env):
     tune_env.write_config(train=UNCACHED, tune={"max_jobs": 2, "max_parallel_jobs": 1})
     killed = _start_cli(tune_env, "tune", "--name", "tune-resumed", "--json")
     try:
-        _wait_for(lambda: tune_env.ledger.list("trial", parent="tune-resumed"), what="the first trial")
+        wait_for(lambda: tune_env.ledger.list("trial", parent="tune-resumed"), what="the first trial")
     finally:
         os.killpg(killed.pid, signal.SIGKILL)  # the CLI and its workers, as a closed terminal would
         killed.communicate(timeout=60)

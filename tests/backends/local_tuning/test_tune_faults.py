@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from dogbreed.processes import is_alive
-from tests.backends.local_tuning.test_tune_local import UNCACHED, _start_cli, _wait_for, answer_of, job_dir
-from tests.conftest import error_line
+from tests.backends.local_tuning.test_tune_local import UNCACHED, _start_cli, answer_of, job_dir
+from tests.conftest import error_line, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ def test_sigterm_stops_tune_like_ctrl_c_and_leaves_nothing_running(tune_env):
             records = tune_env.ledger.list("trial", parent="tune-term")
             return len(records) == 2 and all(r.state == "InProgress" for r in records)
 
-        _wait_for(running_jobs, what="two running trials")
+        wait_for(running_jobs, what="two running trials")
         proc.send_signal(signal.SIGTERM)  # the CLI only, not its group
         out, err = proc.communicate(timeout=120)
     finally:
@@ -167,7 +167,7 @@ def test_sigterm_to_a_waiting_train_stops_its_job(tune_env):
             log = job_dir(tune_env, "train-term") / "train.log"
             return log.is_file() and "epoch=1 " in log.read_text()
 
-        _wait_for(epoch_logged, what="the job's first epoch")
+        wait_for(epoch_logged, what="the job's first epoch")
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=120)
     finally:

@@ -8,14 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from dogbreed.backends.local_training import parse_log
 from dogbreed.backends.local_tuning.study import TuningSetup, open_study
-from tests.conftest import error_line, interruptible
+from tests.conftest import error_line, interruptible, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -89,16 +88,6 @@ def test_a_study_with_two_workers_runs_real_jobs_and_records_the_best_for_train(
     assert command[command.index("--lr") + 1] == str(best["params"]["lr"])
 
 
-def _wait_for(predicate, timeout: float = 240, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _start_cli(env, *args: str) -> subprocess.Popen:
     exe = Path(sys.executable).parent / "dogbreed"
     # Its own session: killing its process group kills the CLI and its workers at once,
@@ -123,7 +112,7 @@ def test_a_killed_study_resumes_without_rerunning_finished_trials(tune_env):
             states = [r.state for r in tune_env.ledger.list("trial", parent="tune-killed")]
             return states.count("Completed") >= 1 and "InProgress" in states
 
-        _wait_for(one_done_one_running, what="a completed trial and a running one")
+        wait_for(one_done_one_running, what="a completed trial and a running one")
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -162,7 +151,7 @@ def test_a_failed_trial_is_recorded_and_the_study_goes_on(tune_env):
                 return None
 
         # The kernel's OOM killer, as far as the trial can tell: SIGKILL to train.py.
-        os.kill(_wait_for(train_py_pid, what="trial t000's train.py"), signal.SIGKILL)
+        os.kill(wait_for(train_py_pid, what="trial t000's train.py"), signal.SIGKILL)
         out, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
@@ -267,7 +256,7 @@ def test_ctrl_c_stops_every_job_and_tune_again_resumes_the_latest_unfinished_job
             records = tune_env.ledger.list("trial")
             return len(records) == 2 and all(r.state == "InProgress" for r in records)
 
-        _wait_for(running_jobs, what="two running trials")
+        wait_for(running_jobs, what="two running trials")
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole group
         out, err = proc.communicate(timeout=120)
     finally:
