@@ -101,7 +101,14 @@ def test_a_trial_job_left_by_an_earlier_search_of_the_name_is_not_taken_for_this
     answer_of(tune_env.cli("tune", "--name", "tune-again", "--json"))
     journal = _journal(tune_env, "tune-again")
     journal.rename(journal.with_suffix(".aside"))
-    # One worker now: its second point is not the earlier second worker's first.
+    # The two jobs swap names, so at least one number is asked for a point its folder did not run,
+    # whichever worker took which trial. (Left as they were, the test hung on a race: when the
+    # earlier search's first worker took both trials, the new one asked for the very same points,
+    # and their jobs rightly answered as Completed.)
+    first, second = job_dir(tune_env, "tune-again-t000"), job_dir(tune_env, "tune-again-t001")
+    first.rename(first.with_name("swap"))
+    second.rename(first)
+    first.with_name("swap").rename(second)
     tune_env.write_config(tune={"max_jobs": 2, "max_parallel_jobs": 1})
 
     result = tune_env.cli("tune", "--name", "tune-again", "--json")
