@@ -30,6 +30,11 @@ def _jsonl(*rows: dict) -> str:
     return "".join(json.dumps(row) + "\n" for row in rows)
 
 
+def _one_row_file(suffix: str) -> str:
+    """A whole scores file of one row, as transform writes it in `suffix`'s format."""
+    return (CSV_HEAD + CSV_ROW) if suffix == "csv" else _jsonl(ROW)
+
+
 @pytest.mark.parametrize(
     ("suffix", "text", "line", "why"),
     [
@@ -58,7 +63,7 @@ def test_a_row_that_is_not_ours_names_its_line_and_leaves_the_file(tmp_path, suf
 def test_bytes_that_are_not_text_are_one_line(tmp_path, suffix):
     """Was `unexpected UnicodeDecodeError`."""
     path = tmp_path / f"scores.{suffix}"
-    good = (CSV_HEAD + CSV_ROW) if suffix == "csv" else _jsonl(ROW)
+    good = _one_row_file(suffix)
     data = good.encode() + b"\x00\xff\xfe binary\n" + good.encode().splitlines(keepends=True)[-1]
     path.write_bytes(data)
     with pytest.raises(UsageError, match=rf"^{path}: bytes that are not UTF-8 text.*--restart"):
@@ -68,7 +73,7 @@ def test_bytes_that_are_not_text_are_one_line(tmp_path, suffix):
 
 @pytest.mark.parametrize("suffix", ["csv", "jsonl"])
 def test_a_row_cut_short_is_dropped_with_a_note(tmp_path, suffix):
-    whole = (CSV_HEAD + CSV_ROW) if suffix == "csv" else _jsonl(ROW)
+    whole = _one_row_file(suffix)
     path = tmp_path / f"scores.{suffix}"
     path.write_text(whole + whole.splitlines(keepends=True)[-1][:-9])
     notes: list[str] = []
