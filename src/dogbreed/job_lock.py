@@ -18,8 +18,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+
 from dogbreed.errors import BusyError
-from dogbreed.processes import is_alive
 
 RETRY_SECONDS = 0.1
 
@@ -77,7 +78,7 @@ class JobLock:
             pids = [int(word) for word in self.path.read_text().split()]
         except (OSError, ValueError):
             return None
-        return next((pid for pid in pids if is_alive(pid)), pids[0] if pids else None)
+        return next((pid for pid in pids if _running(pid)), pids[0] if pids else None)
 
     def name_holders(self, *pids: int) -> None:
         """Write the pids that hold the lock now, for messages (the lock is the kernel's)."""
@@ -103,6 +104,16 @@ class JobLock:
         finally:
             os.close(fd)  # closing drops the probe's own lock
         return False
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a killed supervisor nobody has reaped yet is no holder)."""
+    try:
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True
 
 
 def adopt(fd: int) -> None:
