@@ -23,7 +23,8 @@ backbone to the features, the order rotating for --rounds rounds in this one run
                 while one thread decodes the next batch
   before #18    legacy_extract below: TorchScript compile, per-image ToTensor + Normalize,
                 decoding in line
-The backbone is the one fast_backbone.py rewrites for the CPU in the first two.
+The backbone is the one fast_backbone.py makes for the CPU (one oneDNN Graph) in the first two;
+"backbone only" runs it too.
 The machine may be shared: the load average is printed with the figures, and the limit is
 measured before and after the same way, and again (1 s) just before each timed extraction,
 which gives each round its own share of the limit; their median is the steadier figure when
@@ -72,7 +73,8 @@ def backbone_only_images_per_sec(backbone, batch: int, seconds: float = 3.0) -> 
 
     x = engine.to_device(torch.randn(batch, 3, 224, 224), torch.device("cpu"))
     with torch.no_grad():
-        backbone(x)
+        for _ in range(3):  # a TorchScript graph profiles its first run at a shape and fuses on the next
+            backbone(x)
         runs, started = 0, time.perf_counter()
         while time.perf_counter() - started < seconds:
             backbone(x)
@@ -89,15 +91,21 @@ def legacy_extract(backbone, channel, samples, batch: int):
     from breedkit import data, engine, presets
 
     device = torch.device("cpu")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fast = torch.jit.optimize_for_inference(torch.jit.script(backbone.eval().to(memory_format=torch.channels_last)))
-    dataset = data.ImageDataset(channel, samples, presets.eval_transform(256, 224))
-    chunks = []
-    with torch.no_grad():
-        for images, _ in torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=0):
-            chunks.append(fast(engine.to_device(images, device)).float())
-    return torch.cat(chunks)
+    # As before #18, without the oneDNN Graph fusion the new way switched on process-wide.
+    graph_fusion = torch.jit.onednn_fusion_enabled()
+    torch.jit.enable_onednn_fusion(False)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fast = torch.jit.optimize_for_inference(torch.jit.script(backbone.eval().to(memory_format=torch.channels_last)))
+        dataset = data.ImageDataset(channel, samples, presets.eval_transform(256, 224))
+        chunks = []
+        with torch.no_grad():
+            for images, _ in torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=0):
+                chunks.append(fast(engine.to_device(images, device)).float())
+        return torch.cat(chunks)
+    finally:
+        torch.jit.enable_onednn_fusion(graph_fusion)
 
 
 WAYS = ("workers", "one process", "before #18")

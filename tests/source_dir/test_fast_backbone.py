@@ -1,7 +1,7 @@
-"""The CPU inference backbone: BatchNorm folded, conv + activation fused into one oneDNN
-call, every other convolution on oneDNN and the early layers run image by image must compute
-what the model computes, for every architecture train.py offers, and any rewrite that would
-not is dropped rather than used."""
+"""The CPU inference backbone: BatchNorm folded, then either one oneDNN Graph or the eager
+rewrites (conv + activation fused into one oneDNN call, every other convolution on oneDNN and
+the early layers run image by image), must compute what the model computes, for every
+architecture train.py offers, and any rewrite that would not is dropped rather than used."""
 
 from __future__ import annotations
 
@@ -55,6 +55,11 @@ def _plain_conv_calls(fast: nn.Module) -> int:
     return calls
 
 
+def _eager(fast_backbone, backbone: nn.Module) -> nn.Module:
+    """The eager rewrites, which run where oneDNN Graph cannot."""
+    return fast_backbone.cpu_inference_backbone(backbone, torch.channels_last, graph_fusion=False)
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_the_rewritten_backbone_computes_the_same_features(breedkit, arch):
     from breedkit import fast_backbone
@@ -63,7 +68,7 @@ def test_the_rewritten_backbone_computes_the_same_features(breedkit, arch):
     x = torch.randn(3, 3, 96, 96, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         expected = backbone(x)
-        fast = fast_backbone.cpu_inference_backbone(backbone, torch.channels_last)
+        fast = _eager(fast_backbone, backbone)
         got = fast(x.contiguous(memory_format=torch.channels_last))
         alone = fast(x[:1].contiguous(memory_format=torch.channels_last))  # a batch of one
     assert (expected[0] - expected[1]).abs().max() > 0.1, "features that ignore the input prove nothing"
@@ -73,6 +78,97 @@ def test_the_rewritten_backbone_computes_the_same_features(breedkit, arch):
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
     assert _close(got, expected), float((got - expected).abs().max())
     assert any(isinstance(m, nn.BatchNorm2d) for m in backbone.modules())  # the model itself untouched
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_the_onednn_graph_computes_the_same_features_at_every_batch_size(breedkit, arch):
+    """The graph is traced on a small probe and fused anew at each input shape it meets: the
+    sizes extraction runs (a full batch, a short last one, one image) give the model's numbers."""
+    from breedkit import fast_backbone
+
+    backbone = _backbone(breedkit, arch)
+    x = torch.randn(5, 3, 96, 96, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        expected = backbone(x)
+        fast = fast_backbone.cpu_inference_backbone(backbone, torch.channels_last)
+        got = [fast(x[:n].contiguous(memory_format=torch.channels_last)) for n in (4, 4, 4, 3, 1, 5)]
+        fused = fast_backbone._fusion_groups(torch.jit.last_executed_optimized_graph())
+    assert (expected[0] - expected[1]).abs().max() > 0.1, "features that ignore the input prove nothing"
+    assert isinstance(fast, torch.jit.ScriptModule)
+    assert fused > 0, "the graph ran unfused"
+    for features in got:
+        assert _close(features, expected[: len(features)]), float((features - expected[: len(features)]).abs().max())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in backbone.modules())  # the model itself untouched
+
+
+def _partitions(block) -> list[list[str]]:
+    """The aten ops of each oneDNN Graph partition in an executed TorchScript graph (they sit
+    in the fused branch of a prim::If whose other branch falls back to the unfused graph)."""
+    found = []
+    for node in block.nodes():
+        if node.kind() == "prim::oneDNNFusionGroup":
+            found.append([n.kind() for n in node.g("Subgraph").nodes() if n.kind().startswith("aten::")])
+        for inner in node.blocks():
+            found += _partitions(inner)
+    return found
+
+
+def test_mobilenet_v2_fuses_each_expansion_with_its_depthwise_conv(breedkit):
+    """Every one of the 52 convolutions runs inside a partition; in the 16 blocks that expand
+    (all but the first), the 1x1 expansion + ReLU6 and the depthwise 3x3 + ReLU6 after it are
+    one partition, i.e. one oneDNN primitive; each of the 10 shortcut sums runs inside its
+    projection's partition."""
+    from breedkit import fast_backbone
+
+    fast = fast_backbone.cpu_inference_backbone(_backbone(breedkit, "mobilenet_v2"), torch.channels_last)
+    with torch.inference_mode():
+        for _ in range(3):
+            fast(torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last))
+    graph = torch.jit.last_executed_optimized_graph()
+    partitions = _partitions(graph)
+    assert sum(p.count("aten::_convolution") for p in partitions) == 52
+    expand_then_depthwise = ["aten::_convolution", "aten::hardtanh", "aten::_convolution", "aten::hardtanh"]
+    assert partitions.count(expand_then_depthwise) == 16
+    assert partitions.count(["aten::_convolution", "aten::add"]) == 10
+    assert not any(n.kind() in ("aten::_convolution", "aten::hardtanh", "aten::add") for n in graph.nodes())
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.set_fusion_strategy` is deprecated")
+def test_a_graph_that_changes_the_numbers_is_dropped(breedkit, monkeypatch, capsys):
+    """If the fused graph ever computed something else, the check catches it: the eager
+    rewrites run, and the process-wide fusion switch is left as it was."""
+    from breedkit import fast_backbone
+
+    class Off(nn.Module):
+        def __init__(self, inner) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x) * 1.01
+
+    freeze = torch.jit.freeze
+    monkeypatch.setattr(torch.jit, "freeze", lambda module: Off(freeze(module)))
+    torch.jit.enable_onednn_fusion(False)
+    torchscripts_default = [("STATIC", 2), ("DYNAMIC", 10)]
+    earlier = torch.jit.set_fusion_strategy(torchscripts_default)
+    fast = fast_backbone.cpu_inference_backbone(_backbone(breedkit, "mobilenet_v2"), torch.channels_last)
+    assert isinstance(fast, fast_backbone.ImageByImage)
+    assert "without oneDNN Graph, on the eager rewrites (ValueError: outputs differ" in capsys.readouterr().err
+    assert not torch.jit.onednn_fusion_enabled()
+    assert torch.jit.set_fusion_strategy(earlier) == torchscripts_default
+
+
+def test_a_torch_without_onednn_graph_runs_the_eager_rewrites(breedkit, monkeypatch, capsys):
+    """A build whose executor fuses nothing (its switch does nothing) would run the traced
+    graph op by op, slower than the eager rewrites: those run instead."""
+    from breedkit import fast_backbone
+
+    torch.jit.enable_onednn_fusion(False)
+    monkeypatch.setattr(torch.jit, "enable_onednn_fusion", lambda enabled: None)
+    fast = fast_backbone.cpu_inference_backbone(_backbone(breedkit, "mobilenet_v2"), torch.channels_last)
+    assert isinstance(fast, fast_backbone.ImageByImage)
+    assert "(ValueError: oneDNN Graph fused no layer" in capsys.readouterr().err
 
 
 def test_mobilenet_v2_fuses_every_relu6_and_runs_every_conv_on_onednn(breedkit):
@@ -85,7 +181,7 @@ def test_mobilenet_v2_fuses_every_relu6_and_runs_every_conv_on_onednn(breedkit):
     backbone = _backbone(breedkit, "mobilenet_v2")
     assert sum(isinstance(m, nn.ReLU6) for m in backbone.modules()) == 35
     assert sum(isinstance(m, nn.Conv2d) for m in backbone.modules()) == 52
-    fast = fast_backbone.cpu_inference_backbone(backbone, torch.channels_last)
+    fast = _eager(fast_backbone, backbone)
     assert _post_op_convs(fast, "hardtanh") == 35
     assert _post_op_convs(fast, "none") == 17
     assert _plain_conv_calls(fast) == 0
@@ -96,7 +192,7 @@ def test_mobilenet_v2_fuses_every_relu6_and_runs_every_conv_on_onednn(breedkit):
 def test_no_convolution_is_left_to_torchs_dispatch(breedkit, arch):
     from breedkit import fast_backbone
 
-    fast = fast_backbone.cpu_inference_backbone(_backbone(breedkit, arch), torch.channels_last)
+    fast = _eager(fast_backbone, _backbone(breedkit, arch))
     assert _plain_conv_calls(fast) == 0
     assert _post_op_convs(fast, "none") > 0
 
@@ -108,7 +204,7 @@ def test_a_fusion_that_changes_the_numbers_is_dropped(breedkit, monkeypatch, cap
 
     monkeypatch.setitem(fast_backbone._POST_OPS, nn.ReLU6, lambda m: ("hardtanh", [0.0, 0.5]))
     backbone = _backbone(breedkit, "mobilenet_v2")
-    fast = fast_backbone.cpu_inference_backbone(backbone, torch.channels_last)
+    fast = _eager(fast_backbone, backbone)
     assert _post_op_convs(fast) == 0
     assert "convolutions as torch runs them, unfused (ValueError: outputs differ" in capsys.readouterr().err
     x = torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
@@ -121,7 +217,7 @@ def test_mobilenet_v2_runs_image_by_image_until_an_eighth_of_the_width(breedkit)
     after its stride-2 depthwise conv (a block without a shortcut can be cut inside)."""
     from breedkit import fast_backbone
 
-    fast = fast_backbone.cpu_inference_backbone(_backbone(breedkit, "mobilenet_v2"), torch.channels_last)
+    fast = _eager(fast_backbone, _backbone(breedkit, "mobilenet_v2"))
     x = torch.randn(2, 3, 96, 96).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         early = fast.prefix(x[:1])
@@ -160,7 +256,7 @@ def test_a_split_that_changes_the_numbers_is_dropped(breedkit, monkeypatch, caps
 
     monkeypatch.setattr(fast_backbone.ImageByImage, "forward", lambda self, x: self.rest(self.prefix(x.flip(0))))
     backbone = _backbone(breedkit, "mobilenet_v2")
-    fast = fast_backbone.cpu_inference_backbone(backbone, torch.channels_last)
+    fast = _eager(fast_backbone, backbone)
     assert not isinstance(fast, fast_backbone.ImageByImage)
     assert _post_op_convs(fast, "hardtanh") == 35  # the other rewrites stay
     assert "early layers on the whole batch (ValueError: outputs differ" in capsys.readouterr().err

@@ -362,3 +362,34 @@ def test_a_worker_error_pickle_cannot_carry_arrives_as_its_text(breedkit):
     backbone = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
     with pytest.raises(RuntimeError, match=r"^_PhotoError: dogs/9\.jpg: truncated$"):
         feature_cache.extract(backbone, Photos(), device=torch.device("cpu"), batch_size=4, num_workers=0, processes=2)
+
+
+class _BatchSizeSeen(torch.nn.Module):
+    """Features: each image's mean pixel, then the size of the batch it ran in."""
+
+    def forward(self, x):
+        return torch.cat([x.mean((2, 3)), torch.full((len(x), 1), float(len(x)))], dim=1)
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_short_last_batch_runs_at_the_full_batch_size(breedkit, processes):
+    """The CPU backbone is a TorchScript graph that fuses itself anew (~0.5 s) for each input
+    shape it meets: the last batch is padded to the others' size, and only its own images'
+    features come back, in order."""
+    from breedkit import feature_cache
+
+    class Photos(torch.utils.data.Dataset):
+        def __len__(self):
+            return 11
+
+        def __getitem__(self, i):
+            return torch.full((8, 8, 3), 10 * i, dtype=torch.uint8), 0
+
+    got = feature_cache.extract(
+        _BatchSizeSeen(), Photos(), device=torch.device("cpu"), batch_size=4 * processes, num_workers=0, processes=processes
+    )  # fmt: skip
+    assert got.shape == (11, 4)
+    assert got[:, 3].tolist() == [4.0] * 11  # 4 per backbone call: per worker with 2 processes
+    means = got[:, 0]
+    assert means.argsort().tolist() == list(range(11))  # each image's own features, in order
+    assert len(set(means.tolist())) == 11

@@ -123,10 +123,11 @@ def _autocast(device: torch.device):
 
 def inference_backbone(backbone: nn.Module, device: torch.device) -> nn.Module:
     """The frozen backbone made fast for extraction, computing the same function. On CPU:
-    BatchNorm folded, conv + activation fused, every conv on oneDNN in channels_last, the
-    high-resolution early layers run image by image (fast_backbone.py). TorchScript's
-    optimize_for_inference and torch.compile ran no faster on this project's 2-core CPU,
-    after 5-14 s compiles. Off the CPU (CUDA keeps its float16
+    BatchNorm folded, then one oneDNN Graph (each block's expansion fused with its depthwise
+    conv, projections with their shortcut), or failing that conv + activation fused, every
+    conv on oneDNN in channels_last and the early layers run image by image (fast_backbone.py).
+    TorchScript's optimize_for_inference and torch.compile ran no faster than the latter on
+    this project's 2-core CPU, after 5-14 s compiles. Off the CPU (CUDA keeps its float16
     autocast) the eager module runs."""
     if device.type == "cpu":
         return cpu_inference_backbone(backbone, engine.memory_format(device))
@@ -144,6 +145,18 @@ def extraction_processes(device: torch.device) -> int:
 def _pixel_batch(dataset: torch.utils.data.Dataset, start: int, size: int) -> torch.Tensor:
     """uint8 pixels [B, H, W, 3] of items start .. start + size - 1 (fewer at the end)."""
     return torch.stack([dataset[i][0] for i in range(start, min(start + size, len(dataset)))])
+
+
+def _features_of(backbone: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """backbone(images), a last batch shorter than `batch_size` padded to it with copies of its
+    last image (their features dropped): the CPU backbone, a TorchScript graph, fuses itself
+    anew for each input shape it meets, ~0.5 s in each worker, where the padding costs at most
+    a few images' work. Each image's features do not depend on the others in its batch."""
+    short = batch_size - len(images)
+    if short <= 0 or images.device.type != "cpu":
+        return backbone(images)
+    padded = torch.cat([images, images[-1:].expand(short, *images.shape[1:])])
+    return backbone(padded.contiguous(memory_format=engine.memory_format(images.device)))[: len(images)]
 
 
 def _backbone_input(pixels: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -187,7 +200,7 @@ class _BackboneBatches(torch.utils.data.Dataset):
         try:
             pixels = _pixel_batch(self.dataset, k * self.batch_size, self.batch_size)
             with torch.inference_mode():
-                return len(pixels), self.backbone(_backbone_input(pixels, torch.device("cpu")))
+                return len(pixels), _features_of(self.backbone, _backbone_input(pixels, torch.device("cpu")), self.batch_size)
         except Exception as exc:  # noqa: BLE001 - handed to the caller, which raises it
             try:
                 pickle.loads(pickle.dumps(exc))  # it travels back through a pipe
@@ -243,7 +256,7 @@ def _features_in_this_process(
         for pixels in batches:
             images = _backbone_input(pixels, device)
             with _autocast(device):
-                yield len(pixels), backbone(images).float().cpu()
+                yield len(pixels), _features_of(backbone, images, batch_size).float().cpu()
 
 
 def extract(
