@@ -14,17 +14,20 @@ limit: float32 matmul GFLOP/s measured now with torch, divided by mobilenet_v2's
 counting a multiply-add as one). "backbone only" runs the backbone on ready tensors, so the
 gap between it and extraction is decoding and resizing.
 
-Extraction is timed three ways, over all photos of --sample (default: the 1,200-photo shared
+Extraction is timed four ways, over all photos of --sample (default: the 1,200-photo shared
 Stanford Dogs sample when it is there; fixed costs hide the rate on 100), each from the
 backbone to the features, the order rotating for --rounds rounds in this one run; medians:
   workers       feature_cache.load_or_extract as train.py calls it: one forked worker per
                 torch thread, each decoding and running the backbone on one thread
-  one process   the same with processes=1: this process runs the backbone on all threads
+  workers, eager rewrites
+                the same with fast_backbone's eager rewrites, its fallback where oneDNN
+                Graph cannot run (and the way before it did)
+  one process   as workers, with processes=1: this process runs the backbone on all threads
                 while one thread decodes the next batch
   before #18    legacy_extract below: TorchScript compile, per-image ToTensor + Normalize,
                 decoding in line
-The backbone is the one fast_backbone.py makes for the CPU (one oneDNN Graph) in the first two;
-"backbone only" runs it too.
+The backbone is the one fast_backbone.py makes for the CPU (one oneDNN Graph) in the first and
+third; "backbone only" runs it too.
 The machine may be shared: the load average is printed with the figures, and the limit is
 measured before and after the same way, and again (1 s) just before each timed extraction,
 which gives each round its own share of the limit; their median is the steadier figure when
@@ -34,6 +37,7 @@ the machine's speed drifts during the run.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import os
 import statistics
@@ -108,7 +112,7 @@ def legacy_extract(backbone, channel, samples, batch: int):
         torch.jit.enable_onednn_fusion(graph_fusion)
 
 
-WAYS = ("workers", "one process", "before #18")
+WAYS = ("workers", "workers, eager rewrites", "one process", "before #18")
 
 
 def limit_images_per_sec(gflops: float) -> float:
@@ -127,9 +131,11 @@ def compare_extraction(network, channel, index, key, workdir: Path, rounds: int)
     samples = [s for split in index.splits.values() for s in split]
     wanted = {split: (split_samples, 1) for split, split_samples in index.splits.items()}
     rates, limits, diff = {way: [] for way in WAYS}, {way: [] for way in WAYS}, 0.0
+    graph_backbone = feature_cache.cpu_inference_backbone
     for round_ in range(rounds):
         features = {}
-        for way in WAYS[round_ % 3 :] + WAYS[: round_ % 3]:
+        turn = round_ % len(WAYS)
+        for way in WAYS[turn:] + WAYS[:turn]:
             limits[way].append(limit_images_per_sec(matmul_gflops(1.0)))
             backbone = network()[1]
             started = time.perf_counter()
@@ -137,14 +143,19 @@ def compare_extraction(network, channel, index, key, workdir: Path, rounds: int)
                 features[way] = legacy_extract(backbone, channel, samples, 4 * torch.get_num_threads())
                 rates[way].append(len(samples) / (time.perf_counter() - started))
                 continue
-            got, report = feature_cache.load_or_extract(
-                workdir / f"cache-{round_}-{way}", key, channel, wanted, backbone, device=device,
-                batch_size=feature_cache.extraction_batch_size(device), num_workers=0,
-                processes=feature_cache.extraction_processes(device) if way == "workers" else 1,
-            )  # fmt: skip
+            if way == "workers, eager rewrites":  # what fast_backbone falls back to without oneDNN Graph
+                feature_cache.cpu_inference_backbone = functools.partial(graph_backbone, graph_fusion=False)
+            try:
+                got, report = feature_cache.load_or_extract(
+                    workdir / f"cache-{round_}-{way}", key, channel, wanted, backbone, device=device,
+                    batch_size=feature_cache.extraction_batch_size(device), num_workers=0,
+                    processes=1 if way == "one process" else feature_cache.extraction_processes(device),
+                )  # fmt: skip
+            finally:
+                feature_cache.cpu_inference_backbone = graph_backbone
             rates[way].append(report.extracted_images / report.extract_seconds)
             features[way] = torch.cat([got[split].views[0] for split in index.splits])
-        diff = max(diff, *(float((features[w] - features["before #18"]).abs().max()) for w in WAYS[:2]))
+        diff = max(diff, *(float((features[w] - features["before #18"]).abs().max()) for w in WAYS[:-1]))
     return rates, limits, diff
 
 
@@ -262,6 +273,11 @@ def main() -> None:
         *((f"extraction rounds, {way} (images/s)", " ".join(f"{r:.1f}" for r in rates[way])) for way in WAYS),
         *((f"extraction, {way}: median", f"{median[way]:10.1f} images/s") for way in WAYS),
         ("extraction speed-up, workers vs one process", f"{median['workers'] / median['one process']:10.2f} x"),
+        (
+            "speed-up, oneDNN Graph vs eager rewrites (workers)",
+            f"{median['workers'] / median['workers, eager rewrites']:10.2f} x"
+            f" (per round: {' '.join(f'{g / e:.2f}' for g, e in zip(rates['workers'], rates['workers, eager rewrites']))})",
+        ),
         ("extraction speed-up, workers vs before #18", f"{median['workers'] / median['before #18']:10.2f} x"),
         ("largest feature difference vs before #18", f"{feature_diff:10.1e}"),
         ("backbone only, ready tensors, this process", f"{backbone_rate:10.1f} images/s"),
