@@ -132,21 +132,27 @@ def supervise(layout: JobLayout, launcher: Launcher | None = None) -> int:
         how = launcher.describe(request)
         if how:
             log.write(f"[dogbreed] {_now()} {how}\n".encode())
-        child = launcher.start(request, log)
-        layout.write_status(state="InProgress", supervisor_pid=os.getpid(), pid=child.pid, started_at=_now())
-        layout.job_lock().name_holders(os.getpid(), child.pid)
-        stopping = {"signal": None}
+        stopping: dict[str, Any] = {"signal": None, "child": None}
 
         def stop(signum: int, _frame: object) -> None:
             stopping["signal"] = signum
+            if stopping["child"] is None:
+                return  # train.py is not started yet: it is stopped as soon as it is
             try:
-                os.killpg(child.pid, signal.SIGTERM)
-                os.killpg(child.pid, signal.SIGCONT)  # a stopped train.py acts on it only once it runs
+                os.killpg(stopping["child"].pid, signal.SIGTERM)
+                os.killpg(stopping["child"].pid, signal.SIGCONT)  # a stopped train.py acts on it only once it runs
             except ProcessLookupError:
                 pass
 
+        # Set before this process names itself in status.json, which is where a stop learns
+        # its pid: a SIGTERM in between used to end it on the spot, with train.py running on.
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        child = stopping["child"] = launcher.start(request, log)
+        if stopping["signal"] is not None:
+            stop(stopping["signal"], None)
+        layout.write_status(state="InProgress", supervisor_pid=os.getpid(), pid=child.pid, started_at=_now())
+        layout.job_lock().name_holders(os.getpid(), child.pid)
         code = child.wait()
         ended = _now()
         log.write(f"[dogbreed] {ended} train.py exited with code {code}\n".encode())

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 TERMINAL = ("Completed", "Failed", "Stopped")
 POLL_SECONDS = 0.05  # reading status.json and the log tail: cheap, and trials last under a second
+STARTING_WAIT_SECONDS = 15.0  # a starting supervisor names itself within ~1 s; a loaded machine, more
 
 
 def trial_threads(config: Config) -> int:
@@ -170,9 +171,19 @@ class LocalTraining:
         layout = JobLayout(Path(spec["job_dir"]))
         lock = layout.lock()
         try:
-            self._start_locked(layout, spec, lock)
-        finally:
-            os.close(lock)  # ours; the supervisor holds its own copy of the descriptor
+            try:
+                self._start_locked(layout, spec, lock)
+            finally:
+                os.close(lock)  # ours; the supervisor holds its own copy of the descriptor
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM (a tuning worker told to stop) while the job was starting: a
+            # supervisor that did start is stopped, as nobody would follow it, and a job that
+            # never started does not stay "Starting" for good.
+            if layout.is_locked():
+                self._stop(layout)
+            elif layout.read_status().get("state") == "Starting":
+                layout.write_status(state="Stopped", failure="stopped before it started")
+            raise
 
     def _start_locked(self, layout: JobLayout, spec: dict[str, Any], lock: int) -> None:
         layout.make()
@@ -249,8 +260,16 @@ class LocalTraining:
         return JobRecords(path, str(path), status=job.state)
 
     def stop_training(self, name: str) -> None:
-        layout = self._layout(name)
+        self._stop(self._layout(name))
+
+    def _stop(self, layout: JobLayout) -> None:
         status = layout.read_status()
+        deadline = time.monotonic() + STARTING_WAIT_SECONDS
+        while status.get("state") == "Starting" and layout.is_locked() and time.monotonic() < deadline:
+            # Its supervisor is starting and has no pid in status.json yet; it writes one as it
+            # starts train.py, its stop handler already set. Before, such a job was not stopped.
+            time.sleep(POLL_SECONDS)
+            status = layout.read_status()
         pid = status.get("supervisor_pid")
         if is_alive(pid):
             os.kill(pid, signal.SIGTERM)
