@@ -11,9 +11,10 @@ consumed tile by tile while in cache instead of going out to memory and back), a
 projection with its shortcut's sum. On this project's 2-core CPU, one thread, batch 4, side by
 side: mobilenet_v2 10.6-10.7 ms per image against 14.4-17.5 for the eager rewrites below,
 mobilenet_v3_small 2.9 against 4.4-4.6, efficientnet_b0 23-27 against 25-29.5, resnet18 48-50
-against 52-53; extraction of 1,200 photos in 2 workers 129-154 images/s against 89-106.
-It costs ~1 s here and ~0.3 s in each process the first time it sees an input shape (the
-executor profiles one run, then fuses). TorchScript is deprecated in favour of torch.compile
+against 52-53; extraction of 1,200 photos in 2 workers 1.23-1.25x (bench_feature_cache.py,
+the two ways side by side in one run). It costs ~0.5 s to build and check here, and ~0.5 s in
+each process the first time it meets an input shape of 224 pixels (the executor profiles one
+run, then fuses), so on about 400 photos or fewer it is no faster. TorchScript is deprecated in favour of torch.compile
 (whose freezing pass reached only plain eager speed here, after a 14 s compile) and torch warns
 so; those warnings are silenced. Where it fails (torch without TorchScript, a build without
 oneDNN Graph, a graph it fuses nothing of, different numbers), the eager rewrites run instead.
